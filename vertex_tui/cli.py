@@ -1,0 +1,337 @@
+"""The command line: argument parsing and subcommands, each a thin call into the engine.
+
+Exit status: 0 done, 1 the operation failed, 2 bad usage, configuration or input (one line
+on stderr naming what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from vertex_tui import __version__, logsetup
+from vertex_tui.engine import Engine, Settings, UsageError, VertexError
+from vertex_tui.engine.clock import isoformat
+from vertex_tui.engine.email.models import STATUSES, EmailJob
+from vertex_tui.engine.email.queue import prepare_mapping
+from vertex_tui.engine.errors import InvalidMessage
+
+log = logging.getLogger("vertex_tui")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageExit(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line (exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageExit(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text}")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got {text}")
+    return value
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="vertex-tui", description="Operations console and engine for Vertex AR.")
+    p.add_argument("--version", action="version", version=f"vertex-tui {__version__}")
+    p.add_argument("--no-ui", action="store_true", help="run the engine headless (systemd)")
+    p.add_argument("--attach", action="store_true",
+                   help="console without an engine of its own, over the shared database")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+
+    sub.add_parser("config", help="print the effective settings (secrets masked)")
+    status = sub.add_parser("status", help="state of every service")
+    status.add_argument("--json", action="store_true")
+
+    email = sub.add_parser("email", help="the email queue").add_subparsers(
+        dest="action", required=True, parser_class=Parser)
+    stats = email.add_parser("stats", help="counts by status, oldest pending, sent last minute")
+    stats.add_argument("--json", action="store_true")
+    lst = email.add_parser("list", help="jobs, newest first")
+    lst.add_argument("--status", choices=STATUSES)
+    lst.add_argument("--search", help="text in the recipient or subject")
+    lst.add_argument("--limit", type=_positive_int, default=50)
+    lst.add_argument("--before-id", type=_positive_int, help="continue below this job id")
+    lst.add_argument("--json", action="store_true")
+    failed = email.add_parser("failed", help="failed jobs with their last error")
+    failed.add_argument("--limit", type=_positive_int, default=50)
+    failed.add_argument("--json", action="store_true")
+    show = email.add_parser("show", help="one job with headers and every attempt")
+    show.add_argument("id", type=_positive_int)
+    show.add_argument("--json", action="store_true")
+    retry = email.add_parser("retry", help="failed jobs back to the queue with fresh attempts")
+    retry.add_argument("--id", type=_positive_int, help="retry this job only")
+    retry.add_argument("--max", type=_positive_int, help="retry at most N (oldest first)")
+    retry.add_argument("--json", action="store_true")
+    drain = email.add_parser("drain", help="deliver everything due now, then return")
+    drain.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
+    drain.add_argument("--json", action="store_true")
+    cleanup = email.add_parser("cleanup", help="delete sent and failed jobs older than N days")
+    cleanup.add_argument("--older-than", type=_days, default=30.0, metavar="DAYS")
+    cleanup.add_argument("--json", action="store_true")
+    email.add_parser("pause", help="stop delivering (every engine on this database)")
+    email.add_parser("resume", help="resume delivering")
+    enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
+    enqueue.add_argument("--to")
+    enqueue.add_argument("--subject")
+    enqueue.add_argument("--body")
+    enqueue.add_argument("--html")
+    enqueue.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
+    enqueue.add_argument("--jsonl", type=Path, metavar="FILE")
+    return p
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _ago(ts: float | None, now: float) -> str:
+    import humanize
+
+    if ts is None:
+        return "-"
+    from datetime import timedelta
+
+    delta = timedelta(seconds=now - ts)
+    return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else (
+        "in " + humanize.naturaldelta(-delta))
+
+
+def _jobs_table(jobs: list[EmailJob]) -> None:
+    if not jobs:
+        print("no jobs")
+        return
+    print(f"{'ID':>8}  {'STATUS':8} {'TRIES':>5}  {'TO':30} {'SUBJECT':30} LAST ERROR")
+    for j in jobs:
+        print(f"{j.id:>8}  {j.status:8} {j.attempts:>5}  {j.to[:30]:30} {j.subject[:30]:30} "
+              f"{(j.last_error or '')[:60]}")
+
+
+async def _email(args: argparse.Namespace, engine: Engine) -> int:
+    q = engine.email
+    action = args.action
+    if action == "stats":
+        stats = await q.stats()
+        if args.json:
+            _print_json(stats.to_json())
+        else:
+            now = engine.clock.time()
+            print(f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent}  "
+                  f"failed {stats.failed}{'  (PAUSED)' if stats.paused else ''}")
+            print(f"oldest pending: {_ago(stats.oldest_pending_at, now)}   "
+                  f"sent in the last minute: {stats.sent_last_minute}")
+        return EXIT_OK
+    if action in ("list", "failed"):
+        status = "failed" if action == "failed" else args.status
+        jobs = await q.list_jobs(status=status, search=getattr(args, "search", None),
+                                 limit=args.limit, before_id=getattr(args, "before_id", None))
+        if args.json:
+            _print_json([j.to_json() for j in jobs])
+        else:
+            _jobs_table(jobs)
+        return EXIT_OK
+    if action == "show":
+        detail = await q.get_job(args.id)
+        if args.json:
+            _print_json(detail.to_json())
+        else:
+            for key, value in detail.to_json().items():
+                if key != "history":
+                    print(f"{key:>16}: {value}")
+            print("         history:")
+            for a in detail.history:
+                print(f"    round {a.round} attempt {a.attempt}  {isoformat(a.at)}  "
+                      f"{a.outcome:9} {a.error or ''}")
+        return EXIT_OK
+    if action == "retry":
+        ids = await q.retry(job_id=args.id, limit=args.max)
+        if args.json:
+            _print_json({"retried": len(ids), "ids": ids})
+        else:
+            print(f"retried {len(ids)} failed job(s)")
+        return EXIT_OK
+    if action == "cleanup":
+        count = await q.cleanup(args.older_than)
+        if args.json:
+            _print_json({"deleted": count, "older_than_days": args.older_than})
+        else:
+            print(f"deleted {count} sent/failed job(s) older than {args.older_than:g} days")
+        return EXIT_OK
+    if action in ("pause", "resume"):
+        await (q.pause() if action == "pause" else q.resume())
+        print("delivery paused" if action == "pause" else "delivery resumed")
+        return EXIT_OK
+    if action == "drain":
+        result = await q.drain(timeout=args.timeout)
+        if args.json:
+            _print_json(result)
+        else:
+            print(f"drained: sent {result['sent']}, failed {result['failed']}, "
+                  f"retrying later {result['retrying']}")
+        return EXIT_OK
+    if action == "enqueue":
+        return await _enqueue(args, engine)
+    raise UsageError(f"unknown email action {action}")
+
+
+def _parse_headers(items: list[str]) -> dict[str, str]:
+    headers = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header expects 'Name: value', got {item!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every message of a JSONL file, validated; the first bad line raises naming its number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    messages = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidMessage(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+        try:
+            prepare_mapping(doc)
+        except InvalidMessage as exc:
+            raise InvalidMessage(f"{path} line {number}: {exc}") from None
+        messages.append(doc)
+    if not messages:
+        raise UsageError(f"{path} holds no messages")
+    return messages
+
+
+async def _enqueue(args: argparse.Namespace, engine: Engine) -> int:
+    if args.jsonl is not None:
+        if args.to or args.subject or args.body or args.html or args.header:
+            raise UsageError("use either --jsonl FILE or --to/--subject/--body, not both")
+        messages = read_jsonl(args.jsonl)
+        ids = await engine.email.enqueue_many(messages)
+        print(len(ids))
+        return EXIT_OK
+    missing = [f"--{k}" for k in ("to", "subject", "body") if getattr(args, k) is None]
+    if missing:
+        raise UsageError(f"email enqueue needs {', '.join(missing)} (or --jsonl FILE)")
+    job_id = await engine.email.enqueue(to=args.to, subject=args.subject, body=args.body,
+                                        html=args.html, headers=_parse_headers(args.header))
+    print(job_id)
+    return EXIT_OK
+
+
+async def _status(args: argparse.Namespace, engine: Engine) -> int:
+    doc = await engine.status()
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    engines = doc["engines"]
+    print(f"engines alive: {len(engines)}" + (f" ({', '.join(engines)})" if engines else ""))
+    for name, svc in doc["services"].items():
+        print(f"{name:10} {svc['state']:12} last {svc['last_run'] or '-':26} "
+              f"next {svc['next_run'] or '-'}")
+    return EXIT_OK
+
+
+async def run_headless(settings: Settings) -> int:
+    """The engine without a console until SIGTERM or SIGINT; then a graceful stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Engine(settings) as engine:
+        log.info("engine %s running: %s (database %s)", engine.owner,
+                 ", ".join(engine.running()), settings.db_path)
+        await stop.wait()
+        log.info("stop requested; finishing in-flight work")
+    log.info("engine stopped")
+    return EXIT_OK
+
+
+async def _with_engine(settings: Settings, run: list[str],
+                       command: Callable[[Engine], Awaitable[int]]) -> int:
+    async with Engine(settings, run=run) as engine:
+        return await command(engine)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageExit as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = Settings.from_env()
+    except UsageError as exc:
+        print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command is None and not args.no_ui:
+        print("vertex-tui: the console is not part of this version yet; run the engine with "
+              "'vertex-tui --no-ui' and operate it with the subcommands (vertex-tui --help)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    logsetup.configure(args.log_format, "warning" if args.command else args.log_level)
+    try:
+        if args.command is None:
+            return asyncio.run(run_headless(settings))
+        if args.command == "config":
+            for name, value in settings.describe():
+                print(f"{name}={value}")
+            return EXIT_OK
+        if args.command == "status":
+            return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
+        run = ["email"] if args.command == "email" and args.action == "drain" else []
+        return asyncio.run(_with_engine(settings, run, lambda e: _email(args, e)))
+    except UsageError as exc:
+        print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VertexError as exc:
+        print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,107 @@
+"""Injectable clocks: the system clock, and a fake one that tests move by hand.
+
+Services never call `time.time()` or `asyncio.sleep()` directly; they ask their clock, so a
+test can jump a retry schedule or a lease expiry forward instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What services need from time."""
+
+    def time(self) -> float:
+        """Seconds since the epoch (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time."""
+        ...
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for `event` or `timeout` seconds of this clock's time; True if the event fired."""
+        ...
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """Epoch seconds to an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def isoformat(ts: float | None) -> str | None:
+    """Epoch seconds to ISO 8601 with offset, second precision (None stays None)."""
+    dt = to_datetime(ts)
+    return None if dt is None else dt.isoformat(timespec="seconds")
+
+
+class SystemClock:
+    """The real clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        if event.is_set():
+            return True
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+        except TimeoutError:
+            return False
+        return True
+
+
+class FakeClock:
+    """A clock that only moves when a test calls `advance()` or `set()`.
+
+    Sleepers wake in deadline order once the clock passes their deadline.
+    """
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        await fut
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        if event.is_set():
+            return True
+        waiter = asyncio.ensure_future(event.wait())
+        sleeper = asyncio.ensure_future(self.sleep(timeout))
+        try:
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            sleeper.cancel()
+        return event.is_set()
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake every sleeper whose deadline has passed."""
+        self.set(self._now + seconds)
+
+    def set(self, now: float) -> None:
+        """Jump to `now` (never backwards) and wake the sleepers that are due."""
+        self._now = max(self._now, now)
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, fut = heapq.heappop(self._sleepers)
+            if not fut.done():
+                fut.set_result(None)

@@ -1,0 +1,1 @@
+"""The durable email queue: validation, retry policy, SMTP transport, claims and workers."""

@@ -1,0 +1,149 @@
+"""Validation of outgoing mail at enqueue time, and building the `EmailMessage` at send time.
+
+Addresses are parsed with the stdlib `email` package; a strict addr-spec pattern is a fast
+path for the common case (it accepts only strings the stdlib parser also reads as exactly that
+address). CR or LF in any header value is refused: header injection is not a delivery problem
+to discover at 3 a.m., it is bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Any
+
+from vertex_tui.engine.clock import to_datetime
+from vertex_tui.engine.errors import InvalidMessage
+
+_SIMPLE_ADDR = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' or space
+# Headers the queue sets itself; callers may not override them.
+RESERVED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version",
+     "content-type", "content-transfer-encoding"}
+)
+MAX_SUBJECT = 998
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedEmail:
+    """A validated message, ready to store."""
+
+    recipients: tuple[str, ...]
+    to_header: str
+    subject: str
+    body: str
+    html: str | None
+    headers: Mapping[str, str]
+
+    def headers_json(self) -> str:
+        return json.dumps(dict(self.headers), ensure_ascii=False) if self.headers else "{}"
+
+
+def _no_crlf(what: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise InvalidMessage(f"{what} contains a line break (CR/LF): {value[:60]!r}")
+
+
+def parse_address(value: str) -> str:
+    """The addr-spec of one address ('Name <a@b>' or 'a@b'), or `InvalidMessage`."""
+    _no_crlf("address", value)
+    value = value.strip()
+    if _SIMPLE_ADDR.match(value):
+        return value
+    name, addr = parseaddr(value)
+    local, at, domain = addr.rpartition("@")
+    if (not at or not local or not domain or " " in addr or "@" in local.strip('"')
+            or "." not in domain and domain != "localhost" or domain.startswith(".")
+            or domain.endswith(".") or ".." in domain):
+        raise InvalidMessage(f"invalid email address: {value!r}")
+    return addr
+
+
+def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
+    """Recipients' addr-specs and the To header, from a string (comma-separated) or a list."""
+    items = [to] if isinstance(to, str) else list(to)
+    if not items:
+        raise InvalidMessage("no recipient given")
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidMessage(f"recipient must be a string, not {type(item).__name__}")
+        _no_crlf("To", item)
+    if len(items) == 1 and _SIMPLE_ADDR.match(items[0].strip()):
+        addr = items[0].strip()
+        return (addr,), addr
+    pairs = getaddresses(items)
+    if not pairs or any(not addr for _, addr in pairs):
+        raise InvalidMessage(f"invalid recipient list: {', '.join(items)!r}")
+    recipients = []
+    for name, addr in pairs:
+        shown = f"{name} <{addr}>" if name else addr
+        recipients.append(parse_address(shown))
+    return tuple(recipients), ", ".join(i.strip() for i in items)
+
+
+def prepare(*, to: str | Iterable[str], subject: str, body: str, html: str | None = None,
+            headers: Mapping[str, Any] | None = None) -> PreparedEmail:
+    """Validate one message; raises `InvalidMessage` naming the problem."""
+    recipients, to_header = parse_recipients(to)
+    if not isinstance(subject, str):
+        raise InvalidMessage("subject must be a string")
+    _no_crlf("Subject", subject)
+    if len(subject) > MAX_SUBJECT:
+        raise InvalidMessage(f"subject is longer than {MAX_SUBJECT} characters")
+    if not isinstance(body, str):
+        raise InvalidMessage("body must be a string")
+    if html is not None and not isinstance(html, str):
+        raise InvalidMessage("html must be a string")
+    extra: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidMessage(f"invalid header name: {name!r}")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidMessage(f"header {name} is set by the queue and cannot be given")
+        if not isinstance(value, str):
+            raise InvalidMessage(f"header {name} must be a string")
+        _no_crlf(f"header {name}", value)
+        extra[name] = value
+    return PreparedEmail(recipients=recipients, to_header=to_header, subject=subject,
+                         body=body, html=html, headers=extra)
+
+
+class MessageIds:
+    """Message-IDs unique across processes: a random prefix per generator and a counter."""
+
+    def __init__(self, sender: str) -> None:
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        self._suffix = f"@{domain}>"
+        self._prefix = f"<{uuid.uuid4().hex}."
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        return f"{self._prefix}{self._n}{self._suffix}"
+
+
+def build_message(*, sender: str, to_header: str, subject: str, body: str, html: str | None,
+                  headers: Mapping[str, str], message_id: str,
+                  created_at: float) -> EmailMessage:
+    """The `EmailMessage` (default policy) for a stored job; same Message-ID on every attempt."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to_header
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(to_datetime(created_at))  # type: ignore[arg-type]
+    msg["Message-ID"] = message_id
+    for name, value in headers.items():
+        msg[name] = value
+    msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    return msg

@@ -1,0 +1,427 @@
+"""The email queue service: enqueue, workers that claim and deliver, and operator tools.
+
+Every state change is a database write first; memory holds only counters and at most
+`workers × CLAIM_BATCH` claimed jobs, however many are pending. Workers claim small batches
+under a lease, send over one reused connection each, and hand outcomes to a single completer
+task that writes them in group commits, fenced by (owner, attempt): a worker that lost its
+lease cannot overwrite the job's newer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.clock import Clock, isoformat
+from vertex_tui.engine.email.message import MessageIds, PreparedEmail, prepare
+from vertex_tui.engine.email.models import ClaimedJob, EmailJob, EmailJobDetail, QueueStats
+from vertex_tui.engine.email.retry import Outcome, decide
+from vertex_tui.engine.email.transport import SendResult, SmtpTransport, Transport, classify
+from vertex_tui.engine.errors import InvalidMessage, NotFound, UsageError, VertexError
+from vertex_tui.engine.service import ServiceState
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store.db import Database
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 16
+COMPLETE_BATCH = 500
+MESSAGE_KEYS = frozenset({"to", "subject", "body", "html", "headers"})
+ERROR_STATE_SECONDS = 60.0
+
+TransportFactory = Callable[[], Transport]
+
+
+class EmailQueue:
+    """The durable email queue of one engine process."""
+
+    name = "email"
+
+    def __init__(self, *, db: Database, settings: Settings, clock: Clock, events: ev.EventBus,
+                 owner: str, transport_factory: TransportFactory | None = None,
+                 rand: random.Random | None = None) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+        self._events = events
+        self._owner = owner
+        self._transport_factory = transport_factory or (lambda: SmtpTransport(settings))
+        self._rand = rand or random.Random()
+        self._ids = MessageIds(settings.email_from)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._completions: asyncio.Queue[tuple[store.Completion, asyncio.Future[bool]]] = (
+            asyncio.Queue()
+        )
+        self._workers: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
+        self._paused = False
+        self._claiming = 0
+        self._inflight = 0
+        self._sending = 0
+        self._outcomes: Counter[str] = Counter()
+        self._last_error_at: float | None = None
+        self.last_error: str | None = None
+
+    # ---- enqueue -------------------------------------------------------------------------
+
+    def _row(self, p: PreparedEmail, now: float) -> tuple[Any, ...]:
+        import json
+
+        return (self._ids.next(), self._settings.email_from, json.dumps(list(p.recipients)),
+                p.to_header, p.subject, p.body, p.html, p.headers_json(),
+                self._settings.email_retry_max_attempts, now, now, now)
+
+    async def enqueue(self, *, to: str | Iterable[str], subject: str, body: str,
+                      html: str | None = None, headers: Mapping[str, str] | None = None) -> int:
+        """Validate and store one message; committed before this returns its job id."""
+        prepared = prepare(to=to, subject=subject, body=body, html=html, headers=headers)
+        return (await self._store([prepared]))[0]
+
+    async def enqueue_many(self, messages: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Validate every message, then store all in one transaction (or none)."""
+        prepared = []
+        for number, message in enumerate(messages, 1):
+            try:
+                prepared.append(prepare_mapping(message))
+            except InvalidMessage as exc:
+                raise InvalidMessage(f"message {number}: {exc}") from None
+        return await self._store(prepared) if prepared else []
+
+    async def _store(self, prepared: list[PreparedEmail]) -> list[int]:
+        now = self._clock.time()
+        ids = await store.insert_jobs(self._db, [self._row(p, now) for p in prepared])
+        self._wake.set()
+        self._events.publish(ev.EmailEnqueued(at=now, count=len(ids), job_ids=tuple(ids[:100])))
+        return ids
+
+    # ---- operator tools --------------------------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        now = self._clock.time()
+        counts = await store.status_counts(self._db)
+        oldest = await store.oldest_pending_created(self._db)
+        return QueueStats(
+            pending=counts.get("pending", 0), sending=counts.get("sending", 0),
+            sent=counts.get("sent", 0), failed=counts.get("failed", 0),
+            oldest_pending_at=oldest,
+            oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
+            next_attempt_at=await store.next_attempt_at(self._db),
+            sent_last_minute=await store.sent_since(self._db, now - 60),
+            paused=await store.is_paused(self._db),
+        )
+
+    async def sent_per_minute(self, minutes: int = 60) -> list[int]:
+        now = self._clock.time()
+        return await store.sent_per_minute(self._db, now - minutes * 60, now)
+
+    async def list_jobs(self, *, status: str | None = None, search: str | None = None,
+                        limit: int = 50, before_id: int | None = None) -> list[EmailJob]:
+        return await store.list_jobs(self._db, status=status, search=search, limit=limit,
+                                     before_id=before_id)
+
+    async def get_job(self, job_id: int) -> EmailJobDetail:
+        return await store.get_job(self._db, job_id)
+
+    async def retry(self, *, job_id: int | None = None, ids: Iterable[int] | None = None,
+                    limit: int | None = None) -> list[int]:
+        """Failed jobs back to pending with fresh attempts: one (`job_id`), exactly `ids`,
+        or the oldest `limit` failed (all when None). Returns the ids retried."""
+        now = self._clock.time()
+        if job_id is not None:
+            detail = await store.get_job(self._db, job_id)
+            if detail.job.status != "failed":
+                raise UsageError(f"email job {job_id} is {detail.job.status}, not failed")
+            ids = [job_id]
+        chosen = await store.retry_failed(self._db, now=now,
+                                          ids=None if ids is None else list(ids), limit=limit)
+        if chosen:
+            self._wake.set()
+        self._events.publish(ev.JobsRetried(at=now, count=len(chosen),
+                                            job_ids=tuple(chosen[:100])))
+        return chosen
+
+    async def cleanup(self, older_than_days: float) -> int:
+        """Delete sent and failed jobs that finished more than `older_than_days` ago."""
+        if older_than_days < 0:
+            raise UsageError("--older-than must be a number of days >= 0")
+        now = self._clock.time()
+        count = await store.cleanup(self._db, now=now, cutoff=now - older_than_days * 86_400,
+                                    older_than_days=older_than_days)
+        self._events.publish(ev.JobsCleanedUp(at=now, count=count))
+        return count
+
+    async def pause(self) -> None:
+        now = self._clock.time()
+        await store.set_paused(self._db, True, now)
+        self._set_paused(True, now)
+
+    async def resume(self) -> None:
+        now = self._clock.time()
+        await store.set_paused(self._db, False, now)
+        self._set_paused(False, now)
+
+    def _set_paused(self, paused: bool, now: float) -> None:
+        if paused == self._paused:
+            return
+        self._paused = paused
+        self._events.publish(ev.QueuePaused(at=now) if paused else ev.QueueResumed(at=now))
+        self._wake.set()
+
+    async def drain(self, *, timeout: float | None = None) -> dict[str, int]:
+        """Deliver everything due now (one attempt each), then return what happened."""
+        if not self._workers:
+            raise VertexError("drain needs running workers")
+        if await store.is_paused(self._db):
+            raise UsageError("delivery is paused; resume it first (vertex-tui email resume)")
+        before = Counter(self._outcomes)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._wake.set()
+            if (self._claiming == 0 and self._inflight == 0
+                    and not await store.any_due(self._db, self._clock.time())):
+                break
+            if deadline is not None and loop.time() > deadline:
+                raise VertexError(f"drain did not finish within {timeout:g} s")
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), 0.05)
+            except TimeoutError:
+                pass
+        after = self._outcomes - before
+        return {"sent": after["sent"], "failed": after["failed"], "retrying": after["pending"]}
+
+    # ---- service lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._paused = await store.is_paused(self._db)
+        self._stop.clear()
+        self._helpers = [asyncio.create_task(self._completer(), name="email-completer"),
+                         asyncio.create_task(self._housekeeper(), name="email-housekeeper")]
+        self._workers = [
+            asyncio.create_task(self._worker(i), name=f"email-worker-{i}")
+            for i in range(self._settings.email_workers)
+        ]
+        self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
+
+    async def stop(self, grace: float = 8.0) -> None:
+        """Finish in-flight sends (up to `grace` s), hand back unsent claims, close SMTP."""
+        if not self._workers:
+            return
+        self._stop.set()
+        self._wake.set()
+        _, late = await asyncio.wait(self._workers, timeout=grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for task in self._helpers:
+            task.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        self._workers, self._helpers = [], []
+        self._events.publish(ev.ServiceStopped(at=self._clock.time(), service=self.name))
+
+    def state(self) -> ServiceState:
+        if not self._workers:
+            return ServiceState.STOPPED
+        if self._paused:
+            return ServiceState.PAUSED
+        if (self._last_error_at is not None
+                and self._clock.time() - self._last_error_at < ERROR_STATE_SECONDS):
+            return ServiceState.ERROR
+        return ServiceState.RUNNING if self._inflight else ServiceState.IDLE
+
+    async def status(self) -> dict[str, Any]:
+        stats = await self.stats()
+        row = await self._db.read_one("SELECT max(finished_at) FROM email_jobs")
+        state = self.state()
+        if state is ServiceState.STOPPED and stats.paused:
+            state = ServiceState.PAUSED
+        return {"state": str(state), "last_run": isoformat(row[0] if row else None),
+                "next_run": isoformat(stats.next_attempt_at), "last_error": self.last_error,
+                **{k: v for k, v in stats.to_json().items() if k != "paused"}}
+
+    # ---- workers ----------------------------------------------------------------------------
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = message
+        self._last_error_at = self._clock.time()
+        self._events.publish(ev.ServiceErrored(at=self._clock.time(), service=self.name,
+                                               error=message))
+
+    async def _worker(self, index: int) -> None:
+        owner = f"{self._owner}/w{index}"
+        transport = self._transport_factory()
+        poll = self._settings.email_poll_interval
+        try:
+            while not self._stop.is_set():
+                if self._paused:
+                    await self._clock.wait(self._wake, poll)
+                    self._wake.clear()
+                    continue
+                try:
+                    batch = await self._claim(owner)
+                except Exception as exc:
+                    log.exception("claiming email jobs failed", extra={"service": self.name})
+                    self._note_error(f"claim failed: {exc}")
+                    await self._clock.wait(self._stop, poll)
+                    continue
+                if batch:
+                    await self._work(batch, transport)
+                else:
+                    await self._idle(poll)
+        finally:
+            await transport.close()
+
+    async def _claim(self, owner: str) -> list[ClaimedJob]:
+        self._wake.clear()
+        self._claiming += 1
+        try:
+            now = self._clock.time()
+            batch = await store.claim(self._db, owner=owner, now=now,
+                                      lease_until=now + self._settings.email_lease_seconds,
+                                      limit=CLAIM_BATCH)
+            self._inflight += len(batch)
+            return batch
+        finally:
+            self._claiming -= 1
+
+    async def _idle(self, poll: float) -> None:
+        timeout = poll
+        try:
+            upcoming = await store.next_attempt_at(self._db)
+        except Exception:
+            upcoming = None
+        if upcoming is not None:
+            timeout = min(poll, max(0.0, upcoming - self._clock.time()))
+        await self._clock.wait(self._wake, timeout)
+
+    async def _work(self, batch: list[ClaimedJob], transport: Transport) -> None:
+        lease = self._settings.email_lease_seconds
+        lease_until = self._clock.time() + lease
+        done: list[asyncio.Future[bool]] = []
+        index = 0
+        try:
+            for index, job in enumerate(batch):  # noqa: B007 - index is used after the loop
+                if self._stop.is_set() or self._paused:
+                    await store.release(self._db, batch[index:], self._clock.time())
+                    self._inflight -= len(batch) - index
+                    break
+                if self._clock.time() > lease_until - lease / 2:
+                    lease_until = self._clock.time() + lease
+                    await store.extend_leases(self._db, batch[index:], lease_until)
+                self._sending += 1
+                try:
+                    result = await transport.send(job)
+                except Exception as exc:
+                    result = classify(exc)
+                finally:
+                    self._sending -= 1
+                done.append(self._submit(job, result))
+        except asyncio.CancelledError:
+            # Stopped past the grace period: the job being sent may or may not have gone out.
+            # Expire its lease so any engine retries it soon; hand back the untried rest.
+            now = self._clock.time()
+            await store.extend_leases(self._db, batch[index:index + 1], now)
+            await store.release(self._db, batch[index + 1:], now)
+            raise
+        finally:
+            if done:
+                await asyncio.gather(*done, return_exceptions=True)
+
+    def _submit(self, job: ClaimedJob, result: SendResult) -> asyncio.Future[bool]:
+        now = self._clock.time()
+        s = self._settings
+        decision = decide(result.outcome, attempt=job.attempt, max_attempts=job.max_attempts,
+                          now=now, delays=s.email_retry_delays, rand=self._rand)
+        completion = store.Completion(
+            job_id=job.id, owner=job.owner, attempt=job.attempt, at=now,
+            outcome=str(result.outcome), status=decision.status, retry_at=decision.retry_at,
+            code=result.code, error=result.error, message_id=job.message_id,
+        )
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._completions.put_nowait((completion, future))
+        return future
+
+    async def _completer(self) -> None:
+        """Write outcomes in group commits, then publish what happened."""
+        while True:
+            items = [await self._completions.get()]
+            while not self._completions.empty() and len(items) < COMPLETE_BATCH:
+                items.append(self._completions.get_nowait())
+            completions = [c for c, _ in items]
+            try:
+                refused = {(c.job_id, c.attempt) for c in await store.complete(self._db, completions)}
+            except Exception as exc:
+                # The jobs keep their leases and are retried when those expire.
+                log.exception("recording %d email outcomes failed", len(items))
+                self._note_error(f"recording outcomes failed: {exc}")
+                refused = {(c.job_id, c.attempt) for c in completions}
+            self._inflight -= len(items)
+            for completion, future in items:
+                ok = (completion.job_id, completion.attempt) not in refused
+                if not future.done():
+                    future.set_result(ok)
+                self._publish_outcome(completion, ok)
+            self._progress.set()
+
+    def _publish_outcome(self, c: store.Completion, ok: bool) -> None:
+        if not ok:
+            log.warning("email job %d: lease lost, outcome of attempt %d not recorded",
+                        c.job_id, c.attempt, extra={"job_id": c.job_id, "attempt": c.attempt})
+            self._events.publish(ev.CompletionRefused(at=c.at, job_id=c.job_id,
+                                                      attempt=c.attempt))
+            return
+        self._outcomes[c.status] += 1
+        if c.outcome == Outcome.SENT:
+            log.debug("email job %d sent", c.job_id, extra={"job_id": c.job_id})
+            self._events.publish(ev.EmailSent(at=c.at, job_id=c.job_id, attempt=c.attempt,
+                                              message_id=c.message_id))
+            return
+        level = logging.WARNING if c.status == "failed" else logging.INFO
+        log.log(level, "email job %d attempt %d: %s%s", c.job_id, c.attempt, c.error,
+                "" if c.retry_at is None else f" (retry at {isoformat(c.retry_at)})",
+                extra={"job_id": c.job_id, "attempt": c.attempt, "service": self.name})
+        self._events.publish(ev.EmailFailed(at=c.at, job_id=c.job_id, attempt=c.attempt,
+                                            error=c.error or "", retry_at=c.retry_at))
+
+    async def _housekeeper(self) -> None:
+        """Reclaim jobs of dead workers and follow pause/resume made by other processes."""
+        poll = self._settings.email_poll_interval
+        while not self._stop.is_set():
+            try:
+                now = self._clock.time()
+                if await store.reap_expired(self._db, now):
+                    self._wake.set()
+                self._set_paused(await store.is_paused(self._db), now)
+            except Exception as exc:
+                log.exception("email housekeeping failed")
+                self._note_error(f"housekeeping failed: {exc}")
+            await self._clock.wait(self._stop, poll)
+
+
+def prepare_mapping(message: Mapping[str, Any]) -> PreparedEmail:
+    """`prepare()` for a dict with keys to, subject, body and optional html, headers."""
+    if not isinstance(message, Mapping):
+        raise InvalidMessage("expected an object with to, subject and body")
+    unknown = set(message) - MESSAGE_KEYS
+    if unknown:
+        raise InvalidMessage(f"unknown field(s): {', '.join(sorted(unknown))}")
+    missing = [k for k in ("to", "subject", "body") if k not in message]
+    if missing:
+        raise InvalidMessage(f"missing field(s): {', '.join(missing)}")
+    headers = message.get("headers")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise InvalidMessage("headers must be an object of name: value")
+    return prepare(to=message["to"], subject=message["subject"], body=message["body"],
+                   html=message.get("html"), headers=headers)
+
+
+__all__ = ["EmailQueue", "NotFound", "prepare_mapping"]

@@ -1,0 +1,195 @@
+"""SMTP delivery with aiosmtplib: one reused connection per worker, and error classification.
+
+`classify()` is the pure part: it turns an aiosmtplib exception (or a partial refusal) into
+an `Outcome`. 4xx replies, timeouts, refused or dropped connections are transient; 5xx replies
+are permanent. aiosmtplib raises `SMTPRecipientsRefused` (no `.code`; the codes are on each
+item of `.recipients`) when every recipient is refused, and *returns* a dict of refusals when
+only some are: both are handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiosmtplib
+
+from vertex_tui.engine.email.retry import Outcome
+from vertex_tui.engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A connection idle longer than this is checked with NOOP before it carries a message, so a
+# server-side idle timeout does not cost a delivery attempt.
+IDLE_CHECK_SECONDS = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendResult:
+    """How one delivery attempt ended."""
+
+    outcome: Outcome
+    code: int | None = None
+    error: str | None = None
+
+
+SENT = SendResult(outcome=Outcome.SENT)
+
+
+def _code_outcome(code: int) -> Outcome:
+    return Outcome.PERMANENT if 500 <= code < 600 else Outcome.TRANSIENT
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def classify(exc: BaseException) -> SendResult:
+    """The outcome of a delivery attempt that raised `exc`."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        detail = "; ".join(f"{r.recipient}: {r.code} {_one_line(r.message)}" for r in exc.recipients)
+        # Any 4xx refusal means trying again may succeed for everyone.
+        transient = not codes or any(not (500 <= c < 600) for c in codes)
+        code = min(codes) if transient and codes else (max(codes) if codes else None)
+        return SendResult(outcome=Outcome.TRANSIENT if transient else Outcome.PERMANENT,
+                          code=code, error=f"recipients refused: {detail}")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Bad credentials are the server's configuration, not this message's fault.
+        return SendResult(outcome=Outcome.TRANSIENT, code=exc.code,
+                          error=f"authentication failed: {exc.code} {_one_line(exc.message)}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return SendResult(outcome=_code_outcome(exc.code), code=exc.code,
+                          error=f"{exc.code} {_one_line(exc.message)}")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return SendResult(outcome=Outcome.TRANSIENT, error=f"connection dropped: {_one_line(str(exc))}")
+    if isinstance(exc, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
+        return SendResult(outcome=Outcome.TRANSIENT, error=f"timeout: {_one_line(str(exc)) or 'no reply'}")
+    if isinstance(exc, (aiosmtplib.SMTPConnectError, OSError)):
+        return SendResult(outcome=Outcome.TRANSIENT, error=f"connection failed: {_one_line(str(exc))}")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return SendResult(outcome=Outcome.TRANSIENT, error=f"SMTP error: {_one_line(str(exc))}")
+    return SendResult(outcome=Outcome.TRANSIENT, error=f"{type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def partial_refusal(errors: Mapping[str, aiosmtplib.SMTPResponse]) -> SendResult:
+    """A message accepted for some recipients: it is sent (retrying would duplicate it for
+    the others); the refusals are recorded as the attempt's error."""
+    detail = "; ".join(f"{rcpt}: {r.code} {_one_line(r.message)}" for rcpt, r in errors.items())
+    return SendResult(outcome=Outcome.SENT, code=None,
+                      error=f"accepted, but some recipients refused: {detail}")
+
+
+class Deliverable(Protocol):
+    """What a transport needs of a job; `message()` builds the `EmailMessage` (costly)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+
+    def message(self) -> EmailMessage: ...
+
+
+class Transport(Protocol):
+    """Delivers one message; one instance per worker."""
+
+    async def send(self, job: Deliverable) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class NullTransport:
+    """Accepts every message without sending it (benchmarks and dry runs)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, job: Deliverable) -> SendResult:
+        self.sent += 1
+        return SENT
+
+    async def close(self) -> None:
+        return None
+
+
+class SmtpTransport:
+    """A reused aiosmtplib connection, opened lazily and reopened after any failure."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        start_tls: bool | None = {"auto": None, "true": True, "false": False}[s.smtp_starttls]
+        if s.smtp_tls:
+            start_tls = False
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout,
+            use_tls=s.smtp_tls, start_tls=start_tls,
+            username=s.smtp_username or None,
+            password=s.smtp_password.reveal() or None,
+        )
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        smtp = self._smtp
+        if smtp is not None and smtp.is_connected:
+            if time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
+                return smtp
+            try:
+                await smtp.noop()
+                return smtp
+            except (aiosmtplib.SMTPException, OSError):
+                await self.close()
+        smtp = self._client()
+        await smtp.connect()
+        self._smtp = smtp
+        return smtp
+
+    async def send(self, job: Deliverable) -> SendResult:
+        try:
+            message = job.message()
+        except Exception as exc:  # stored content the email package cannot serialize
+            return SendResult(outcome=Outcome.PERMANENT, error=f"message cannot be built: {exc}")
+        try:
+            smtp = await self._connection()
+            errors, _ = await smtp.send_message(message, sender=job.sender,
+                                                recipients=list(job.recipients))
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+        except Exception as exc:
+            result = classify(exc)
+            await self._after_failure(exc)
+            return result
+        self._last_used = time.monotonic()
+        return partial_refusal(errors) if errors else SENT
+
+    async def _after_failure(self, exc: BaseException) -> None:
+        """Keep the connection after a plain refusal (RSET); drop it after anything else."""
+        smtp = self._smtp
+        if (smtp is not None and smtp.is_connected
+                and isinstance(exc, (aiosmtplib.SMTPResponseException,
+                                     aiosmtplib.SMTPRecipientsRefused))):
+            try:
+                await smtp.rset()
+                self._last_used = time.monotonic()
+                return
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+        await self.close()
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await asyncio.wait_for(smtp.quit(), 2.0)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            smtp.close()

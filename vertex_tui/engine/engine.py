@@ -1,0 +1,170 @@
+"""The engine: an async context manager that owns the database, the services and their tasks.
+
+    async with Engine(settings) as engine:
+        await engine.email.enqueue(to=..., subject=..., body=...)
+
+`run` names the services whose background work starts (default: every registered one that is
+enabled); the others are still usable for queries and operator actions, which is how the CLI
+works against a database that an engine elsewhere is serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from vertex_tui.engine.clock import Clock, SystemClock, isoformat
+from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
+from vertex_tui.engine.events import EventBus
+from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store.db import Database
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TTL = 30.0
+HEARTBEAT_EVERY = 10.0
+STOP_GRACE = 8.0
+# Services of SPEC that this build does not provide yet; `status` reports them as such.
+PLANNED_SERVICES = ("backup", "lifecycle", "video")
+
+
+def default_registry() -> ServiceRegistry:
+    registry = ServiceRegistry()
+    registry.register("email", lambda engine: engine.email)
+    return registry
+
+
+def new_owner() -> str:
+    """A name for this engine process, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Engine:
+    """Hosts every service of one process on the running asyncio loop."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 run: Iterable[str] | None = None,
+                 transport_factory: TransportFactory | None = None,
+                 registry: ServiceRegistry | None = None, owner: str | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.events = EventBus()
+        self.owner = owner or new_owner()
+        self.registry = registry or default_registry()
+        self._run = None if run is None else list(run)
+        self._transport_factory = transport_factory
+        self._db: Database | None = None
+        self._email: EmailQueue | None = None
+        self._leases: Leases | None = None
+        self._started: list[Service] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._db
+
+    @property
+    def email(self) -> EmailQueue:
+        if self._email is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._email
+
+    @property
+    def leases(self) -> Leases:
+        if self._leases is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._leases
+
+    @property
+    def heartbeat_name(self) -> str:
+        return f"engine:{self.owner}"
+
+    async def __aenter__(self) -> Engine:
+        self._db = await Database.open(self.settings.db_path)
+        try:
+            self._leases = Leases(self._db, self.owner)
+            self._email = EmailQueue(db=self._db, settings=self.settings, clock=self.clock,
+                                     events=self.events, owner=self.owner,
+                                     transport_factory=self._transport_factory)
+            names = self.registry.names() if self._run is None else self._run
+            if names:
+                await self._beat()
+                self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+            for name in names:
+                service = self.registry.factory(name)(self)
+                await service.start()
+                self._started.append(service)
+                log.info("service %s started", name, extra={"service": name})
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for service in reversed(self._started):
+            try:
+                await service.stop(STOP_GRACE)
+                log.info("service %s stopped", service.name, extra={"service": service.name})
+            except Exception:
+                log.exception("stopping service %s failed", service.name)
+        self._started = []
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if self._db is not None:
+            try:
+                if self._leases is not None:
+                    await self._leases.release_all()
+            finally:
+                await self._db.close()
+                self._db = None
+
+    async def _beat(self) -> None:
+        await self.leases.acquire(self.heartbeat_name, self.clock.time(), HEARTBEAT_TTL)
+
+    async def _heartbeat_loop(self) -> None:
+        stop = asyncio.Event()
+        while True:
+            await self.clock.wait(stop, HEARTBEAT_EVERY)
+            try:
+                await self._beat()
+            except Exception:
+                log.exception("engine heartbeat failed")
+
+    def running(self) -> list[str]:
+        """Names of the services this engine runs."""
+        return [s.name for s in self._started]
+
+    async def status(self) -> dict[str, Any]:
+        """State, last and next run of every service of SPEC, as seen from this process."""
+        now = self.clock.time()
+        engines = await self.leases.alive_engines(now)
+        others = [e for e in engines if e != self.owner]
+        services: dict[str, Any] = {}
+        email = await self.email.status()
+        if "email" not in self.running():
+            paused = email["state"] == ServiceState.PAUSED
+            email["state"] = str(
+                ServiceState.PAUSED if paused
+                else (ServiceState.RUNNING if others else ServiceState.STOPPED)
+            )
+        services["email"] = email
+        for name in PLANNED_SERVICES:
+            services[name] = {"state": "unavailable", "last_run": None, "next_run": None,
+                              "detail": "not provided by this version of vertex-tui"}
+        return {"at": isoformat(now), "engines": engines, "services": services}

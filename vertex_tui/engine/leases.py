@@ -1,0 +1,52 @@
+"""Named leases: a row with an owner and an expiry, so one process at a time does a job.
+
+A lease is acquired when free, expired, or already ours; renewing extends it only while we
+still own it; releasing deletes it only if it is ours. All three are single statements, so
+two processes racing for one lease cannot both win.
+"""
+
+from __future__ import annotations
+
+from vertex_tui.engine.store.db import Database
+
+
+class Leases:
+    """Lease operations for one owner (one engine process)."""
+
+    def __init__(self, db: Database, owner: str) -> None:
+        self._db = db
+        self.owner = owner
+
+    async def acquire(self, name: str, now: float, ttl: float) -> bool:
+        """Take or extend `name` until `now + ttl`; True if we hold it afterwards."""
+        rows = await self._db.write(
+            "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "  owner = excluded.owner, expires_at = excluded.expires_at, "
+            "  acquired_at = CASE WHEN leases.owner = excluded.owner "
+            "                     THEN leases.acquired_at ELSE excluded.acquired_at END "
+            "WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.acquired_at "
+            "RETURNING owner",
+            (name, self.owner, now, now + ttl),
+        )
+        return bool(rows) and rows[0][0] == self.owner
+
+    async def release(self, name: str) -> None:
+        await self._db.write("DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.owner))
+
+    async def release_all(self) -> None:
+        await self._db.write("DELETE FROM leases WHERE owner = ?", (self.owner,))
+
+    async def holder(self, name: str, now: float) -> str | None:
+        """The owner of `name` if it is held and unexpired."""
+        row = await self._db.read_one(
+            "SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)
+        )
+        return None if row is None else str(row[0])
+
+    async def alive_engines(self, now: float) -> list[str]:
+        """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
+        rows = await self._db.read(
+            "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > ?", (now,)
+        )
+        return [str(r[0]) for r in rows]

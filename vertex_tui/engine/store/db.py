@@ -1,0 +1,235 @@
+"""The database: one SQLite file in WAL mode, reached through aiosqlite.
+
+One writer connection (write transactions are serialized in-process by a lock and across
+processes by SQLite's own lock, taken up front with `BEGIN IMMEDIATE`) and one reader
+connection, so snapshots for the console never wait behind a write. A locked database is
+waited for; a file that is not SQLite is refused and never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from vertex_tui.engine.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 5_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+Row = sqlite3.Row
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a path that exists but is not a SQLite database (it is never overwritten)."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise StoreError(f"database folder {path.parent} does not exist")
+        return
+    if path.is_dir():
+        raise StoreError(f"database path {path} is a folder, not a SQLite file")
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc.strerror}") from None
+    if header and header != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not a SQLite database; refusing to open or overwrite it")
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into complete statements (trigger bodies stay whole)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement and not all(
+                part.strip().startswith("--") or not part.strip()
+                for part in statement.splitlines()
+            ):
+                statements.append(statement)
+            buffer = ""
+    if buffer.strip() and not all(
+        p.strip().startswith("--") or not p.strip() for p in buffer.splitlines()
+    ):
+        raise ValueError(f"incomplete SQL statement at end of script: {buffer.strip()[:60]}")
+    return statements
+
+
+def load_migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    folder = resources.files("vertex_tui.engine.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    return found
+
+
+class Database:
+    """An open vertex-tui database. Use `await Database.open(path)`; close with `close()`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 lock_wait: float) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._lock_wait = lock_wait
+
+    @classmethod
+    async def open(cls, path: Path | str, *, lock_wait: float = 300.0,
+                   migrate: bool = True) -> Database:
+        """Open (creating if absent) and migrate the database at `path`.
+
+        `lock_wait` bounds how long a write waits for another process's lock before
+        giving up with `StoreError`.
+        """
+        path = Path(path)
+        check_sqlite_file(path)
+        writer = reader = None
+        try:
+            writer = await cls._connect(path)
+            db = cls(path, writer, writer, lock_wait)
+            await db._retry_locked(lambda: writer.execute("PRAGMA journal_mode=WAL"))
+            if migrate:
+                await db.migrate()
+            reader = await cls._connect(path)
+            db._reader = reader
+            return db
+        except sqlite3.DatabaseError as exc:
+            for conn in (writer, reader):
+                if conn is not None:
+                    await conn.close()
+            raise StoreError(f"cannot use database {path}: {exc}") from None
+        except BaseException:
+            for conn in (writer, reader):
+                if conn is not None:
+                    await conn.close()
+            raise
+
+    @staticmethod
+    async def _connect(path: Path) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def close(self) -> None:
+        await self._reader.close()
+        if self._writer is not self._reader:
+            await self._writer.close()
+
+    async def _retry_locked(self, operation: Any) -> Any:
+        """Run `operation()` (a coroutine factory), waiting out another process's lock."""
+        deadline = time.monotonic() + self._lock_wait
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                return await operation()
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"database {self.path} stayed locked by another process for "
+                        f"{self._lock_wait:.0f} s"
+                    ) from None
+                if not warned:
+                    log.warning("database %s is locked; waiting", self.path)
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction; returns the schema version."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+        version = 0
+        for number, name, sql in load_migrations():
+            async with self.transaction() as conn:
+                rows = await conn.execute_fetchall("SELECT max(version) FROM schema_migrations")
+                version = next(iter(rows))[0] or 0
+                if number <= version:
+                    continue
+                log.info("applying migration %s", name)
+                for statement in split_statements(sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, time.time()),
+                )
+                version = number
+        return version
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (`BEGIN IMMEDIATE`), committed on success, rolled back on error."""
+        async with self._write_lock:
+            conn = self._writer
+            await self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """One statement in its own transaction; returns its rows (for `RETURNING`)."""
+        async with self._write_lock:
+            conn = self._writer
+
+            async def run() -> list[Row]:
+                return list(await conn.execute_fetchall(sql, params))
+
+            result: list[Row] = await self._retry_locked(run)
+            return result
+
+    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """`executemany` in one transaction; returns the number of rows changed."""
+        async with self.transaction() as conn:
+            cursor = await conn.executemany(sql, rows)
+            return cursor.rowcount
+
+    async def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """Rows of a read-only query, on the reader connection."""
+        conn = self._reader
+
+        async def run() -> list[Row]:
+            return list(await conn.execute_fetchall(sql, params))
+
+        result: list[Row] = await self._retry_locked(run)
+        return result
+
+    async def read_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        rows = await self.read(sql, params)
+        return rows[0] if rows else None

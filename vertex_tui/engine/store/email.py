@@ -1,0 +1,308 @@
+"""SQL of the email queue. Set-wise statements; the queue module decides what to call when."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vertex_tui.engine import audit
+from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
+from vertex_tui.engine.errors import NotFound
+from vertex_tui.engine.store.db import Database
+
+PAUSED_FLAG = "email.paused"
+CLEANUP_CHUNK = 5_000
+
+INSERT_JOB = (
+    "INSERT INTO email_jobs (message_id, sender, recipients, to_header, subject, body, html,"
+    " headers, status, attempts, max_attempts, created_at, updated_at, next_attempt_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+)
+
+_CLAIM = (
+    "UPDATE email_jobs SET status = 'sending', attempts = attempts + 1, lease_owner = ?,"
+    " lease_expires_at = ?, updated_at = ?"
+    " WHERE id IN (SELECT id FROM email_jobs WHERE status = 'pending' AND next_attempt_at <= ?"
+    "              ORDER BY next_attempt_at LIMIT ?)"
+    f" RETURNING {ClaimedJob.CLAIM_COLUMNS}"
+)
+
+_FENCE = "id = ? AND status = 'sending' AND lease_owner = ? AND attempts = ?"
+
+_RECORD_ATTEMPT = (
+    "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome, code, error)"
+    f" SELECT id, round, attempts, lease_owner, ?, ?, ?, ? FROM email_jobs WHERE {_FENCE}"
+)
+
+_COMPLETE = (
+    "UPDATE email_jobs SET status = ?, next_attempt_at = coalesce(?, next_attempt_at),"
+    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, finished_at = ?,"
+    f" last_error = ?, last_code = ? WHERE {_FENCE}"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completion:
+    """The result of one attempt, to be written if the worker still holds the job."""
+
+    job_id: int
+    owner: str
+    attempt: int
+    at: float
+    outcome: str
+    status: str
+    retry_at: float | None
+    code: int | None
+    error: str | None
+    message_id: str = ""
+
+
+async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert prepared rows in one transaction; returns their ids in order."""
+    async with db.transaction() as conn:
+        if len(rows) == 1:
+            cursor = await conn.execute(INSERT_JOB, rows[0])
+            return [int(cursor.lastrowid or 0)]
+        seq = await conn.execute_fetchall(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'email_jobs'"
+        )
+        first = (next(iter(seq))[0] if seq else 0) + 1
+        await conn.executemany(INSERT_JOB, rows)
+    # AUTOINCREMENT gives seq + 1, seq + 2, ... to the inserts of one write transaction.
+    return list(range(first, first + len(rows)))
+
+
+async def claim(db: Database, *, owner: str, now: float, lease_until: float,
+                limit: int) -> list[ClaimedJob]:
+    rows = await db.write(_CLAIM, (owner, lease_until, now, now, limit))
+    return [ClaimedJob.from_row(r, owner) for r in rows]
+
+
+async def complete(db: Database, items: Sequence[Completion]) -> list[Completion]:
+    """Write outcomes for jobs still leased to their worker; returns the refused ones."""
+    async with db.transaction() as conn:
+        marks = ",".join("?" * len(items))
+        held = {
+            (r[0], r[1], r[2])
+            for r in await conn.execute_fetchall(
+                f"SELECT id, lease_owner, attempts FROM email_jobs WHERE id IN ({marks})"
+                " AND status = 'sending'",
+                [i.job_id for i in items],
+            )
+        }
+        valid = [i for i in items if (i.job_id, i.owner, i.attempt) in held]
+        await conn.executemany(_RECORD_ATTEMPT, [
+            (i.at, i.outcome, i.code, i.error, i.job_id, i.owner, i.attempt) for i in valid
+        ])
+        await conn.executemany(_COMPLETE, [
+            (i.status, i.retry_at, i.at, i.at if i.status in ("sent", "failed") else None,
+             i.error, i.code, i.job_id, i.owner, i.attempt)
+            for i in valid
+        ])
+    return [i for i in items if (i.job_id, i.owner, i.attempt) not in held]
+
+
+async def release(db: Database, jobs: Sequence[ClaimedJob], now: float) -> None:
+    """Hand back claimed jobs that were never tried (shutdown): the attempt does not count."""
+    if not jobs:
+        return
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "UPDATE email_jobs SET status = 'pending', attempts = attempts - 1,"
+            " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+            f" WHERE {_FENCE}",
+            [(now, j.id, j.owner, j.attempt) for j in jobs],
+        )
+
+
+async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> None:
+    async with db.transaction() as conn:
+        await conn.executemany(
+            f"UPDATE email_jobs SET lease_expires_at = ? WHERE {_FENCE}",
+            [(until, j.id, j.owner, j.attempt) for j in jobs],
+        )
+
+
+async def reap_expired(db: Database, now: float) -> int:
+    """Jobs whose worker died (lease expired while sending) become due again.
+
+    The lost attempt is recorded; a job that has used all its attempts fails.
+    """
+    found = await db.read(
+        "SELECT 1 FROM email_jobs WHERE status = 'sending' AND lease_expires_at <= ? LIMIT 1",
+        (now,),
+    )
+    if not found:
+        return 0
+    error = "worker lost its lease (process died or stalled); outcome unknown"
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome, error)"
+            " SELECT id, round, attempts, lease_owner, ?, 'lost', ? FROM email_jobs"
+            " WHERE status = 'sending' AND lease_expires_at <= ?",
+            (now, error, now),
+        )
+        cursor = await conn.execute(
+            "UPDATE email_jobs SET"
+            " status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,"
+            " finished_at = CASE WHEN attempts >= max_attempts THEN ? END,"
+            " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL,"
+            " updated_at = ?, last_error = ?, last_code = NULL"
+            " WHERE status = 'sending' AND lease_expires_at <= ?",
+            (now, now, now, error, now),
+        )
+        return cursor.rowcount
+
+
+async def status_counts(db: Database) -> dict[str, int]:
+    rows = await db.read("SELECT status, n FROM email_status_counts")
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def oldest_pending_created(db: Database) -> float | None:
+    row = await db.read_one(
+        "SELECT created_at FROM email_jobs WHERE status = 'pending' ORDER BY id LIMIT 1"
+    )
+    return None if row is None else float(row[0])
+
+
+async def next_attempt_at(db: Database) -> float | None:
+    row = await db.read_one(
+        "SELECT min(next_attempt_at) FROM email_jobs WHERE status = 'pending'"
+    )
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def sent_since(db: Database, since: float) -> int:
+    row = await db.read_one(
+        "SELECT count(*) FROM email_jobs WHERE finished_at >= ? AND status = 'sent'", (since,)
+    )
+    return 0 if row is None else int(row[0])
+
+
+async def sent_per_minute(db: Database, since: float, now: float) -> list[int]:
+    """Mail sent in each minute from `since` to `now` (oldest first)."""
+    rows = await db.read(
+        "SELECT CAST((finished_at - ?) / 60 AS INTEGER) AS bucket, count(*) FROM email_jobs"
+        " WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket", (since, since),
+    )
+    buckets = [0] * max(1, int((now - since) // 60) + 1)
+    for bucket, n in rows:
+        if 0 <= bucket < len(buckets):
+            buckets[bucket] = n
+    return buckets
+
+
+async def any_due(db: Database, now: float) -> bool:
+    row = await db.read_one(
+        "SELECT EXISTS (SELECT 1 FROM email_jobs WHERE status = 'pending'"
+        " AND next_attempt_at <= ?)", (now,)
+    )
+    return bool(row and row[0])
+
+
+async def list_jobs(db: Database, *, status: str | None = None, search: str | None = None,
+                    limit: int = 50, before_id: int | None = None) -> list[EmailJob]:
+    """One page of jobs, newest first; `before_id` continues from the previous page."""
+    where, params = [], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if before_id is not None:
+        where.append("id < ?")
+        params.append(before_id)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(to_header LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\')")
+        params += [pattern, pattern]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = await db.read(
+        f"SELECT {EmailJob.COLUMNS} FROM email_jobs {clause} ORDER BY id DESC LIMIT ?",
+        [*params, limit],
+    )
+    return [EmailJob.from_row(r) for r in rows]
+
+
+async def get_job(db: Database, job_id: int) -> EmailJobDetail:
+    row = await db.read_one(
+        f"SELECT {EmailJob.COLUMNS}, sender, recipients, body, html, headers"
+        " FROM email_jobs WHERE id = ?", (job_id,),
+    )
+    if row is None:
+        raise NotFound(f"no email job with id {job_id}")
+    attempts = await db.read(
+        "SELECT round, attempt, at, outcome, code, error, owner FROM email_attempts"
+        " WHERE job_id = ? ORDER BY id", (job_id,),
+    )
+    return EmailJobDetail(
+        job=EmailJob.from_row(row), sender=row[14], recipients=tuple(json.loads(row[15])),
+        body=row[16], html=row[17], headers=json.loads(row[18]),
+        history=tuple(EmailAttempt(round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4],
+                                   error=a[5], owner=a[6]) for a in attempts),
+    )
+
+
+async def retry_failed(db: Database, *, now: float, ids: Sequence[int] | None = None,
+                       limit: int | None = None) -> list[int]:
+    """Failed jobs back to pending with a fresh round of attempts; history kept.
+
+    With `ids`, exactly those that are still failed; else the oldest `limit` (all if None).
+    """
+    async with db.transaction() as conn:
+        if ids is not None:
+            marks = ",".join("?" * len(ids))
+            rows = await conn.execute_fetchall(
+                f"SELECT id FROM email_jobs WHERE status = 'failed' AND id IN ({marks})"
+                " ORDER BY id", list(ids),
+            )
+        else:
+            rows = await conn.execute_fetchall(
+                "SELECT id FROM email_jobs WHERE status = 'failed' ORDER BY id LIMIT ?",
+                (-1 if limit is None else limit,),
+            )
+        chosen = [int(r[0]) for r in rows]
+        await conn.executemany(
+            "UPDATE email_jobs SET status = 'pending', round = round + 1, attempts = 0,"
+            " next_attempt_at = ?, finished_at = NULL, updated_at = ? WHERE id = ?",
+            [(now, now, i) for i in chosen],
+        )
+        await audit.record(conn, at=now, action="email.retry", count=len(chosen),
+                           ids=chosen[:100], requested=list(ids) if ids is not None else None,
+                           limit=limit)
+    return chosen
+
+
+async def cleanup(db: Database, *, now: float, cutoff: float, older_than_days: float) -> int:
+    """Delete sent and failed jobs finished before `cutoff`, in chunks; returns the count."""
+    total = 0
+    while True:
+        async with db.transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM email_jobs WHERE id IN (SELECT id FROM email_jobs"
+                " WHERE finished_at < ? AND status IN ('sent', 'failed') LIMIT ?)",
+                (cutoff, CLEANUP_CHUNK),
+            )
+            deleted = cursor.rowcount
+            total += deleted
+            if deleted < CLEANUP_CHUNK:
+                await audit.record(conn, at=now, action="email.cleanup", count=total,
+                                   older_than_days=older_than_days)
+                return total
+
+
+async def is_paused(db: Database) -> bool:
+    row = await db.read_one("SELECT value FROM engine_flags WHERE name = ?", (PAUSED_FLAG,))
+    return row is not None and row[0] == "1"
+
+
+async def set_paused(db: Database, paused: bool, now: float) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (PAUSED_FLAG, "1" if paused else "0", now),
+        )
+        await audit.record(conn, at=now, action="email.pause" if paused else "email.resume")
