@@ -64,8 +64,11 @@ def build_parser() -> Parser:
     p = Parser(prog="vertex-tui", description="Operations console and engine for Vertex AR.")
     p.add_argument("--version", action="version", version=f"vertex-tui {__version__}")
     p.add_argument("--no-ui", action="store_true", help="run the engine headless (systemd)")
-    p.add_argument("--attach", action="store_true",
-                   help="console without an engine of its own, over the shared database")
+    p.add_argument(
+        "--attach",
+        action="store_true",
+        help="console without an engine of its own, over the shared database",
+    )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
@@ -75,7 +78,8 @@ def build_parser() -> Parser:
     status.add_argument("--json", action="store_true")
 
     email = sub.add_parser("email", help="the email queue").add_subparsers(
-        dest="action", required=True, parser_class=Parser)
+        dest="action", required=True, parser_class=Parser
+    )
     stats = email.add_parser("stats", help="counts by status, oldest pending, sent last minute")
     stats.add_argument("--json", action="store_true")
     lst = email.add_parser("list", help="jobs, newest first")
@@ -125,8 +129,11 @@ def _ago(ts: float | None, now: float) -> str:
     from datetime import timedelta
 
     delta = timedelta(seconds=now - ts)
-    return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else (
-        "in " + humanize.naturaldelta(-delta))
+    return (
+        humanize.naturaltime(delta)
+        if delta.total_seconds() >= 0
+        else ("in " + humanize.naturaldelta(-delta))
+    )
 
 
 def _jobs_table(jobs: list[EmailJob]) -> None:
@@ -135,8 +142,10 @@ def _jobs_table(jobs: list[EmailJob]) -> None:
         return
     print(f"{'ID':>8}  {'STATUS':8} {'TRIES':>5}  {'TO':30} {'SUBJECT':30} LAST ERROR")
     for j in jobs:
-        print(f"{j.id:>8}  {j.status:8} {j.attempts:>5}  {j.to[:30]:30} {j.subject[:30]:30} "
-              f"{(j.last_error or '')[:60]}")
+        print(
+            f"{j.id:>8}  {j.status:8} {j.attempts:>5}  {j.to[:30]:30} {j.subject[:30]:30} "
+            f"{(j.last_error or '')[:60]}"
+        )
 
 
 async def _email(args: argparse.Namespace, engine: Engine) -> int:
@@ -148,15 +157,23 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
             _print_json(stats.to_json())
         else:
             now = engine.clock.time()
-            print(f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent}  "
-                  f"failed {stats.failed}{'  (PAUSED)' if stats.paused else ''}")
-            print(f"oldest pending: {_ago(stats.oldest_pending_at, now)}   "
-                  f"sent in the last minute: {stats.sent_last_minute}")
+            print(
+                f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent}  "
+                f"failed {stats.failed}{'  (PAUSED)' if stats.paused else ''}"
+            )
+            print(
+                f"oldest pending: {_ago(stats.oldest_pending_at, now)}   "
+                f"sent in the last minute: {stats.sent_last_minute}"
+            )
         return EXIT_OK
     if action in ("list", "failed"):
         status = "failed" if action == "failed" else args.status
-        jobs = await q.list_jobs(status=status, search=getattr(args, "search", None),
-                                 limit=args.limit, before_id=getattr(args, "before_id", None))
+        jobs = await q.list_jobs(
+            status=status,
+            search=getattr(args, "search", None),
+            limit=args.limit,
+            before_id=getattr(args, "before_id", None),
+        )
         if args.json:
             _print_json([j.to_json() for j in jobs])
         else:
@@ -172,8 +189,10 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
                     print(f"{key:>16}: {value}")
             print("         history:")
             for a in detail.history:
-                print(f"    round {a.round} attempt {a.attempt}  {isoformat(a.at)}  "
-                      f"{a.outcome:9} {a.error or ''}")
+                print(
+                    f"    round {a.round} attempt {a.attempt}  {isoformat(a.at)}  "
+                    f"{a.outcome:9} {a.error or ''}"
+                )
         return EXIT_OK
     if action == "retry":
         ids = await q.retry(job_id=args.id, limit=args.max)
@@ -198,8 +217,10 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
         if args.json:
             _print_json(result)
         else:
-            print(f"drained: sent {result['sent']}, failed {result['failed']}, "
-                  f"retrying later {result['retrying']}")
+            print(
+                f"drained: sent {result['sent']}, failed {result['failed']}, "
+                f"retrying later {result['retrying']}"
+            )
         return EXIT_OK
     if action == "enqueue":
         return await _enqueue(args, engine)
@@ -253,8 +274,13 @@ async def _enqueue(args: argparse.Namespace, engine: Engine) -> int:
     missing = [f"--{k}" for k in ("to", "subject", "body") if getattr(args, k) is None]
     if missing:
         raise UsageError(f"email enqueue needs {', '.join(missing)} (or --jsonl FILE)")
-    job_id = await engine.email.enqueue(to=args.to, subject=args.subject, body=args.body,
-                                        html=args.html, headers=_parse_headers(args.header))
+    job_id = await engine.email.enqueue(
+        to=args.to,
+        subject=args.subject,
+        body=args.body,
+        html=args.html,
+        headers=_parse_headers(args.header),
+    )
     print(job_id)
     return EXIT_OK
 
@@ -267,8 +293,10 @@ async def _status(args: argparse.Namespace, engine: Engine) -> int:
     engines = doc["engines"]
     print(f"engines alive: {len(engines)}" + (f" ({', '.join(engines)})" if engines else ""))
     for name, svc in doc["services"].items():
-        print(f"{name:10} {svc['state']:12} last {svc['last_run'] or '-':26} "
-              f"next {svc['next_run'] or '-'}")
+        print(
+            f"{name:10} {svc['state']:12} last {svc['last_run'] or '-':26} "
+            f"next {svc['next_run'] or '-'}"
+        )
     return EXIT_OK
 
 
@@ -279,16 +307,21 @@ async def run_headless(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Engine(settings) as engine:
-        log.info("engine %s running: %s (database %s)", engine.owner,
-                 ", ".join(engine.running()), settings.db_path)
+        log.info(
+            "engine %s running: %s (database %s)",
+            engine.owner,
+            ", ".join(engine.running()),
+            settings.db_path,
+        )
         await stop.wait()
         log.info("stop requested; finishing in-flight work")
     log.info("engine stopped")
     return EXIT_OK
 
 
-async def _with_engine(settings: Settings, run: list[str],
-                       command: Callable[[Engine], Awaitable[int]]) -> int:
+async def _with_engine(
+    settings: Settings, run: list[str], command: Callable[[Engine], Awaitable[int]]
+) -> int:
     async with Engine(settings, run=run) as engine:
         return await command(engine)
 
@@ -305,9 +338,11 @@ def main(argv: list[str]) -> int:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command is None and not args.no_ui:
-        print("vertex-tui: the console is not part of this version yet; run the engine with "
-              "'vertex-tui --no-ui' and operate it with the subcommands (vertex-tui --help)",
-              file=sys.stderr)
+        print(
+            "vertex-tui: the console is not part of this version yet; run the engine with "
+            "'vertex-tui --no-ui' and operate it with the subcommands (vertex-tui --help)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     logsetup.configure(args.log_format, "warning" if args.command else args.log_level)
     try:

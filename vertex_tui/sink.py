@@ -66,8 +66,14 @@ class SinkHandler:
         self._lock = threading.Lock()
         self._file = self.record_path.open("a", buffering=1) if self.record_path else None
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if any(fnmatch.fnmatch(address.lower(), p.lower()) for p in self.behaviour.reject):
             return f"550 5.1.1 <{address}>: mailbox unavailable"
         envelope.rcpt_tos.append(address)
@@ -89,16 +95,29 @@ class SinkHandler:
         raw = envelope.original_content or envelope.content or b""
         data = raw if isinstance(raw, bytes) else raw.encode()
         msg = message_from_bytes(data, policy=default_policy)
-        item = Received(sender=str(envelope.mail_from), recipients=tuple(envelope.rcpt_tos),
-                        message_id=msg.get("Message-ID"), subject=msg.get("Subject"),
-                        data=data, at=time.time())
+        item = Received(
+            sender=str(envelope.mail_from),
+            recipients=tuple(envelope.rcpt_tos),
+            message_id=msg.get("Message-ID"),
+            subject=msg.get("Subject"),
+            data=data,
+            at=time.time(),
+        )
         with self._lock:
             self.received.append(item)
             if self._file is not None:
-                self._file.write(json.dumps({
-                    "sender": item.sender, "recipients": list(item.recipients),
-                    "message_id": item.message_id, "subject": item.subject, "at": item.at,
-                }) + "\n")
+                self._file.write(
+                    json.dumps(
+                        {
+                            "sender": item.sender,
+                            "recipients": list(item.recipients),
+                            "message_id": item.message_id,
+                            "subject": item.subject,
+                            "at": item.at,
+                        }
+                    )
+                    + "\n"
+                )
         return "250 2.0.0 OK queued"
 
     def close(self) -> None:
@@ -109,11 +128,13 @@ class SinkHandler:
 class Sink:
     """A running sink on 127.0.0.1 (its own thread and loop). Use as a context manager."""
 
-    def __init__(self, port: int = 0, behaviour: Behaviour | None = None,
-                 record_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int = 0, behaviour: Behaviour | None = None, record_path: Path | None = None
+    ) -> None:
         self.handler = SinkHandler(behaviour or Behaviour(), record_path)
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or
-                                      _free_port(), ready_timeout=10)
+        self._controller = Controller(
+            self.handler, hostname="127.0.0.1", port=port or _free_port(), ready_timeout=10
+        )
 
     @property
     def port(self) -> int:
@@ -156,8 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hang", action="store_true", help="never answer DATA")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    behaviour = Behaviour(fail_451=args.fail_451, reject=tuple(args.reject),
-                          drop_every=args.drop_every, hang=args.hang, seed=args.seed)
+    behaviour = Behaviour(
+        fail_451=args.fail_451,
+        reject=tuple(args.reject),
+        drop_every=args.drop_every,
+        hang=args.hang,
+        seed=args.seed,
+    )
     sink = Sink(args.port, behaviour, args.record).start()
     print(f"listening on 127.0.0.1:{sink.port}", flush=True)
     stop = threading.Event()

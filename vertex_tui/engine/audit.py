@@ -18,8 +18,15 @@ def current_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-async def record(conn: aiosqlite.Connection, *, at: float, action: str, count: int | None = None,
-                 actor: str | None = None, **detail: Any) -> None:
+async def record(
+    conn: aiosqlite.Connection,
+    *,
+    at: float,
+    action: str,
+    count: int | None = None,
+    actor: str | None = None,
+    **detail: Any,
+) -> None:
     """Append one audit entry inside the caller's transaction."""
     await conn.execute(
         "INSERT INTO audit_log (at, actor, action, count, detail) VALUES (?, ?, ?, ?, ?)",

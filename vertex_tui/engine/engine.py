@@ -50,10 +50,16 @@ def new_owner() -> str:
 class Engine:
     """Hosts every service of one process on the running asyncio loop."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 run: Iterable[str] | None = None,
-                 transport_factory: TransportFactory | None = None,
-                 registry: ServiceRegistry | None = None, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        run: Iterable[str] | None = None,
+        transport_factory: TransportFactory | None = None,
+        registry: ServiceRegistry | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.events = EventBus()
@@ -93,9 +99,14 @@ class Engine:
         self._db = await Database.open(self.settings.db_path)
         try:
             self._leases = Leases(self._db, self.owner)
-            self._email = EmailQueue(db=self._db, settings=self.settings, clock=self.clock,
-                                     events=self.events, owner=self.owner,
-                                     transport_factory=self._transport_factory)
+            self._email = EmailQueue(
+                db=self._db,
+                settings=self.settings,
+                clock=self.clock,
+                events=self.events,
+                owner=self.owner,
+                transport_factory=self._transport_factory,
+            )
             names = self.registry.names() if self._run is None else self._run
             if names:
                 await self._beat()
@@ -110,8 +121,12 @@ class Engine:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -160,11 +175,16 @@ class Engine:
         if "email" not in self.running():
             paused = email["state"] == ServiceState.PAUSED
             email["state"] = str(
-                ServiceState.PAUSED if paused
+                ServiceState.PAUSED
+                if paused
                 else (ServiceState.RUNNING if others else ServiceState.STOPPED)
             )
         services["email"] = email
         for name in PLANNED_SERVICES:
-            services[name] = {"state": "unavailable", "last_run": None, "next_run": None,
-                              "detail": "not provided by this version of vertex-tui"}
+            services[name] = {
+                "state": "unavailable",
+                "last_run": None,
+                "next_run": None,
+                "detail": "not provided by this version of vertex-tui",
+            }
         return {"at": isoformat(now), "engines": engines, "services": services}

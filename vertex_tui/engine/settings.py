@@ -135,7 +135,7 @@ def _host(raw: str) -> str:
 
 def _mailbox(raw: str) -> str:
     value = raw.strip()
-    name, addr = parseaddr(value)
+    _, addr = parseaddr(value)
     if "\r" in value or "\n" in value or not addr or "@" not in addr:
         raise ValueError("an email address such as 'Vertex AR <noreply@example.com>'")
     local, _, domain = addr.rpartition("@")
@@ -200,7 +200,7 @@ class Settings:
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_username: str = ""
-    smtp_password: Secret = Secret("")
+    smtp_password: Secret = Secret("")  # noqa: RUF009 - immutable
     smtp_starttls: str = "auto"
     smtp_tls: bool = False
     smtp_timeout: float = 30.0

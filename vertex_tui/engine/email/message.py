@@ -27,8 +27,18 @@ _SIMPLE_ADDR = re.compile(
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' or space
 # Headers the queue sets itself; callers may not override them.
 RESERVED_HEADERS = frozenset(
-    {"from", "to", "cc", "bcc", "subject", "message-id", "date", "mime-version",
-     "content-type", "content-transfer-encoding"}
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
 )
 MAX_SUBJECT = 998
 
@@ -59,11 +69,19 @@ def parse_address(value: str) -> str:
     value = value.strip()
     if _SIMPLE_ADDR.match(value):
         return value
-    name, addr = parseaddr(value)
+    _, addr = parseaddr(value)
     local, at, domain = addr.rpartition("@")
-    if (not at or not local or not domain or " " in addr or "@" in local.strip('"')
-            or "." not in domain and domain != "localhost" or domain.startswith(".")
-            or domain.endswith(".") or ".." in domain):
+    if (
+        not at
+        or not local
+        or not domain
+        or " " in addr
+        or "@" in local.strip('"')
+        or ("." not in domain and domain != "localhost")
+        or domain.startswith(".")
+        or domain.endswith(".")
+        or ".." in domain
+    ):
         raise InvalidMessage(f"invalid email address: {value!r}")
     return addr
 
@@ -90,8 +108,14 @@ def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
     return tuple(recipients), ", ".join(i.strip() for i in items)
 
 
-def prepare(*, to: str | Iterable[str], subject: str, body: str, html: str | None = None,
-            headers: Mapping[str, Any] | None = None) -> PreparedEmail:
+def prepare(
+    *,
+    to: str | Iterable[str],
+    subject: str,
+    body: str,
+    html: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> PreparedEmail:
     """Validate one message; raises `InvalidMessage` naming the problem."""
     recipients, to_header = parse_recipients(to)
     if not isinstance(subject, str):
@@ -113,8 +137,14 @@ def prepare(*, to: str | Iterable[str], subject: str, body: str, html: str | Non
             raise InvalidMessage(f"header {name} must be a string")
         _no_crlf(f"header {name}", value)
         extra[name] = value
-    return PreparedEmail(recipients=recipients, to_header=to_header, subject=subject,
-                         body=body, html=html, headers=extra)
+    return PreparedEmail(
+        recipients=recipients,
+        to_header=to_header,
+        subject=subject,
+        body=body,
+        html=html,
+        headers=extra,
+    )
 
 
 class MessageIds:
@@ -131,9 +161,17 @@ class MessageIds:
         return f"{self._prefix}{self._n}{self._suffix}"
 
 
-def build_message(*, sender: str, to_header: str, subject: str, body: str, html: str | None,
-                  headers: Mapping[str, str], message_id: str,
-                  created_at: float) -> EmailMessage:
+def build_message(
+    *,
+    sender: str,
+    to_header: str,
+    subject: str,
+    body: str,
+    html: str | None,
+    headers: Mapping[str, str],
+    message_id: str,
+    created_at: float,
+) -> EmailMessage:
     """The `EmailMessage` (default policy) for a stored job; same Message-ID on every attempt."""
     msg = EmailMessage()
     msg["From"] = sender

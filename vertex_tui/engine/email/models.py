@@ -25,9 +25,15 @@ class EmailAttempt:
     owner: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"round": self.round, "attempt": self.attempt, "at": isoformat(self.at),
-                "outcome": self.outcome, "code": self.code, "error": self.error,
-                "owner": self.owner}
+        return {
+            "round": self.round,
+            "attempt": self.attempt,
+            "at": isoformat(self.at),
+            "outcome": self.outcome,
+            "code": self.code,
+            "error": self.error,
+            "owner": self.owner,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,23 +55,46 @@ class EmailJob:
     last_error: str | None
     last_code: int | None
 
-    COLUMNS = ("id, message_id, to_header, subject, status, attempts, max_attempts, round, "
-               "created_at, updated_at, next_attempt_at, finished_at, last_error, last_code")
+    COLUMNS = (
+        "id, message_id, to_header, subject, status, attempts, max_attempts, round, "
+        "created_at, updated_at, next_attempt_at, finished_at, last_error, last_code"
+    )
 
     @classmethod
     def from_row(cls, row: Row) -> EmailJob:
-        return cls(id=row[0], message_id=row[1], to=row[2], subject=row[3], status=row[4],
-                   attempts=row[5], max_attempts=row[6], round=row[7], created_at=row[8],
-                   updated_at=row[9], next_attempt_at=row[10], finished_at=row[11],
-                   last_error=row[12], last_code=row[13])
+        return cls(
+            id=row[0],
+            message_id=row[1],
+            to=row[2],
+            subject=row[3],
+            status=row[4],
+            attempts=row[5],
+            max_attempts=row[6],
+            round=row[7],
+            created_at=row[8],
+            updated_at=row[9],
+            next_attempt_at=row[10],
+            finished_at=row[11],
+            last_error=row[12],
+            last_code=row[13],
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "to": self.to, "subject": self.subject, "status": self.status,
-            "attempts": self.attempts, "max_attempts": self.max_attempts, "round": self.round,
-            "last_error": self.last_error, "last_code": self.last_code,
-            "message_id": self.message_id, "created_at": isoformat(self.created_at),
-            "next_attempt_at": isoformat(self.next_attempt_at) if self.status == "pending" else None,
+            "id": self.id,
+            "to": self.to,
+            "subject": self.subject,
+            "status": self.status,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "round": self.round,
+            "last_error": self.last_error,
+            "last_code": self.last_code,
+            "message_id": self.message_id,
+            "created_at": isoformat(self.created_at),
+            "next_attempt_at": (
+                isoformat(self.next_attempt_at) if self.status == "pending" else None
+            ),
             "finished_at": isoformat(self.finished_at),
         }
 
@@ -83,9 +112,15 @@ class EmailJobDetail:
     history: tuple[EmailAttempt, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.job.to_json(), "from": self.sender, "recipients": list(self.recipients),
-                "body": self.body, "html": self.html, "headers": self.headers,
-                "history": [a.to_json() for a in self.history]}
+        return {
+            **self.job.to_json(),
+            "from": self.sender,
+            "recipients": list(self.recipients),
+            "body": self.body,
+            "html": self.html,
+            "headers": self.headers,
+            "history": [a.to_json() for a in self.history],
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,20 +141,40 @@ class ClaimedJob:
     created_at: float
     owner: str
 
-    CLAIM_COLUMNS = ("id, message_id, sender, recipients, to_header, subject, body, html, "
-                     "headers, attempts, max_attempts, created_at")
+    CLAIM_COLUMNS = (
+        "id, message_id, sender, recipients, to_header, subject, body, html, "
+        "headers, attempts, max_attempts, created_at"
+    )
 
     @classmethod
     def from_row(cls, row: Row, owner: str) -> ClaimedJob:
-        return cls(id=row[0], message_id=row[1], sender=row[2],
-                   recipients=tuple(json.loads(row[3])), to_header=row[4], subject=row[5],
-                   body=row[6], html=row[7], headers=row[8], attempt=row[9],
-                   max_attempts=row[10], created_at=row[11], owner=owner)
+        return cls(
+            id=row[0],
+            message_id=row[1],
+            sender=row[2],
+            recipients=tuple(json.loads(row[3])),
+            to_header=row[4],
+            subject=row[5],
+            body=row[6],
+            html=row[7],
+            headers=row[8],
+            attempt=row[9],
+            max_attempts=row[10],
+            created_at=row[11],
+            owner=owner,
+        )
 
     def message(self) -> EmailMessage:
-        return build_message(sender=self.sender, to_header=self.to_header, subject=self.subject,
-                             body=self.body, html=self.html, headers=json.loads(self.headers),
-                             message_id=self.message_id, created_at=self.created_at)
+        return build_message(
+            sender=self.sender,
+            to_header=self.to_header,
+            subject=self.subject,
+            body=self.body,
+            html=self.html,
+            headers=json.loads(self.headers),
+            message_id=self.message_id,
+            created_at=self.created_at,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,10 +190,16 @@ class QueueStats:
     paused: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"pending": self.pending, "sending": self.sending, "sent": self.sent,
-                "failed": self.failed,
-                "oldest_pending_at": isoformat(self.oldest_pending_at),
-                "oldest_pending_age_seconds": (None if self.oldest_pending_age is None
-                                               else round(self.oldest_pending_age, 3)),
-                "next_attempt_at": isoformat(self.next_attempt_at),
-                "sent_last_minute": self.sent_last_minute, "paused": self.paused}
+        return {
+            "pending": self.pending,
+            "sending": self.sending,
+            "sent": self.sent,
+            "failed": self.failed,
+            "oldest_pending_at": isoformat(self.oldest_pending_at),
+            "oldest_pending_age_seconds": (
+                None if self.oldest_pending_age is None else round(self.oldest_pending_age, 3)
+            ),
+            "next_attempt_at": isoformat(self.next_attempt_at),
+            "sent_last_minute": self.sent_last_minute,
+            "paused": self.paused,
+        }

@@ -1,7 +1,7 @@
 """The email queue service: enqueue, workers that claim and deliver, and operator tools.
 
 Every state change is a database write first; memory holds only counters and at most
-`workers × CLAIM_BATCH` claimed jobs, however many are pending. Workers claim small batches
+`workers * CLAIM_BATCH` claimed jobs, however many are pending. Workers claim small batches
 under a lease, send over one reused connection each, and hand outcomes to a single completer
 task that writes them in group commits, fenced by (owner, attempt): a worker that lost its
 lease cannot overwrite the job's newer state.
@@ -43,9 +43,17 @@ class EmailQueue:
 
     name = "email"
 
-    def __init__(self, *, db: Database, settings: Settings, clock: Clock, events: ev.EventBus,
-                 owner: str, transport_factory: TransportFactory | None = None,
-                 rand: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        events: ev.EventBus,
+        owner: str,
+        transport_factory: TransportFactory | None = None,
+        rand: random.Random | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
@@ -75,12 +83,30 @@ class EmailQueue:
     def _row(self, p: PreparedEmail, now: float) -> tuple[Any, ...]:
         import json
 
-        return (self._ids.next(), self._settings.email_from, json.dumps(list(p.recipients)),
-                p.to_header, p.subject, p.body, p.html, p.headers_json(),
-                self._settings.email_retry_max_attempts, now, now, now)
+        return (
+            self._ids.next(),
+            self._settings.email_from,
+            json.dumps(list(p.recipients)),
+            p.to_header,
+            p.subject,
+            p.body,
+            p.html,
+            p.headers_json(),
+            self._settings.email_retry_max_attempts,
+            now,
+            now,
+            now,
+        )
 
-    async def enqueue(self, *, to: str | Iterable[str], subject: str, body: str,
-                      html: str | None = None, headers: Mapping[str, str] | None = None) -> int:
+    async def enqueue(
+        self,
+        *,
+        to: str | Iterable[str],
+        subject: str,
+        body: str,
+        html: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
         """Validate and store one message; committed before this returns its job id."""
         prepared = prepare(to=to, subject=subject, body=body, html=html, headers=headers)
         return (await self._store([prepared]))[0]
@@ -109,8 +135,10 @@ class EmailQueue:
         counts = await store.status_counts(self._db)
         oldest = await store.oldest_pending_created(self._db)
         return QueueStats(
-            pending=counts.get("pending", 0), sending=counts.get("sending", 0),
-            sent=counts.get("sent", 0), failed=counts.get("failed", 0),
+            pending=counts.get("pending", 0),
+            sending=counts.get("sending", 0),
+            sent=counts.get("sent", 0),
+            failed=counts.get("failed", 0),
             oldest_pending_at=oldest,
             oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
             next_attempt_at=await store.next_attempt_at(self._db),
@@ -122,16 +150,28 @@ class EmailQueue:
         now = self._clock.time()
         return await store.sent_per_minute(self._db, now - minutes * 60, now)
 
-    async def list_jobs(self, *, status: str | None = None, search: str | None = None,
-                        limit: int = 50, before_id: int | None = None) -> list[EmailJob]:
-        return await store.list_jobs(self._db, status=status, search=search, limit=limit,
-                                     before_id=before_id)
+    async def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        search: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[EmailJob]:
+        return await store.list_jobs(
+            self._db, status=status, search=search, limit=limit, before_id=before_id
+        )
 
     async def get_job(self, job_id: int) -> EmailJobDetail:
         return await store.get_job(self._db, job_id)
 
-    async def retry(self, *, job_id: int | None = None, ids: Iterable[int] | None = None,
-                    limit: int | None = None) -> list[int]:
+    async def retry(
+        self,
+        *,
+        job_id: int | None = None,
+        ids: Iterable[int] | None = None,
+        limit: int | None = None,
+    ) -> list[int]:
         """Failed jobs back to pending with fresh attempts: one (`job_id`), exactly `ids`,
         or the oldest `limit` failed (all when None). Returns the ids retried."""
         now = self._clock.time()
@@ -140,12 +180,12 @@ class EmailQueue:
             if detail.job.status != "failed":
                 raise UsageError(f"email job {job_id} is {detail.job.status}, not failed")
             ids = [job_id]
-        chosen = await store.retry_failed(self._db, now=now,
-                                          ids=None if ids is None else list(ids), limit=limit)
+        chosen = await store.retry_failed(
+            self._db, now=now, ids=None if ids is None else list(ids), limit=limit
+        )
         if chosen:
             self._wake.set()
-        self._events.publish(ev.JobsRetried(at=now, count=len(chosen),
-                                            job_ids=tuple(chosen[:100])))
+        self._events.publish(ev.JobsRetried(at=now, count=len(chosen), job_ids=tuple(chosen[:100])))
         return chosen
 
     async def cleanup(self, older_than_days: float) -> int:
@@ -153,8 +193,12 @@ class EmailQueue:
         if older_than_days < 0:
             raise UsageError("--older-than must be a number of days >= 0")
         now = self._clock.time()
-        count = await store.cleanup(self._db, now=now, cutoff=now - older_than_days * 86_400,
-                                    older_than_days=older_than_days)
+        count = await store.cleanup(
+            self._db,
+            now=now,
+            cutoff=now - older_than_days * 86_400,
+            older_than_days=older_than_days,
+        )
         self._events.publish(ev.JobsCleanedUp(at=now, count=count))
         return count
 
@@ -186,8 +230,11 @@ class EmailQueue:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             self._wake.set()
-            if (self._claiming == 0 and self._inflight == 0
-                    and not await store.any_due(self._db, self._clock.time())):
+            if (
+                self._claiming == 0
+                and self._inflight == 0
+                and not await store.any_due(self._db, self._clock.time())
+            ):
                 break
             if deadline is not None and loop.time() > deadline:
                 raise VertexError(f"drain did not finish within {timeout:g} s")
@@ -204,8 +251,10 @@ class EmailQueue:
     async def start(self) -> None:
         self._paused = await store.is_paused(self._db)
         self._stop.clear()
-        self._helpers = [asyncio.create_task(self._completer(), name="email-completer"),
-                         asyncio.create_task(self._housekeeper(), name="email-housekeeper")]
+        self._helpers = [
+            asyncio.create_task(self._completer(), name="email-completer"),
+            asyncio.create_task(self._housekeeper(), name="email-housekeeper"),
+        ]
         self._workers = [
             asyncio.create_task(self._worker(i), name=f"email-worker-{i}")
             for i in range(self._settings.email_workers)
@@ -233,8 +282,10 @@ class EmailQueue:
             return ServiceState.STOPPED
         if self._paused:
             return ServiceState.PAUSED
-        if (self._last_error_at is not None
-                and self._clock.time() - self._last_error_at < ERROR_STATE_SECONDS):
+        if (
+            self._last_error_at is not None
+            and self._clock.time() - self._last_error_at < ERROR_STATE_SECONDS
+        ):
             return ServiceState.ERROR
         return ServiceState.RUNNING if self._inflight else ServiceState.IDLE
 
@@ -244,17 +295,22 @@ class EmailQueue:
         state = self.state()
         if state is ServiceState.STOPPED and stats.paused:
             state = ServiceState.PAUSED
-        return {"state": str(state), "last_run": isoformat(row[0] if row else None),
-                "next_run": isoformat(stats.next_attempt_at), "last_error": self.last_error,
-                **{k: v for k, v in stats.to_json().items() if k != "paused"}}
+        return {
+            "state": str(state),
+            "last_run": isoformat(row[0] if row else None),
+            "next_run": isoformat(stats.next_attempt_at),
+            "last_error": self.last_error,
+            **{k: v for k, v in stats.to_json().items() if k != "paused"},
+        }
 
     # ---- workers ----------------------------------------------------------------------------
 
     def _note_error(self, message: str) -> None:
         self.last_error = message
         self._last_error_at = self._clock.time()
-        self._events.publish(ev.ServiceErrored(at=self._clock.time(), service=self.name,
-                                               error=message))
+        self._events.publish(
+            ev.ServiceErrored(at=self._clock.time(), service=self.name, error=message)
+        )
 
     async def _worker(self, index: int) -> None:
         owner = f"{self._owner}/w{index}"
@@ -285,9 +341,13 @@ class EmailQueue:
         self._claiming += 1
         try:
             now = self._clock.time()
-            batch = await store.claim(self._db, owner=owner, now=now,
-                                      lease_until=now + self._settings.email_lease_seconds,
-                                      limit=CLAIM_BATCH)
+            batch = await store.claim(
+                self._db,
+                owner=owner,
+                now=now,
+                lease_until=now + self._settings.email_lease_seconds,
+                limit=CLAIM_BATCH,
+            )
             self._inflight += len(batch)
             return batch
         finally:
@@ -309,7 +369,7 @@ class EmailQueue:
         done: list[asyncio.Future[bool]] = []
         index = 0
         try:
-            for index, job in enumerate(batch):  # noqa: B007 - index is used after the loop
+            for index, job in enumerate(batch):
                 if self._stop.is_set() or self._paused:
                     await store.release(self._db, batch[index:], self._clock.time())
                     self._inflight -= len(batch) - index
@@ -329,8 +389,8 @@ class EmailQueue:
             # Stopped past the grace period: the job being sent may or may not have gone out.
             # Expire its lease so any engine retries it soon; hand back the untried rest.
             now = self._clock.time()
-            await store.extend_leases(self._db, batch[index:index + 1], now)
-            await store.release(self._db, batch[index + 1:], now)
+            await store.extend_leases(self._db, batch[index : index + 1], now)
+            await store.release(self._db, batch[index + 1 :], now)
             raise
         finally:
             if done:
@@ -339,12 +399,25 @@ class EmailQueue:
     def _submit(self, job: ClaimedJob, result: SendResult) -> asyncio.Future[bool]:
         now = self._clock.time()
         s = self._settings
-        decision = decide(result.outcome, attempt=job.attempt, max_attempts=job.max_attempts,
-                          now=now, delays=s.email_retry_delays, rand=self._rand)
+        decision = decide(
+            result.outcome,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            now=now,
+            delays=s.email_retry_delays,
+            rand=self._rand,
+        )
         completion = store.Completion(
-            job_id=job.id, owner=job.owner, attempt=job.attempt, at=now,
-            outcome=str(result.outcome), status=decision.status, retry_at=decision.retry_at,
-            code=result.code, error=result.error, message_id=job.message_id,
+            job_id=job.id,
+            owner=job.owner,
+            attempt=job.attempt,
+            at=now,
+            outcome=str(result.outcome),
+            status=decision.status,
+            retry_at=decision.retry_at,
+            code=result.code,
+            error=result.error,
+            message_id=job.message_id,
         )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._completions.put_nowait((completion, future))
@@ -358,7 +431,8 @@ class EmailQueue:
                 items.append(self._completions.get_nowait())
             completions = [c for c, _ in items]
             try:
-                refused = {(c.job_id, c.attempt) for c in await store.complete(self._db, completions)}
+                refused_items = await store.complete(self._db, completions)
+                refused = {(c.job_id, c.attempt) for c in refused_items}
             except Exception as exc:
                 # The jobs keep their leases and are retried when those expire.
                 log.exception("recording %d email outcomes failed", len(items))
@@ -374,23 +448,40 @@ class EmailQueue:
 
     def _publish_outcome(self, c: store.Completion, ok: bool) -> None:
         if not ok:
-            log.warning("email job %d: lease lost, outcome of attempt %d not recorded",
-                        c.job_id, c.attempt, extra={"job_id": c.job_id, "attempt": c.attempt})
-            self._events.publish(ev.CompletionRefused(at=c.at, job_id=c.job_id,
-                                                      attempt=c.attempt))
+            log.warning(
+                "email job %d: lease lost, outcome of attempt %d not recorded",
+                c.job_id,
+                c.attempt,
+                extra={"job_id": c.job_id, "attempt": c.attempt},
+            )
+            self._events.publish(ev.CompletionRefused(at=c.at, job_id=c.job_id, attempt=c.attempt))
             return
         self._outcomes[c.status] += 1
         if c.outcome == Outcome.SENT:
             log.debug("email job %d sent", c.job_id, extra={"job_id": c.job_id})
-            self._events.publish(ev.EmailSent(at=c.at, job_id=c.job_id, attempt=c.attempt,
-                                              message_id=c.message_id))
+            self._events.publish(
+                ev.EmailSent(at=c.at, job_id=c.job_id, attempt=c.attempt, message_id=c.message_id)
+            )
             return
         level = logging.WARNING if c.status == "failed" else logging.INFO
-        log.log(level, "email job %d attempt %d: %s%s", c.job_id, c.attempt, c.error,
-                "" if c.retry_at is None else f" (retry at {isoformat(c.retry_at)})",
-                extra={"job_id": c.job_id, "attempt": c.attempt, "service": self.name})
-        self._events.publish(ev.EmailFailed(at=c.at, job_id=c.job_id, attempt=c.attempt,
-                                            error=c.error or "", retry_at=c.retry_at))
+        log.log(
+            level,
+            "email job %d attempt %d: %s%s",
+            c.job_id,
+            c.attempt,
+            c.error,
+            "" if c.retry_at is None else f" (retry at {isoformat(c.retry_at)})",
+            extra={"job_id": c.job_id, "attempt": c.attempt, "service": self.name},
+        )
+        self._events.publish(
+            ev.EmailFailed(
+                at=c.at,
+                job_id=c.job_id,
+                attempt=c.attempt,
+                error=c.error or "",
+                retry_at=c.retry_at,
+            )
+        )
 
     async def _housekeeper(self) -> None:
         """Reclaim jobs of dead workers and follow pause/resume made by other processes."""
@@ -420,8 +511,13 @@ def prepare_mapping(message: Mapping[str, Any]) -> PreparedEmail:
     headers = message.get("headers")
     if headers is not None and not isinstance(headers, Mapping):
         raise InvalidMessage("headers must be an object of name: value")
-    return prepare(to=message["to"], subject=message["subject"], body=message["body"],
-                   html=message.get("html"), headers=headers)
+    return prepare(
+        to=message["to"],
+        subject=message["subject"],
+        body=message["body"],
+        html=message.get("html"),
+        headers=headers,
+    )
 
 
 __all__ = ["EmailQueue", "NotFound", "prepare_mapping"]

@@ -22,8 +22,9 @@ class Decision:
     retry_at: float | None
 
 
-def retry_delay(attempt: int, delays: Sequence[float], jitter: float = 0.1,
-                rand: random.Random | None = None) -> float:
+def retry_delay(
+    attempt: int, delays: Sequence[float], jitter: float = 0.1, rand: random.Random | None = None
+) -> float:
     """Seconds before the next try after failed attempt `attempt` (1-based).
 
     `delays[attempt - 1]`, the last delay repeating, plus up to `jitter` of it at random so
@@ -36,13 +37,19 @@ def retry_delay(attempt: int, delays: Sequence[float], jitter: float = 0.1,
     return base + spread
 
 
-def decide(outcome: Outcome, *, attempt: int, max_attempts: int, now: float,
-           delays: Sequence[float], jitter: float = 0.1,
-           rand: random.Random | None = None) -> Decision:
+def decide(
+    outcome: Outcome,
+    *,
+    attempt: int,
+    max_attempts: int,
+    now: float,
+    delays: Sequence[float],
+    jitter: float = 0.1,
+    rand: random.Random | None = None,
+) -> Decision:
     """The job's next state after attempt number `attempt` ended with `outcome`."""
     if outcome is Outcome.SENT:
         return Decision(status="sent", retry_at=None)
     if outcome is Outcome.PERMANENT or attempt >= max_attempts:
         return Decision(status="failed", retry_at=None)
-    return Decision(status="pending",
-                    retry_at=now + retry_delay(attempt, delays, jitter, rand))
+    return Decision(status="pending", retry_at=now + retry_delay(attempt, delays, jitter, rand))

@@ -53,43 +53,62 @@ def classify(exc: BaseException) -> SendResult:
     """The outcome of a delivery attempt that raised `exc`."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
-        detail = "; ".join(f"{r.recipient}: {r.code} {_one_line(r.message)}" for r in exc.recipients)
+        detail = "; ".join(
+            f"{r.recipient}: {r.code} {_one_line(r.message)}" for r in exc.recipients
+        )
         # Any 4xx refusal means trying again may succeed for everyone.
         transient = not codes or any(not (500 <= c < 600) for c in codes)
         code = min(codes) if transient and codes else (max(codes) if codes else None)
-        return SendResult(outcome=Outcome.TRANSIENT if transient else Outcome.PERMANENT,
-                          code=code, error=f"recipients refused: {detail}")
+        return SendResult(
+            outcome=Outcome.TRANSIENT if transient else Outcome.PERMANENT,
+            code=code,
+            error=f"recipients refused: {detail}",
+        )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Bad credentials are the server's configuration, not this message's fault.
-        return SendResult(outcome=Outcome.TRANSIENT, code=exc.code,
-                          error=f"authentication failed: {exc.code} {_one_line(exc.message)}")
+        return SendResult(
+            outcome=Outcome.TRANSIENT,
+            code=exc.code,
+            error=f"authentication failed: {exc.code} {_one_line(exc.message)}",
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return SendResult(outcome=_code_outcome(exc.code), code=exc.code,
-                          error=f"{exc.code} {_one_line(exc.message)}")
+        return SendResult(
+            outcome=_code_outcome(exc.code),
+            code=exc.code,
+            error=f"{exc.code} {_one_line(exc.message)}",
+        )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return SendResult(outcome=Outcome.TRANSIENT, error=f"connection dropped: {_one_line(str(exc))}")
+        return _transient(f"connection dropped: {_one_line(str(exc))}")
     if isinstance(exc, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
-        return SendResult(outcome=Outcome.TRANSIENT, error=f"timeout: {_one_line(str(exc)) or 'no reply'}")
+        return _transient(f"timeout: {_one_line(str(exc)) or 'no reply'}")
     if isinstance(exc, (aiosmtplib.SMTPConnectError, OSError)):
-        return SendResult(outcome=Outcome.TRANSIENT, error=f"connection failed: {_one_line(str(exc))}")
+        return _transient(f"connection failed: {_one_line(str(exc))}")
     if isinstance(exc, aiosmtplib.SMTPException):
-        return SendResult(outcome=Outcome.TRANSIENT, error=f"SMTP error: {_one_line(str(exc))}")
-    return SendResult(outcome=Outcome.TRANSIENT, error=f"{type(exc).__name__}: {_one_line(str(exc))}")
+        return _transient(f"SMTP error: {_one_line(str(exc))}")
+    return _transient(f"{type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def _transient(error: str) -> SendResult:
+    return SendResult(outcome=Outcome.TRANSIENT, error=error)
 
 
 def partial_refusal(errors: Mapping[str, aiosmtplib.SMTPResponse]) -> SendResult:
     """A message accepted for some recipients: it is sent (retrying would duplicate it for
     the others); the refusals are recorded as the attempt's error."""
     detail = "; ".join(f"{rcpt}: {r.code} {_one_line(r.message)}" for rcpt, r in errors.items())
-    return SendResult(outcome=Outcome.SENT, code=None,
-                      error=f"accepted, but some recipients refused: {detail}")
+    return SendResult(
+        outcome=Outcome.SENT, code=None, error=f"accepted, but some recipients refused: {detail}"
+    )
 
 
 class Deliverable(Protocol):
     """What a transport needs of a job; `message()` builds the `EmailMessage` (costly)."""
 
-    sender: str
-    recipients: tuple[str, ...]
+    @property
+    def sender(self) -> str: ...
+
+    @property
+    def recipients(self) -> tuple[str, ...]: ...
 
     def message(self) -> EmailMessage: ...
 
@@ -130,8 +149,11 @@ class SmtpTransport:
         if s.smtp_tls:
             start_tls = False
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout,
-            use_tls=s.smtp_tls, start_tls=start_tls,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            timeout=s.smtp_timeout,
+            use_tls=s.smtp_tls,
+            start_tls=start_tls,
             username=s.smtp_username or None,
             password=s.smtp_password.reveal() or None,
         )
@@ -158,8 +180,9 @@ class SmtpTransport:
             return SendResult(outcome=Outcome.PERMANENT, error=f"message cannot be built: {exc}")
         try:
             smtp = await self._connection()
-            errors, _ = await smtp.send_message(message, sender=job.sender,
-                                                recipients=list(job.recipients))
+            errors, _ = await smtp.send_message(
+                message, sender=job.sender, recipients=list(job.recipients)
+            )
         except asyncio.CancelledError:
             await self.close()
             raise
@@ -173,9 +196,13 @@ class SmtpTransport:
     async def _after_failure(self, exc: BaseException) -> None:
         """Keep the connection after a plain refusal (RSET); drop it after anything else."""
         smtp = self._smtp
-        if (smtp is not None and smtp.is_connected
-                and isinstance(exc, (aiosmtplib.SMTPResponseException,
-                                     aiosmtplib.SMTPRecipientsRefused))):
+        if (
+            smtp is not None
+            and smtp.is_connected
+            and isinstance(
+                exc, (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)
+            )
+        ):
             try:
                 await smtp.rset()
                 self._last_used = time.monotonic()

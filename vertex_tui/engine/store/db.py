@@ -64,8 +64,7 @@ def split_statements(script: str) -> list[str]:
         if sqlite3.complete_statement(buffer):
             statement = buffer.strip()
             if statement and not all(
-                part.strip().startswith("--") or not part.strip()
-                for part in statement.splitlines()
+                part.strip().startswith("--") or not part.strip() for part in statement.splitlines()
             ):
                 statements.append(statement)
             buffer = ""
@@ -91,8 +90,13 @@ def load_migrations() -> list[tuple[int, str, str]]:
 class Database:
     """An open vertex-tui database. Use `await Database.open(path)`; close with `close()`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 lock_wait: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        lock_wait: float,
+    ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
@@ -100,8 +104,9 @@ class Database:
         self._lock_wait = lock_wait
 
     @classmethod
-    async def open(cls, path: Path | str, *, lock_wait: float = 300.0,
-                   migrate: bool = True) -> Database:
+    async def open(
+        cls, path: Path | str, *, lock_wait: float = 300.0, migrate: bool = True
+    ) -> Database:
         """Open (creating if absent) and migrate the database at `path`.
 
         `lock_wait` bounds how long a write waits for another process's lock before

@@ -74,8 +74,9 @@ async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int
     return list(range(first, first + len(rows)))
 
 
-async def claim(db: Database, *, owner: str, now: float, lease_until: float,
-                limit: int) -> list[ClaimedJob]:
+async def claim(
+    db: Database, *, owner: str, now: float, lease_until: float, limit: int
+) -> list[ClaimedJob]:
     rows = await db.write(_CLAIM, (owner, lease_until, now, now, limit))
     return [ClaimedJob.from_row(r, owner) for r in rows]
 
@@ -93,14 +94,27 @@ async def complete(db: Database, items: Sequence[Completion]) -> list[Completion
             )
         }
         valid = [i for i in items if (i.job_id, i.owner, i.attempt) in held]
-        await conn.executemany(_RECORD_ATTEMPT, [
-            (i.at, i.outcome, i.code, i.error, i.job_id, i.owner, i.attempt) for i in valid
-        ])
-        await conn.executemany(_COMPLETE, [
-            (i.status, i.retry_at, i.at, i.at if i.status in ("sent", "failed") else None,
-             i.error, i.code, i.job_id, i.owner, i.attempt)
-            for i in valid
-        ])
+        await conn.executemany(
+            _RECORD_ATTEMPT,
+            [(i.at, i.outcome, i.code, i.error, i.job_id, i.owner, i.attempt) for i in valid],
+        )
+        await conn.executemany(
+            _COMPLETE,
+            [
+                (
+                    i.status,
+                    i.retry_at,
+                    i.at,
+                    i.at if i.status in ("sent", "failed") else None,
+                    i.error,
+                    i.code,
+                    i.job_id,
+                    i.owner,
+                    i.attempt,
+                )
+                for i in valid
+            ],
+        )
     return [i for i in items if (i.job_id, i.owner, i.attempt) not in held]
 
 
@@ -169,9 +183,7 @@ async def oldest_pending_created(db: Database) -> float | None:
 
 
 async def next_attempt_at(db: Database) -> float | None:
-    row = await db.read_one(
-        "SELECT min(next_attempt_at) FROM email_jobs WHERE status = 'pending'"
-    )
+    row = await db.read_one("SELECT min(next_attempt_at) FROM email_jobs WHERE status = 'pending'")
     return None if row is None or row[0] is None else float(row[0])
 
 
@@ -186,7 +198,8 @@ async def sent_per_minute(db: Database, since: float, now: float) -> list[int]:
     """Mail sent in each minute from `since` to `now` (oldest first)."""
     rows = await db.read(
         "SELECT CAST((finished_at - ?) / 60 AS INTEGER) AS bucket, count(*) FROM email_jobs"
-        " WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket", (since, since),
+        " WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
+        (since, since),
     )
     buckets = [0] * max(1, int((now - since) // 60) + 1)
     for bucket, n in rows:
@@ -198,15 +211,23 @@ async def sent_per_minute(db: Database, since: float, now: float) -> list[int]:
 async def any_due(db: Database, now: float) -> bool:
     row = await db.read_one(
         "SELECT EXISTS (SELECT 1 FROM email_jobs WHERE status = 'pending'"
-        " AND next_attempt_at <= ?)", (now,)
+        " AND next_attempt_at <= ?)",
+        (now,),
     )
     return bool(row and row[0])
 
 
-async def list_jobs(db: Database, *, status: str | None = None, search: str | None = None,
-                    limit: int = 50, before_id: int | None = None) -> list[EmailJob]:
+async def list_jobs(
+    db: Database,
+    *,
+    status: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[EmailJob]:
     """One page of jobs, newest first; `before_id` continues from the previous page."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if status:
         where.append("status = ?")
         params.append(status)
@@ -228,24 +249,35 @@ async def list_jobs(db: Database, *, status: str | None = None, search: str | No
 async def get_job(db: Database, job_id: int) -> EmailJobDetail:
     row = await db.read_one(
         f"SELECT {EmailJob.COLUMNS}, sender, recipients, body, html, headers"
-        " FROM email_jobs WHERE id = ?", (job_id,),
+        " FROM email_jobs WHERE id = ?",
+        (job_id,),
     )
     if row is None:
         raise NotFound(f"no email job with id {job_id}")
     attempts = await db.read(
         "SELECT round, attempt, at, outcome, code, error, owner FROM email_attempts"
-        " WHERE job_id = ? ORDER BY id", (job_id,),
+        " WHERE job_id = ? ORDER BY id",
+        (job_id,),
     )
     return EmailJobDetail(
-        job=EmailJob.from_row(row), sender=row[14], recipients=tuple(json.loads(row[15])),
-        body=row[16], html=row[17], headers=json.loads(row[18]),
-        history=tuple(EmailAttempt(round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4],
-                                   error=a[5], owner=a[6]) for a in attempts),
+        job=EmailJob.from_row(row),
+        sender=row[14],
+        recipients=tuple(json.loads(row[15])),
+        body=row[16],
+        html=row[17],
+        headers=json.loads(row[18]),
+        history=tuple(
+            EmailAttempt(
+                round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4], error=a[5], owner=a[6]
+            )
+            for a in attempts
+        ),
     )
 
 
-async def retry_failed(db: Database, *, now: float, ids: Sequence[int] | None = None,
-                       limit: int | None = None) -> list[int]:
+async def retry_failed(
+    db: Database, *, now: float, ids: Sequence[int] | None = None, limit: int | None = None
+) -> list[int]:
     """Failed jobs back to pending with a fresh round of attempts; history kept.
 
     With `ids`, exactly those that are still failed; else the oldest `limit` (all if None).
@@ -255,7 +287,8 @@ async def retry_failed(db: Database, *, now: float, ids: Sequence[int] | None = 
             marks = ",".join("?" * len(ids))
             rows = await conn.execute_fetchall(
                 f"SELECT id FROM email_jobs WHERE status = 'failed' AND id IN ({marks})"
-                " ORDER BY id", list(ids),
+                " ORDER BY id",
+                list(ids),
             )
         else:
             rows = await conn.execute_fetchall(
@@ -268,9 +301,15 @@ async def retry_failed(db: Database, *, now: float, ids: Sequence[int] | None = 
             " next_attempt_at = ?, finished_at = NULL, updated_at = ? WHERE id = ?",
             [(now, now, i) for i in chosen],
         )
-        await audit.record(conn, at=now, action="email.retry", count=len(chosen),
-                           ids=chosen[:100], requested=list(ids) if ids is not None else None,
-                           limit=limit)
+        await audit.record(
+            conn,
+            at=now,
+            action="email.retry",
+            count=len(chosen),
+            ids=chosen[:100],
+            requested=list(ids) if ids is not None else None,
+            limit=limit,
+        )
     return chosen
 
 
@@ -287,8 +326,13 @@ async def cleanup(db: Database, *, now: float, cutoff: float, older_than_days: f
             deleted = cursor.rowcount
             total += deleted
             if deleted < CLEANUP_CHUNK:
-                await audit.record(conn, at=now, action="email.cleanup", count=total,
-                                   older_than_days=older_than_days)
+                await audit.record(
+                    conn,
+                    at=now,
+                    action="email.cleanup",
+                    count=total,
+                    older_than_days=older_than_days,
+                )
                 return total
 
 
