@@ -106,6 +106,7 @@ def build_parser() -> Parser:
     cleanup.add_argument("--json", action="store_true")
     email.add_parser("pause", help="stop delivering (every engine on this database)")
     email.add_parser("resume", help="resume delivering")
+    _backup_parser(sub)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
     enqueue.add_argument("--subject")
@@ -114,6 +115,116 @@ def build_parser() -> Parser:
     enqueue.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'")
     enqueue.add_argument("--jsonl", type=Path, metavar="FILE")
     return p
+
+
+def _backup_parser(sub: Any) -> None:
+    from vertex_tui.engine.backup.service import JOBS, KINDS
+
+    backup = sub.add_parser("backup", help="backups: schedule, history, run, verify, restore")
+    actions = backup.add_subparsers(dest="action", required=True, parser_class=Parser)
+    schedule = actions.add_parser("schedule", help="each job: schedule, enabled, next run")
+    schedule.add_argument("--json", action="store_true")
+    lst = actions.add_parser("list", help="backup history, newest first")
+    lst.add_argument("--kind", choices=KINDS)
+    lst.add_argument("--limit", type=_positive_int, default=50)
+    lst.add_argument("--json", action="store_true")
+    run = actions.add_parser("run", help="run a job now: " + ", ".join(JOBS))
+    run.add_argument("kind", choices=JOBS, metavar="KIND")
+    run.add_argument("--json", action="store_true")
+    verify = actions.add_parser("verify", help="check a backup file or folder (exit 1 if bad)")
+    verify.add_argument("path", type=Path)
+    verify.add_argument("--json", action="store_true")
+    restore = actions.add_parser("restore", help="replace the database from a verified backup")
+    restore.add_argument("path", type=Path)
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--json", action="store_true")
+    drill = actions.add_parser("drill", help="restore the newest backup into a temp folder")
+    drill.add_argument("--json", action="store_true")
+
+
+async def _backup(args: argparse.Namespace, engine: Engine) -> int:
+    b = engine.backup
+    if args.action == "schedule":
+        jobs = b.schedule()
+        if args.json:
+            _print_json([{k: j[k] for k in ("job", "schedule", "enabled", "next_run")}
+                         for j in jobs])
+        else:
+            now = engine.clock.time()
+            for j in jobs:
+                nxt = j["next_run"]
+                when = "disabled" if not j["enabled"] else f"{nxt}  ({_until(nxt, now)})"
+                print(f"{j['job']:9} {j['schedule']:15} {when}")
+        return EXIT_OK
+    if args.action == "list":
+        records = await b.history(kind=args.kind, limit=args.limit)
+        if args.json:
+            _print_json([r.to_json() for r in records])
+        else:
+            _backups_table(records)
+        return EXIT_OK
+    if args.action in ("run", "drill"):
+        result = await (b.run(args.kind) if args.action == "run" else b.drill())
+        if args.json:
+            _print_json(result)
+        else:
+            print(" ".join(f"{k}={v}" for k, v in result.items() if v is not None))
+        return EXIT_OK if result["status"] == "ok" else EXIT_FAILED
+    if args.action == "verify":
+        verdict = await b.verify(args.path)
+        if args.json:
+            _print_json({"path": str(args.path), "kind": verdict.kind, "ok": verdict.ok,
+                         "reason": verdict.reason})
+        else:
+            print(f"{args.path}: {'ok' if verdict.ok else 'BAD'} ({verdict.kind}: "
+                  f"{verdict.reason})")
+        return EXIT_OK if verdict.ok else EXIT_FAILED
+    raise UsageError(f"unknown backup action {args.action}")
+
+
+def _until(iso: str | None, now: float) -> str:
+    from datetime import datetime
+
+    if iso is None:
+        return "-"
+    return _ago(datetime.fromisoformat(iso).timestamp(), now)
+
+
+def _backups_table(records: list[Any]) -> None:
+    import humanize
+
+    if not records:
+        print("no backups")
+        return
+    print(f"{'ID':>5}  {'KIND':8} {'STATUS':7} {'STARTED':26} {'SIZE':>10} {'SECS':>7} "
+          "VERIFIED  PATH")
+    for r in records:
+        size = humanize.naturalsize(r.size, binary=True) if r.size is not None else "-"
+        secs = f"{r.duration:.1f}" if r.duration is not None else "-"
+        print(f"{r.id:>5}  {r.kind:8} {r.status:7} {isoformat(r.started_at) or '-':26} "
+              f"{size:>10} {secs:>7} {'yes' if r.verified else 'no':8}  "
+              f"{r.path or r.error or ''}")
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from vertex_tui.engine.backup.restore import restore
+    from vertex_tui.engine.engine import new_owner
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("restore replaces the database; confirm with --yes")
+        answer = input(f"Replace {settings.db_path} with the database in {args.path}? "
+                       "The current file is kept aside. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("restore cancelled")
+            return EXIT_FAILED
+    result = asyncio.run(restore(settings, args.path, owner=new_owner()))
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"restored {settings.db_path} from {result['restored_from']}; previous database "
+              f"saved as {result['previous_saved_as']}")
+    return EXIT_OK
 
 
 def _print_json(doc: Any) -> None:
@@ -354,6 +465,10 @@ def main(argv: list[str]) -> int:
             return EXIT_OK
         if args.command == "status":
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
+        if args.command == "backup":
+            if args.action == "restore":
+                return _restore(args, settings)
+            return asyncio.run(_with_engine(settings, [], lambda e: _backup(args, e)))
         run = ["email"] if args.command == "email" and args.action == "drain" else []
         return asyncio.run(_with_engine(settings, run, lambda e: _email(args, e)))
     except UsageError as exc:

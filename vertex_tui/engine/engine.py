@@ -19,8 +19,11 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
+from vertex_tui.engine.backup.service import BackupService
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
 from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
+from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.events import EventBus
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
@@ -33,12 +36,13 @@ HEARTBEAT_TTL = 30.0
 HEARTBEAT_EVERY = 10.0
 STOP_GRACE = 8.0
 # Services of SPEC that this build does not provide yet; `status` reports them as such.
-PLANNED_SERVICES = ("backup", "lifecycle", "video")
+PLANNED_SERVICES = ("lifecycle", "video")
 
 
 def default_registry() -> ServiceRegistry:
     registry = ServiceRegistry()
     registry.register("email", lambda engine: engine.email)
+    registry.register("backup", lambda engine: engine.backup)
     return registry
 
 
@@ -69,6 +73,7 @@ class Engine:
         self._transport_factory = transport_factory
         self._db: Database | None = None
         self._email: EmailQueue | None = None
+        self._backup: BackupService | None = None
         self._leases: Leases | None = None
         self._started: list[Service] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -86,6 +91,12 @@ class Engine:
         return self._email
 
     @property
+    def backup(self) -> BackupService:
+        if self._backup is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._backup
+
+    @property
     def leases(self) -> Leases:
         if self._leases is None:
             raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
@@ -99,6 +110,12 @@ class Engine:
         self._db = await Database.open(self.settings.db_path)
         try:
             self._leases = Leases(self._db, self.owner)
+            holder = await self._leases.holder(MAINTENANCE_LEASE, self.clock.time())
+            if holder is not None:
+                raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
+            self._backup = BackupService(db=self._db, settings=self.settings, clock=self.clock,
+                                         events=self.events, leases=self._leases,
+                                         owner=self.owner)
             self._email = EmailQueue(
                 db=self._db,
                 settings=self.settings,
@@ -180,6 +197,10 @@ class Engine:
                 else (ServiceState.RUNNING if others else ServiceState.STOPPED)
             )
         services["email"] = email
+        backup = await self.backup.status()
+        if "backup" not in self.running() and backup["state"] == ServiceState.STOPPED:
+            backup["state"] = str(ServiceState.IDLE if others else ServiceState.STOPPED)
+        services["backup"] = backup
         for name in PLANNED_SERVICES:
             services[name] = {
                 "state": "unavailable",

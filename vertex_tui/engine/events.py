@@ -90,6 +90,44 @@ class JobsCleanedUp(Event):
     count: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackupStarted(Event):
+    kind: str
+    trigger: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupFinished(Event):
+    kind: str
+    ok: bool
+    path: str | None
+    size: int | None
+    error: str | None = None
+    warnings: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotationFinished(Event):
+    deleted: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreDrillFinished(Event):
+    ok: bool
+    path: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSkipped(Event):
+    """A scheduled job did not run here: another process holds its lease."""
+
+    service: str
+    job: str
+    holder: str | None
+
+
 Subscriber = Callable[[Event], Any]
 
 

@@ -1,11 +1,26 @@
-"""The one module that knows APScheduler: cron parsing and (later) the job scheduler."""
+"""The one module that knows APScheduler: cron parsing and the engine's job scheduler.
+
+Every periodic pass (each backup job, rotation, later lifecycle and video checks) is a job
+here, so "next run" and "run now" have one mechanism. Jobs run on the engine's loop with
+`max_instances=1` and `coalesce=True`; a disabled job is added paused, so it is still listed.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+log = logging.getLogger(__name__)
+
+JobFunc = Callable[[], Awaitable[object]]
 
 
 def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
@@ -25,6 +40,70 @@ def validate_cron(expr: str) -> str | None:
 
 
 def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime | None:
-    """The first time strictly after `after` at which `expr` fires, in `timezone`."""
+    """The first fire time of `expr` (in `timezone`) strictly after `after`."""
     trigger = cron_trigger(expr, timezone)
-    return trigger.get_next_fire_time(None, after)  # type: ignore[no-any-return]
+    nxt: datetime | None = trigger.get_next_fire_time(None, after)
+    if nxt is not None and nxt <= after:
+        from datetime import timedelta
+
+        nxt = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    return nxt
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledJob:
+    name: str
+    schedule: str
+    enabled: bool
+    next_run: datetime | None
+
+
+class Scheduler:
+    """APScheduler's `AsyncIOScheduler` on the running loop, behind our own small API."""
+
+    def __init__(self, timezone: str = "UTC") -> None:
+        self.timezone = timezone
+        self._scheduler = AsyncIOScheduler(timezone=ZoneInfo(timezone))
+        self._schedules: dict[str, str] = {}
+        self._enabled: dict[str, bool] = {}
+
+    def add_cron(self, name: str, expr: str, func: JobFunc, *, enabled: bool = True,
+                 misfire_grace: int = 3600) -> None:
+        self._add(name, f"cron {expr}", func, cron_trigger(expr, self.timezone), enabled,
+                  misfire_grace)
+
+    def add_interval(self, name: str, seconds: float, func: JobFunc, *, enabled: bool = True,
+                     first_run: datetime | None = None) -> None:
+        trigger = IntervalTrigger(seconds=seconds, timezone=ZoneInfo(self.timezone))
+        self._add(name, f"every {seconds:g} s", func, trigger, enabled, int(seconds),
+                  first_run)
+
+    def _add(self, name: str, schedule: str, func: JobFunc, trigger: object, enabled: bool,
+             misfire_grace: int, first_run: datetime | None = None) -> None:
+        kwargs = {} if first_run is None else {"next_run_time": first_run}
+        job: Job = self._scheduler.add_job(
+            func, trigger, id=name, name=name, max_instances=1, coalesce=True,
+            misfire_grace_time=misfire_grace, replace_existing=True, **kwargs,
+        )
+        if not enabled:
+            job.pause()
+        self._schedules[name] = schedule
+        self._enabled[name] = enabled
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def next_run(self, name: str) -> datetime | None:
+        job = self._scheduler.get_job(name)
+        if job is None or job.next_run_time is None:
+            return None
+        when: datetime = job.next_run_time
+        return when.astimezone(UTC)
+
+    def jobs(self) -> list[ScheduledJob]:
+        return [ScheduledJob(name=n, schedule=s, enabled=self._enabled[n],
+                             next_run=self.next_run(n)) for n, s in self._schedules.items()]

@@ -185,6 +185,8 @@ class Settings:
     backup_storage_schedule: str = "0 3 * * 0"
     backup_full_schedule: str = "0 3 * * 0"
     backup_rotation_schedule: str = "0 4 * * *"
+    backup_drill_enabled: bool = False
+    backup_drill_schedule: str = "30 4 * * 0"
     backup_keep_last: int = 7
     backup_keep_daily: int = 0
     backup_keep_weekly: int = 0
@@ -275,6 +277,8 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("BACKUP_STORAGE_SCHEDULE", "backup_storage_schedule", _cron),
     _Var("BACKUP_FULL_SCHEDULE", "backup_full_schedule", _cron),
     _Var("BACKUP_ROTATION_SCHEDULE", "backup_rotation_schedule", _cron),
+    _Var("BACKUP_DRILL_ENABLED", "backup_drill_enabled", _bool),
+    _Var("BACKUP_DRILL_SCHEDULE", "backup_drill_schedule", _cron),
     _Var("BACKUP_KEEP_LAST", "backup_keep_last", _int_range(1, 10_000)),
     _Var("BACKUP_KEEP_DAILY", "backup_keep_daily", _int_range(0, 10_000)),
     _Var("BACKUP_KEEP_WEEKLY", "backup_keep_weekly", _int_range(0, 10_000)),

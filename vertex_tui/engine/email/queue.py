@@ -244,7 +244,15 @@ class EmailQueue:
             except TimeoutError:
                 pass
         after = self._outcomes - before
-        return {"sent": after["sent"], "failed": after["failed"], "retrying": after["pending"]}
+        result = {"sent": after["sent"], "failed": after["failed"], "retrying": after["pending"]}
+        await store.record_action(
+            self._db,
+            at=self._clock.time(),
+            action="email.drain",
+            count=sum(result.values()),
+            **result,
+        )
+        return result
 
     # ---- service lifecycle --------------------------------------------------------------------
 

@@ -184,7 +184,9 @@ class SmtpTransport:
                 message, sender=job.sender, recipients=list(job.recipients)
             )
         except asyncio.CancelledError:
-            await self.close()
+            # Stopped mid-send (e.g. past the stop grace): the server may never answer, so
+            # drop the connection at once instead of waiting for a polite QUIT.
+            self.abort()
             raise
         except Exception as exc:
             result = classify(exc)
@@ -210,6 +212,12 @@ class SmtpTransport:
             except (aiosmtplib.SMTPException, OSError):
                 pass
         await self.close()
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
 
     async def close(self) -> None:
         smtp, self._smtp = self._smtp, None

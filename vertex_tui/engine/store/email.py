@@ -336,6 +336,14 @@ async def cleanup(db: Database, *, now: float, cutoff: float, older_than_days: f
                 return total
 
 
+async def record_action(
+    db: Database, *, at: float, action: str, count: int | None = None, **detail: Any
+) -> None:
+    """An audit entry for an operator action that changes no rows itself (e.g. drain)."""
+    async with db.transaction() as conn:
+        await audit.record(conn, at=at, action=action, count=count, **detail)
+
+
 async def is_paused(db: Database) -> bool:
     row = await db.read_one("SELECT value FROM engine_flags WHERE name = ?", (PAUSED_FLAG,))
     return row is not None and row[0] == "1"

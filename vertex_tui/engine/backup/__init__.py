@@ -1,0 +1,1 @@
+"""Backups: database (online backup API), storage (tar), full (both + manifest), rotation."""

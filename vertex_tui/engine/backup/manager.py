@@ -1,0 +1,415 @@
+"""Making, verifying and restoring backups. Blocking code, run in a worker thread.
+
+Each function writes under a temp name, checks the result, fsyncs and renames, so a crash
+or a full disk never leaves a file at a final backup name that is not a complete, checked
+backup. `cancel` (a threading.Event) aborts a copy between steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vertex_tui import __version__
+from vertex_tui.engine.backup.files import (
+    private_dir,
+    publish,
+    remove,
+    sha256_file,
+    temp_path,
+    tree_size,
+)
+from vertex_tui.engine.errors import VertexError
+
+STEP_PAGES = 4096  # 16 MiB with 4 KiB pages: few steps, yet writers interleave
+MANIFEST = "manifest.json"
+FULL_DB = "database.db"
+FULL_STORAGE = "storage.tar.gz"
+SMOKE_TABLES = ("email_jobs", "backups")
+
+
+class BackupFailed(VertexError):
+    """A backup, verification or restore that did not succeed; the message says why."""
+
+
+class Cancelled(BackupFailed):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """A finished, verified backup at its final path."""
+
+    path: Path
+    size: int
+    sha256: str
+    copy_seconds: float
+    verify_seconds: float
+    warnings: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    ok: bool
+    kind: str
+    reason: str
+    seconds: float = 0.0
+
+
+# ---- database -------------------------------------------------------------------------------
+
+
+def copy_database(src: Path, dest: Path, cancel: threading.Event | None = None) -> float:
+    """Online backup of `src` into the new file `dest`; returns the seconds it took.
+
+    The source connection holds one read transaction across all steps, so the copy is a
+    consistent snapshot that finishes however busy the writers are (in WAL mode they are
+    never blocked; without it, another connection's write would restart the copy).
+    """
+    started = time.perf_counter()
+    source = sqlite3.connect(src, isolation_level=None, timeout=30)
+    target = sqlite3.connect(dest, isolation_level=None)
+    try:
+        source.execute("BEGIN")
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+        def progress(status: int, remaining: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("backup cancelled (engine stopping)")
+
+        source.backup(target, pages=STEP_PAGES, progress=progress, sleep=0.05)
+        source.execute("COMMIT")
+        # A self-contained file: no -wal beside it when it is opened later.
+        target.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        target.close()
+        source.close()
+    return time.perf_counter() - started
+
+
+def check_database(path: Path) -> str | None:
+    """None if `path` is a SQLite database that passes `integrity_check`, else why not."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return "not a SQLite database"
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except (OSError, sqlite3.DatabaseError) as exc:
+        return f"cannot be read as SQLite: {exc}"
+    if [tuple(r) for r in rows] != [("ok",)]:
+        return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:5])
+    return None
+
+
+def smoke_query(path: Path) -> dict[str, Any]:
+    """Schema version and row counts of a restored database (raises if it is unusable)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in
+                  SMOKE_TABLES}
+    finally:
+        conn.close()
+    return {"schema_version": version, "rows": counts}
+
+
+def backup_database(src: Path, final: Path, cancel: threading.Event | None = None) -> Artifact:
+    private_dir(final.parent)
+    tmp = temp_path(final)
+    try:
+        copy_seconds = copy_database(src, tmp, cancel)
+        os.chmod(tmp, 0o600)
+        started = time.perf_counter()
+        problem = check_database(tmp)
+        if problem:
+            raise BackupFailed(f"copy failed its check: {problem}")
+        verify_seconds = time.perf_counter() - started
+        digest = sha256_file(tmp)
+        publish(tmp, final)
+    except BaseException:
+        remove(tmp)
+        raise
+    return Artifact(path=final, size=final.stat().st_size, sha256=digest,
+                    copy_seconds=copy_seconds, verify_seconds=verify_seconds,
+                    detail=_db_detail(final))
+
+
+def _db_detail(path: Path) -> dict[str, Any]:
+    try:
+        return smoke_query(path)
+    except sqlite3.DatabaseError:
+        return {}
+
+
+# ---- storage --------------------------------------------------------------------------------
+
+
+def write_storage_tar(storage: Path, dest: Path,
+                      cancel: threading.Event | None = None) -> dict[str, Any]:
+    """A gzip tar of `storage` at `dest`. Links are stored as links, never followed;
+    unreadable entries are listed in the result (and left out), never silently skipped."""
+    if not storage.is_dir():
+        raise BackupFailed(f"storage folder {storage} does not exist")
+    unreadable: list[str] = []
+    special: list[str] = []
+    files = links = total = 0
+    with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
+        tar.add(storage, arcname=".", recursive=False)
+
+        def walk_error(exc: OSError) -> None:
+            unreadable.append(f"{exc.filename}: {exc.strerror}")
+
+        for root, dirs, names in os.walk(storage, onerror=walk_error, followlinks=False):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("backup cancelled (engine stopping)")
+            dirs.sort()
+            for name in sorted(dirs) + sorted(names):
+                full = Path(root, name)
+                arc = str(full.relative_to(storage))
+                try:
+                    st = full.lstat()
+                    if stat.S_ISLNK(st.st_mode):
+                        tar.add(full, arcname=arc, recursive=False)
+                        links += 1
+                    elif stat.S_ISDIR(st.st_mode):
+                        if name in dirs and os.access(full, os.R_OK | os.X_OK):
+                            tar.add(full, arcname=arc, recursive=False)
+                        elif name in dirs:
+                            unreadable.append(f"{full}: permission denied")
+                    elif stat.S_ISREG(st.st_mode):
+                        with full.open("rb") as fh:
+                            info = tar.gettarinfo(arcname=arc, fileobj=fh)
+                            tar.addfile(info, fh)
+                        files += 1
+                        total += st.st_size
+                    else:
+                        special.append(arc)
+                except OSError as exc:
+                    unreadable.append(f"{full}: {exc.strerror}")
+    return {"files": files, "links": links, "bytes": total, "unreadable": unreadable,
+            "special_skipped": special}
+
+
+def check_tar(path: Path) -> str | None:
+    """None if every member of the gzip tar at `path` reads back whole, else why not."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    if fh is not None:
+                        while fh.read(1 << 20):
+                            pass
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        return f"archive unreadable: {exc}"
+    return None
+
+
+def _storage_warnings(detail: dict[str, Any]) -> tuple[str, ...]:
+    warnings = []
+    if detail["unreadable"]:
+        listed = ", ".join(detail["unreadable"][:5])
+        warnings.append(f"{len(detail['unreadable'])} unreadable entr(ies) left out: {listed}")
+    if detail["special_skipped"]:
+        warnings.append(f"{len(detail['special_skipped'])} special file(s) left out")
+    return tuple(warnings)
+
+
+def backup_storage(storage: Path, final: Path,
+                   cancel: threading.Event | None = None) -> Artifact:
+    private_dir(final.parent)
+    tmp = temp_path(final)
+    try:
+        started = time.perf_counter()
+        detail = write_storage_tar(storage, tmp, cancel)
+        os.chmod(tmp, 0o600)
+        copy_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        problem = check_tar(tmp)
+        if problem:
+            raise BackupFailed(f"archive failed its check: {problem}")
+        verify_seconds = time.perf_counter() - started
+        digest = sha256_file(tmp)
+        publish(tmp, final)
+    except BaseException:
+        remove(tmp)
+        raise
+    return Artifact(path=final, size=final.stat().st_size, sha256=digest,
+                    copy_seconds=copy_seconds, verify_seconds=verify_seconds,
+                    warnings=_storage_warnings(detail), detail=detail)
+
+
+# ---- full -----------------------------------------------------------------------------------
+
+
+def backup_full(src: Path, storage: Path, final: Path,
+                cancel: threading.Event | None = None) -> Artifact:
+    """A folder with the database, the storage archive and a manifest of both."""
+    private_dir(final.parent)
+    tmp = temp_path(final)
+    try:
+        private_dir(tmp)
+        started = time.perf_counter()
+        db_file, tar_file = tmp / FULL_DB, tmp / FULL_STORAGE
+        copy_database(src, db_file, cancel)
+        storage_detail = write_storage_tar(storage, tar_file, cancel)
+        for f in (db_file, tar_file):
+            os.chmod(f, 0o600)
+        copy_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        problem = check_database(db_file) or check_tar(tar_file)
+        if problem:
+            raise BackupFailed(f"full backup failed its check: {problem}")
+        manifest: dict[str, Any] = {
+            "format": 1,
+            "vertex_tui": __version__,
+            "sqlite": sqlite3.sqlite_version,
+            "created_at": time.time(),
+            "database": {"file": FULL_DB, "size": db_file.stat().st_size,
+                         "sha256": sha256_file(db_file), **smoke_query(db_file)},
+            "storage": {"file": FULL_STORAGE, "size": tar_file.stat().st_size,
+                        "sha256": sha256_file(tar_file), **storage_detail},
+        }
+        manifest_path = tmp / MANIFEST
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        os.chmod(manifest_path, 0o600)
+        verify_seconds = time.perf_counter() - started
+        digest = sha256_file(manifest_path)
+        publish(tmp, final)
+    except BaseException:
+        remove(tmp)
+        raise
+    return Artifact(path=final, size=tree_size(final), sha256=digest,
+                    copy_seconds=copy_seconds, verify_seconds=verify_seconds,
+                    warnings=_storage_warnings(storage_detail),
+                    detail={"database": manifest["database"],
+                            "storage": {k: v for k, v in manifest["storage"].items()
+                                        if k not in ("unreadable", "special_skipped")}})
+
+
+# ---- verify and restore --------------------------------------------------------------------
+
+
+def kind_of(path: Path) -> str:
+    if path.is_dir() and (path / MANIFEST).exists():
+        return "full"
+    if path.name.endswith(".tar.gz"):
+        return "storage"
+    return "database"
+
+
+def verify(path: Path, expected_sha256: str | None = None) -> Verdict:
+    """Check any backup: a database file, a storage archive or a full backup folder."""
+    started = time.perf_counter()
+    if not path.exists():
+        return Verdict(ok=False, kind="unknown", reason=f"{path} does not exist")
+    kind = kind_of(path)
+    problem: str | None
+    if kind == "full":
+        problem = _verify_full(path)
+        digest_file = path / MANIFEST
+    else:
+        problem = check_tar(path) if kind == "storage" else check_database(path)
+        digest_file = path
+    if problem is None and expected_sha256 and sha256_file(digest_file) != expected_sha256:
+        problem = "sha256 differs from the one recorded when the backup was made"
+    return Verdict(ok=problem is None, kind=kind, reason=problem or "ok",
+                   seconds=time.perf_counter() - started)
+
+
+def _verify_full(path: Path) -> str | None:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        parts = [manifest["database"], manifest["storage"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"manifest unreadable: {exc}"
+    for part in parts:
+        f = path / part["file"]
+        if not f.is_file():
+            return f"{part['file']} is missing"
+        if f.stat().st_size != part["size"] or sha256_file(f) != part["sha256"]:
+            return f"{part['file']} does not match the manifest"
+    return check_database(path / FULL_DB) or check_tar(path / FULL_STORAGE)
+
+
+def database_file_of(path: Path) -> Path:
+    """The database file inside a backup (the file itself, or the one in a full backup)."""
+    kind = kind_of(path)
+    if kind == "storage":
+        raise BackupFailed(
+            f"{path} is a storage archive; extract it with: tar -xzf {path} -C STORAGE_DIR"
+        )
+    return path / FULL_DB if kind == "full" else path
+
+
+def restore_database(backup: Path, db_path: Path, stamp: str) -> tuple[Path, dict[str, Any]]:
+    """Replace `db_path` by the database in `backup`; the current file is kept aside.
+
+    Returns the path the old database was moved to and the smoke query of the result.
+    """
+    source = database_file_of(backup)
+    tmp = temp_path(db_path)
+    aside = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
+    try:
+        target = sqlite3.connect(tmp)
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            src.backup(target)
+        finally:
+            src.close()
+        target.execute("PRAGMA journal_mode=WAL")
+        target.close()
+        problem = check_database(tmp)
+        if problem:
+            raise BackupFailed(f"restored copy failed its check: {problem}")
+        if db_path.exists():
+            _checkpoint(db_path)
+            os.replace(db_path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        publish(tmp, db_path)
+    except BaseException:
+        remove(tmp)
+        raise
+    return aside, smoke_query(db_path)
+
+
+def _checkpoint(db_path: Path) -> None:
+    """Fold the WAL into the main file so the file kept aside is complete by itself."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+
+
+def drill(backup: Path, workdir: Path) -> dict[str, Any]:
+    """Restore `backup` into `workdir`, check it and run a smoke query."""
+    source = database_file_of(backup)
+    target_path = workdir / "drill.db"
+    started = time.perf_counter()
+    target = sqlite3.connect(target_path)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        src.backup(target)
+    finally:
+        src.close()
+        target.close()
+    problem = check_database(target_path)
+    if problem:
+        raise BackupFailed(f"restored copy failed its check: {problem}")
+    return {"seconds": time.perf_counter() - started, **smoke_query(target_path)}

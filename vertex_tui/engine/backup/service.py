@@ -1,0 +1,347 @@
+"""The backup service: cron jobs for each kind, rotation and restore drills, under leases.
+
+Only the process holding `backup:<job>` runs that job, so several engines on one database
+back up once. Every run lands in `backups` (kinds database/storage/full) and `service_runs`,
+and emits events; operator triggers, verifies and restores go to `audit_log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vertex_tui.engine import audit
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.backup import manager
+from vertex_tui.engine.backup.files import remove, stale_temps
+from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
+from vertex_tui.engine.clock import Clock, isoformat
+from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.scheduling import Scheduler, next_cron_time
+from vertex_tui.engine.service import ServiceState
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import backups as store
+from vertex_tui.engine.store import runs
+from vertex_tui.engine.store.db import Database
+
+log = logging.getLogger(__name__)
+
+KINDS = ("database", "storage", "full")
+JOBS = (*KINDS, "rotation", "drill")
+LEASE_TTL = 6 * 3600.0
+SUFFIX = {"database": ".db", "storage": ".tar.gz", "full": ""}
+
+
+def backup_name(kind: str, at: float) -> str:
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{kind}-{stamp}{SUFFIX[kind]}"
+
+
+class BackupService:
+    """Backups of one engine process; usable for queries and runs without being started."""
+
+    name = "backup"
+
+    def __init__(self, *, db: Database, settings: Settings, clock: Clock,
+                 events: ev.EventBus, leases: Leases, owner: str) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+        self._events = events
+        self._leases = leases
+        self._owner = owner
+        self._scheduler: Scheduler | None = None
+        self._cancel = threading.Event()
+        self._running: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._standby: set[str] = set()
+        self.last_error: str | None = None
+
+    # ---- configuration ------------------------------------------------------------------
+
+    def schedule_of(self, job: str) -> str:
+        return str(getattr(self._settings, f"backup_{job}_schedule"))
+
+    def enabled(self, job: str) -> bool:
+        return bool(getattr(self._settings, f"backup_{job}_enabled"))
+
+    def schedule(self) -> list[dict[str, Any]]:
+        """Every job with its cron schedule, enabled flag and next run (None if disabled)."""
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        out = []
+        for job in JOBS:
+            nxt = None
+            if self.enabled(job):
+                if self._scheduler is not None:
+                    nxt = self._scheduler.next_run(job)
+                else:
+                    nxt = next_cron_time(self.schedule_of(job), self._settings.timezone, now)
+            out.append({"job": job, "schedule": self.schedule_of(job),
+                        "enabled": self.enabled(job),
+                        "next_run": None if nxt is None else nxt.isoformat(timespec="seconds"),
+                        "running": job in self._running})
+        return out
+
+    # ---- service lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recover()
+        self._cancel.clear()
+        scheduler = Scheduler(self._settings.timezone)
+        for job in JOBS:
+            scheduler.add_cron(job, self.schedule_of(job), self._job_func(job),
+                               enabled=self.enabled(job),
+                               misfire_grace=self._settings.backup_misfire_grace_seconds)
+        scheduler.start()
+        self._scheduler = scheduler
+        self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
+
+    def _job_func(self, job: str) -> Callable[[], Any]:
+        async def scheduled() -> None:
+            try:
+                await self.run(job, trigger="schedule")
+            except Exception:
+                log.exception("scheduled backup job %s failed", job, extra={"service": "backup"})
+
+        return scheduled
+
+    async def stop(self, grace: float = 8.0) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+            self._scheduler = None
+        self._cancel.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        self._events.publish(ev.ServiceStopped(at=self._clock.time(), service=self.name))
+
+    async def recover(self) -> None:
+        """Fail records and remove temp files left by processes that died mid-backup."""
+        now = self._clock.time()
+        alive = await self._leases.alive_engines(now)
+        alive = [*alive, self._owner]
+        await store.mark_interrupted(self._db, alive_owners=alive, at=now)
+        await runs.mark_interrupted(self._db, service=self.name, alive_owners=alive, at=now)
+        for kind in KINDS:
+            for leftover in stale_temps(self._settings.backup_dir.absolute() / kind):
+                log.warning("removing leftover temp file %s", leftover)
+                remove(leftover)
+
+    def state(self) -> ServiceState:
+        if self._running:
+            return ServiceState.RUNNING
+        if self._scheduler is None:
+            return ServiceState.STOPPED
+        if self.last_error:
+            return ServiceState.ERROR
+        if self._standby:
+            return ServiceState.STANDBY
+        return ServiceState.IDLE
+
+    async def status(self) -> dict[str, Any]:
+        jobs = self.schedule()
+        upcoming = sorted(j["next_run"] for j in jobs if j["next_run"])
+        last = await store.history(self._db, limit=1)
+        return {"state": str(self.state()),
+                "last_run": isoformat(last[0].finished_at or last[0].started_at) if last
+                else None,
+                "last_outcome": last[0].status if last else None,
+                "next_run": upcoming[0] if upcoming else None,
+                "last_error": self.last_error, "jobs": jobs,
+                "last_verified_restore": await store.last_drill(self._db, ok_only=True)}
+
+    # ---- runs ---------------------------------------------------------------------------------
+
+    async def run(self, job: str, *, trigger: str = "manual") -> dict[str, Any]:
+        """Run one job now (if this process can take its lease); returns what happened."""
+        if job not in JOBS:
+            raise UsageError(f"unknown backup job {job!r}; expected one of {', '.join(JOBS)}")
+        now = self._clock.time()
+        lease = f"backup:{job}"
+        if job in self._running or not await self._leases.acquire(lease, now, LEASE_TTL):
+            holder = await self._leases.holder(lease, now)
+            self._standby.add(job)
+            reason = f"another run holds the lease ({holder or 'this process'})"
+            await runs.record_skip(self._db, service=self.name, job=job, owner=self._owner,
+                                   at=now, reason=reason)
+            self._events.publish(ev.JobSkipped(at=now, service=self.name, job=job,
+                                               holder=holder))
+            return {"job": job, "status": "skipped", "reason": reason}
+        self._standby.discard(job)
+        self._running.add(job)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            if trigger == "manual":
+                async with self._db.transaction() as conn:
+                    await audit.record(conn, at=now, action=f"backup.run.{job}")
+            if job in KINDS:
+                return await self._backup(job, trigger)
+            if job == "rotation":
+                return await self._rotate()
+            return await self.drill()
+        finally:
+            self._running.discard(job)
+            if task is not None:
+                self._tasks.discard(task)
+            await self._leases.release(lease)
+
+    async def _backup(self, kind: str, trigger: str) -> dict[str, Any]:
+        s = self._settings
+        started = self._clock.time()
+        if not s.backup_dir.exists():
+            s.backup_dir.mkdir(parents=True, mode=0o700)
+        final = s.backup_dir.absolute() / kind / backup_name(kind, started)
+        backup_id = await store.insert_running(self._db, kind=kind, at=started,
+                                               trigger=trigger, owner=self._owner)
+        run_id = await runs.start_run(self._db, service=self.name, job=kind,
+                                      owner=self._owner, at=started)
+        self._events.publish(ev.BackupStarted(at=started, kind=kind, trigger=trigger))
+        try:
+            if kind == "database":
+                artifact = await asyncio.to_thread(manager.backup_database, s.db_path, final,
+                                                   self._cancel)
+            elif kind == "storage":
+                artifact = await asyncio.to_thread(manager.backup_storage, s.storage_dir,
+                                                   final, self._cancel)
+            else:
+                artifact = await asyncio.to_thread(manager.backup_full, s.db_path,
+                                                   s.storage_dir, final, self._cancel)
+        except Exception as exc:
+            error = _describe(exc)
+            now = self._clock.time()
+            log.error("%s backup failed: %s", kind, error, extra={"service": self.name})
+            await store.finish_failed(self._db, backup_id, at=now, started_at=started,
+                                      error=error)
+            await runs.finish_run(self._db, run_id, at=now, outcome="error", error=error)
+            self.last_error = f"{kind} backup failed: {error}"
+            self._events.publish(ev.BackupFinished(at=now, kind=kind, ok=False, path=None,
+                                                   size=None, error=error))
+            return {"job": kind, "status": "failed", "error": error, "id": backup_id}
+        now = self._clock.time()
+        warnings = "; ".join(artifact.warnings) or None
+        await store.finish_ok(self._db, backup_id, at=now, path=str(artifact.path),
+                              size=artifact.size, sha256=artifact.sha256,
+                              duration=artifact.copy_seconds,
+                              verify_seconds=artifact.verify_seconds, warnings=warnings,
+                              detail=artifact.detail)
+        await runs.finish_run(self._db, run_id, at=now, outcome="ok",
+                              counts={"bytes": artifact.size}, error=warnings)
+        self.last_error = None
+        if warnings:
+            log.warning("%s backup %s: %s", kind, artifact.path, warnings)
+        log.info("%s backup written: %s (%d bytes)", kind, artifact.path, artifact.size,
+                 extra={"service": self.name})
+        self._events.publish(ev.BackupFinished(at=now, kind=kind, ok=True,
+                                               path=str(artifact.path), size=artifact.size,
+                                               warnings=warnings))
+        return {"job": kind, "status": "ok", "id": backup_id, "path": str(artifact.path),
+                "size": artifact.size, "sha256": artifact.sha256,
+                "seconds": round(artifact.copy_seconds, 3), "warnings": warnings}
+
+    async def _rotate(self) -> dict[str, Any]:
+        s = self._settings
+        policy = RetentionPolicy(keep_last=s.backup_keep_last, keep_daily=s.backup_keep_daily,
+                                 keep_weekly=s.backup_keep_weekly,
+                                 keep_monthly=s.backup_keep_monthly, timezone=s.timezone)
+        started = self._clock.time()
+        run_id = await runs.start_run(self._db, service=self.name, job="rotation",
+                                      owner=self._owner, at=started)
+        deleted: dict[str, int] = {}
+        try:
+            for kind in KINDS:
+                records = await store.for_rotation(self._db, kind)
+                infos = [BackupInfo(id=r.id, started_at=r.started_at, status=r.status,
+                                    verified=r.verified) for r in records]
+                doomed = to_delete(infos, policy)
+                paths = {r.id: r.path for r in records}
+                for backup_id in sorted(doomed):
+                    path = paths[backup_id]
+                    if path:
+                        await asyncio.to_thread(remove, Path(path))
+                await store.mark_deleted(self._db, sorted(doomed), self._clock.time())
+                deleted[kind] = len(doomed)
+        except Exception as exc:
+            error = _describe(exc)
+            await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="error",
+                                  counts=deleted, error=error)
+            self.last_error = f"rotation failed: {error}"
+            self._events.publish(ev.RotationFinished(at=self._clock.time(),
+                                                     deleted=sum(deleted.values()), error=error))
+            return {"job": "rotation", "status": "failed", "error": error, "deleted": deleted}
+        await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="ok",
+                              counts=deleted)
+        self._events.publish(ev.RotationFinished(at=self._clock.time(),
+                                                 deleted=sum(deleted.values())))
+        return {"job": "rotation", "status": "ok", "deleted": deleted}
+
+    async def drill(self) -> dict[str, Any]:
+        """Restore the newest verified database backup into a temp folder and check it."""
+        now = self._clock.time()
+        record = await store.newest_restorable(self._db)
+        if record is None or not record.path:
+            error = "no verified database or full backup to drill"
+            await store.record_drill(self._db, at=now, backup_id=None, path=None, ok=False,
+                                     duration=None, error=error, detail={})
+            self._events.publish(ev.RestoreDrillFinished(at=now, ok=False, path=None,
+                                                         error=error))
+            return {"job": "drill", "status": "failed", "error": error}
+        try:
+            with tempfile.TemporaryDirectory(prefix="vertex-drill-") as workdir:
+                detail = await asyncio.to_thread(manager.drill, Path(record.path),
+                                                 Path(workdir))
+        except Exception as exc:
+            error = _describe(exc)
+            await store.record_drill(self._db, at=now, backup_id=record.id, path=record.path,
+                                     ok=False, duration=None, error=error, detail={})
+            self.last_error = f"restore drill failed: {error}"
+            self._events.publish(ev.RestoreDrillFinished(at=now, ok=False, path=record.path,
+                                                         error=error))
+            return {"job": "drill", "status": "failed", "error": error, "path": record.path}
+        await store.record_drill(self._db, at=now, backup_id=record.id, path=record.path,
+                                 ok=True, duration=detail["seconds"], error=None, detail=detail)
+        self._events.publish(ev.RestoreDrillFinished(at=now, ok=True, path=record.path))
+        return {"job": "drill", "status": "ok", "path": record.path, **detail}
+
+    # ---- operator tools -------------------------------------------------------------------
+
+    async def history(self, *, kind: str | None = None, limit: int = 50) -> list[
+            store.BackupRecord]:
+        return await store.history(self._db, kind=kind, limit=limit)
+
+    async def verify(self, path: Path) -> manager.Verdict:
+        """Check a backup file or folder; the result is stored on its record, if any."""
+        path = path.resolve() if path.exists() else path
+        record = await store.by_path(self._db, str(path))
+        verdict = await asyncio.to_thread(manager.verify, path,
+                                          record.sha256 if record else None)
+        now = self._clock.time()
+        if record is not None:
+            await store.set_verified(self._db, record.id, ok=verdict.ok, at=now,
+                                     seconds=verdict.seconds,
+                                     error=None if verdict.ok else verdict.reason)
+        async with self._db.transaction() as conn:
+            await audit.record(conn, at=now, action="backup.verify", path=str(path),
+                               ok=verdict.ok, reason=verdict.reason)
+        return verdict
+
+    async def expected_sha256(self, path: Path) -> str | None:
+        record = await store.by_path(self._db, str(path.resolve()))
+        return record.sha256 if record else None
+
+    async def last_drill(self) -> dict[str, Any] | None:
+        return await store.last_drill(self._db)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__

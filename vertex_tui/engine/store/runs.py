@@ -1,0 +1,63 @@
+"""service_runs: one row per scheduler pass or job run (start, end, outcome, counts, error)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vertex_tui.engine.store.db import Database
+
+
+async def start_run(db: Database, *, service: str, job: str, owner: str, at: float) -> int:
+    rows = await db.write(
+        "INSERT INTO service_runs (service, job, owner, started_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
+        (service, job, owner, at),
+    )
+    return int(rows[0][0])
+
+
+async def finish_run(db: Database, run_id: int, *, at: float, outcome: str,
+                     counts: dict[str, Any] | None = None, error: str | None = None) -> None:
+    await db.write(
+        "UPDATE service_runs SET finished_at = ?, outcome = ?, counts = ?, error = ?"
+        " WHERE id = ?",
+        (at, outcome, json.dumps(counts or {}, default=str), error, run_id),
+    )
+
+
+async def record_skip(db: Database, *, service: str, job: str, owner: str, at: float,
+                      reason: str) -> None:
+    await db.write(
+        "INSERT INTO service_runs (service, job, owner, started_at, finished_at, outcome, error)"
+        " VALUES (?, ?, ?, ?, ?, 'skipped', ?)",
+        (service, job, owner, at, at, reason),
+    )
+
+
+async def last_runs(db: Database, service: str) -> dict[str, dict[str, Any]]:
+    """The latest finished run of each job of `service`."""
+    rows = await db.read(
+        "SELECT job, started_at, finished_at, outcome, counts, error FROM service_runs"
+        " WHERE id IN (SELECT max(id) FROM service_runs WHERE service = ?"
+        "              AND outcome <> 'running' GROUP BY job)",
+        (service,),
+    )
+    return {
+        r[0]: {"started_at": r[1], "finished_at": r[2], "outcome": r[3],
+               "counts": json.loads(r[4]), "error": r[5]}
+        for r in rows
+    }
+
+
+async def mark_interrupted(db: Database, *, service: str, alive_owners: list[str],
+                           at: float) -> int:
+    """Runs left 'running' by processes that are gone become errors."""
+    marks = ",".join("?" * len(alive_owners)) or "''"
+    rows = await db.write(
+        "UPDATE service_runs SET outcome = 'error', finished_at = ?,"
+        " error = 'interrupted: the process running it stopped'"
+        f" WHERE service = ? AND outcome = 'running' AND owner NOT IN ({marks}) RETURNING id",
+        (at, service, *alive_owners),
+    )
+    return len(rows)
