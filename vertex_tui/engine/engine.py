@@ -26,23 +26,27 @@ from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.events import EventBus
 from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.lifecycle import LifecycleService
+from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.videos import VideoService
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_TTL = 30.0
 HEARTBEAT_EVERY = 10.0
 STOP_GRACE = 8.0
-# Services of SPEC that this build does not provide yet; `status` reports them as such.
-PLANNED_SERVICES = ("lifecycle", "video")
+SERVICES = ("email", "backup", "lifecycle", "video")
 
 
 def default_registry() -> ServiceRegistry:
     registry = ServiceRegistry()
     registry.register("email", lambda engine: engine.email)
     registry.register("backup", lambda engine: engine.backup)
+    registry.register("lifecycle", lambda engine: engine.lifecycle)
+    registry.register("video", lambda engine: engine.video)
     return registry
 
 
@@ -74,6 +78,9 @@ class Engine:
         self._db: Database | None = None
         self._email: EmailQueue | None = None
         self._backup: BackupService | None = None
+        self._lifecycle: LifecycleService | None = None
+        self._video: VideoService | None = None
+        self._scheduler: Scheduler | None = None
         self._leases: Leases | None = None
         self._started: list[Service] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -97,6 +104,18 @@ class Engine:
         return self._backup
 
     @property
+    def lifecycle(self) -> LifecycleService:
+        if self._lifecycle is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._lifecycle
+
+    @property
+    def video(self) -> VideoService:
+        if self._video is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._video
+
+    @property
     def leases(self) -> Leases:
         if self._leases is None:
             raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
@@ -113,9 +132,6 @@ class Engine:
             holder = await self._leases.holder(MAINTENANCE_LEASE, self.clock.time())
             if holder is not None:
                 raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
-            self._backup = BackupService(db=self._db, settings=self.settings, clock=self.clock,
-                                         events=self.events, leases=self._leases,
-                                         owner=self.owner)
             self._email = EmailQueue(
                 db=self._db,
                 settings=self.settings,
@@ -124,6 +140,14 @@ class Engine:
                 owner=self.owner,
                 transport_factory=self._transport_factory,
             )
+            self._scheduler = Scheduler(self.settings.timezone)
+            common: dict[str, Any] = {"db": self._db, "settings": self.settings,
+                                      "clock": self.clock, "events": self.events,
+                                      "leases": self._leases, "owner": self.owner,
+                                      "scheduler": self._scheduler}
+            self._backup = BackupService(**common)
+            self._lifecycle = LifecycleService(**common, email=self._email)
+            self._video = VideoService(**common, email=self._email)
             names = self.registry.names() if self._run is None else self._run
             if names:
                 await self._beat()
@@ -133,6 +157,7 @@ class Engine:
                 await service.start()
                 self._started.append(service)
                 log.info("service %s started", name, extra={"service": name})
+            self._scheduler.start()
         except BaseException:
             await self._shutdown()
             raise
@@ -147,6 +172,8 @@ class Engine:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
         for service in reversed(self._started):
             try:
                 await service.stop(STOP_GRACE)
@@ -201,11 +228,12 @@ class Engine:
         if "backup" not in self.running() and backup["state"] == ServiceState.STOPPED:
             backup["state"] = str(ServiceState.IDLE if others else ServiceState.STOPPED)
         services["backup"] = backup
-        for name in PLANNED_SERVICES:
-            services[name] = {
-                "state": "unavailable",
-                "last_run": None,
-                "next_run": None,
-                "detail": "not provided by this version of vertex-tui",
-            }
+        for name, periodic in (("lifecycle", self.lifecycle), ("video", self.video)):
+            doc = await periodic.status()
+            if name not in self.running() and doc["state"] == ServiceState.STOPPED:
+                holder = await self.leases.holder(periodic.lease_name, now)
+                doc["state"] = str(
+                    ServiceState.IDLE if holder or others else ServiceState.STOPPED
+                )
+            services[name] = doc
         return {"at": isoformat(now), "engines": engines, "services": services}

@@ -128,6 +128,40 @@ class JobSkipped(Event):
     holder: str | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PassCompleted(Event):
+    """A scheduler pass (lifecycle, videos) finished; `counts` say what it did."""
+
+    service: str
+    ok: bool
+    counts: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LifecycleStatusChanged(Event):
+    """Subscription statuses moved in one pass: counts by new status, per entity kind."""
+
+    entity_kind: str
+    changes: dict[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoticesQueued(Event):
+    """Lifecycle notices written (and their mail enqueued) by one pass, by kind."""
+
+    sent: dict[str, int]
+    skipped: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideosChanged(Event):
+    activated: int
+    deactivated: int
+    rotated: int
+    archived: int
+
+
 Subscriber = Callable[[Event], Any]
 
 

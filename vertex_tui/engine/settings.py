@@ -155,7 +155,14 @@ def _path(raw: str) -> Path:
 
 
 def _text(raw: str) -> str:
+    # A line break here is an env-file accident (CRLF endings), never part of a credential.
+    if "\r" in raw or "\n" in raw:
+        raise ValueError("a value without line breaks (CR/LF)")
     return raw
+
+
+def _secret(raw: str) -> Secret:
+    return Secret(_text(raw))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,7 +229,8 @@ class Settings:
             try:
                 values[var.field] = var.parse(raw)
             except ValueError as exc:
-                raise ConfigError(var.name, raw, str(exc)) from None
+                shown = "********" if var.parse is _secret else raw
+                raise ConfigError(var.name, shown, str(exc)) from None
         settings = cls(**values)
         if settings.smtp_tls and settings.smtp_starttls == "true":
             raise ConfigError(
@@ -292,7 +300,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("SMTP_HOST", "smtp_host", _host),
     _Var("SMTP_PORT", "smtp_port", _int_range(1, 65_535)),
     _Var("SMTP_USERNAME", "smtp_username", _text),
-    _Var("SMTP_PASSWORD", "smtp_password", Secret),
+    _Var("SMTP_PASSWORD", "smtp_password", _secret),
     _Var("SMTP_STARTTLS", "smtp_starttls", _starttls),
     _Var("SMTP_TLS", "smtp_tls", _bool),
     _Var("SMTP_TIMEOUT", "smtp_timeout", _positive_float),

@@ -44,20 +44,34 @@ def backup_name(kind: str, at: float) -> str:
     return f"{kind}-{stamp}{SUFFIX[kind]}"
 
 
+def _unused_name(folder: Path, kind: str, at: float) -> Path:
+    """`folder/backup_name(...)`, with -1, -2, ... added if a backup of that second exists
+    (a second run in the same second must not replace the first one's file)."""
+    name = backup_name(kind, at)
+    stem = name[: len(name) - len(SUFFIX[kind])]
+    candidate, n = folder / name, 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = folder / f"{stem}-{n}{SUFFIX[kind]}"
+    return candidate
+
+
 class BackupService:
     """Backups of one engine process; usable for queries and runs without being started."""
 
     name = "backup"
 
     def __init__(self, *, db: Database, settings: Settings, clock: Clock,
-                 events: ev.EventBus, leases: Leases, owner: str) -> None:
+                 events: ev.EventBus, leases: Leases, owner: str,
+                 scheduler: Scheduler | None = None) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
         self._events = events
         self._leases = leases
         self._owner = owner
-        self._scheduler: Scheduler | None = None
+        self._jobs = scheduler
+        self._scheduler: Scheduler | None = None  # set while started
         self._cancel = threading.Event()
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -94,12 +108,13 @@ class BackupService:
     async def start(self) -> None:
         await self.recover()
         self._cancel.clear()
-        scheduler = Scheduler(self._settings.timezone)
+        scheduler = self._jobs or Scheduler(self._settings.timezone)
         for job in JOBS:
             scheduler.add_cron(job, self.schedule_of(job), self._job_func(job),
                                enabled=self.enabled(job),
                                misfire_grace=self._settings.backup_misfire_grace_seconds)
-        scheduler.start()
+        if self._jobs is None:
+            scheduler.start()
         self._scheduler = scheduler
         self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
 
@@ -114,7 +129,8 @@ class BackupService:
 
     async def stop(self, grace: float = 8.0) -> None:
         if self._scheduler is not None:
-            self._scheduler.shutdown()
+            if self._jobs is None:
+                self._scheduler.shutdown()
             self._scheduler = None
         self._cancel.set()
         if self._tasks:
@@ -196,15 +212,16 @@ class BackupService:
     async def _backup(self, kind: str, trigger: str) -> dict[str, Any]:
         s = self._settings
         started = self._clock.time()
-        if not s.backup_dir.exists():
-            s.backup_dir.mkdir(parents=True, mode=0o700)
-        final = s.backup_dir.absolute() / kind / backup_name(kind, started)
         backup_id = await store.insert_running(self._db, kind=kind, at=started,
                                                trigger=trigger, owner=self._owner)
         run_id = await runs.start_run(self._db, service=self.name, job=kind,
                                       owner=self._owner, at=started)
         self._events.publish(ev.BackupStarted(at=started, kind=kind, trigger=trigger))
         try:
+            # Inside the try: a backup folder that cannot be made is a failed backup, recorded.
+            if not s.backup_dir.exists():
+                s.backup_dir.mkdir(parents=True, mode=0o700)
+            final = _unused_name(s.backup_dir.absolute() / kind, kind, started)
             if kind == "database":
                 artifact = await asyncio.to_thread(manager.backup_database, s.db_path, final,
                                                    self._cancel)

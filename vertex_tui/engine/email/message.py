@@ -88,7 +88,12 @@ def parse_address(value: str) -> str:
 
 def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
     """Recipients' addr-specs and the To header, from a string (comma-separated) or a list."""
-    items = [to] if isinstance(to, str) else list(to)
+    if isinstance(to, str):
+        items = [to]
+    elif isinstance(to, Iterable) and not isinstance(to, (bytes, Mapping)):
+        items = list(to)
+    else:
+        raise InvalidMessage(f"recipients must be a string or a list, not {type(to).__name__}")
     if not items:
         raise InvalidMessage("no recipient given")
     for item in items:
@@ -103,8 +108,9 @@ def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
         raise InvalidMessage(f"invalid recipient list: {', '.join(items)!r}")
     recipients = []
     for name, addr in pairs:
-        shown = f"{name} <{addr}>" if name else addr
-        recipients.append(parse_address(shown))
+        # Only the addr-spec is checked: re-joining an unquoted display name holding a comma
+        # ("Doe, John" <j@d.com>) would split it in two.
+        recipients.append(parse_address(addr))
     return tuple(recipients), ", ".join(i.strip() for i in items)
 
 
@@ -151,7 +157,8 @@ class MessageIds:
     """Message-IDs unique across processes: a random prefix per generator and a counter."""
 
     def __init__(self, sender: str) -> None:
-        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        _, at, domain = parseaddr(sender)[1].rpartition("@")
+        domain = domain if at and domain else "localhost"
         self._suffix = f"@{domain}>"
         self._prefix = f"<{uuid.uuid4().hex}."
         self._n = 0

@@ -128,6 +128,16 @@ class EmailQueue:
         self._events.publish(ev.EmailEnqueued(at=now, count=len(ids), job_ids=tuple(ids[:100])))
         return ids
 
+    def outbox_row(self, *, to: str, subject: str, body: str, now: float) -> tuple[Any, ...]:
+        """A validated row for `store.email.INSERT_JOB`, for another service to insert in its
+        own transaction (the outbox pattern); call `enqueued_elsewhere()` after commit."""
+        return self._row(prepare(to=to, subject=subject, body=body), now)
+
+    def enqueued_elsewhere(self, count: int) -> None:
+        """Jobs were inserted set-wise by another service's transaction (outbox): wake up."""
+        self._wake.set()
+        self._events.publish(ev.EmailEnqueued(at=self._clock.time(), count=count))
+
     # ---- operator tools --------------------------------------------------------------------
 
     async def stats(self) -> QueueStats:
@@ -299,13 +309,13 @@ class EmailQueue:
 
     async def status(self) -> dict[str, Any]:
         stats = await self.stats()
-        row = await self._db.read_one("SELECT max(finished_at) FROM email_jobs")
+        last_run = await store.last_finished_at(self._db)
         state = self.state()
         if state is ServiceState.STOPPED and stats.paused:
             state = ServiceState.PAUSED
         return {
             "state": str(state),
-            "last_run": isoformat(row[0] if row else None),
+            "last_run": isoformat(last_run),
             "next_run": isoformat(stats.next_attempt_at),
             "last_error": self.last_error,
             **{k: v for k, v in stats.to_json().items() if k != "paused"},

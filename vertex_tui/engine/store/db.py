@@ -116,12 +116,12 @@ class Database:
         check_sqlite_file(path)
         writer = reader = None
         try:
-            writer = await cls._connect(path)
+            writer = await cls._connect(path, lock_wait)
             db = cls(path, writer, writer, lock_wait)
             await db._retry_locked(lambda: writer.execute("PRAGMA journal_mode=WAL"))
             if migrate:
                 await db.migrate()
-            reader = await cls._connect(path)
+            reader = await cls._connect(path, lock_wait)
             db._reader = reader
             return db
         except sqlite3.DatabaseError as exc:
@@ -136,12 +136,19 @@ class Database:
             raise
 
     @staticmethod
-    async def _connect(path: Path) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.row_factory = sqlite3.Row
-        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
+    async def _connect(path: Path, lock_wait: float) -> aiosqlite.Connection:
+        # SQLite's own busy wait must not outlast `lock_wait`, or that bound means nothing.
+        busy_ms = max(0, min(BUSY_TIMEOUT_MS, int(lock_wait * 1000)))
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_ms / 1000)
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            # Its worker thread is not a daemon: a leaked connection keeps the process alive.
+            await conn.close()
+            raise
         return conn
 
     async def close(self) -> None:

@@ -21,10 +21,16 @@ INSERT_JOB = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
 )
 
+# INDEXED BY: without ANALYZE statistics the planner picks ix_email_jobs_status for
+# "status = 'pending'" and then reads and sorts every pending row (O(pending) per claim or
+# stats call: ~0.5-1 s with 1M pending). The partial indexes answer in O(log n).
+_DUE = "email_jobs INDEXED BY ix_email_jobs_due"
+_FINISHED = "email_jobs INDEXED BY ix_email_jobs_finished"
+
 _CLAIM = (
     "UPDATE email_jobs SET status = 'sending', attempts = attempts + 1, lease_owner = ?,"
     " lease_expires_at = ?, updated_at = ?"
-    " WHERE id IN (SELECT id FROM email_jobs WHERE status = 'pending' AND next_attempt_at <= ?"
+    f" WHERE id IN (SELECT id FROM {_DUE} WHERE status = 'pending' AND next_attempt_at <= ?"
     "              ORDER BY next_attempt_at LIMIT ?)"
     f" RETURNING {ClaimedJob.CLAIM_COLUMNS}"
 )
@@ -183,13 +189,20 @@ async def oldest_pending_created(db: Database) -> float | None:
 
 
 async def next_attempt_at(db: Database) -> float | None:
-    row = await db.read_one("SELECT min(next_attempt_at) FROM email_jobs WHERE status = 'pending'")
+    row = await db.read_one(f"SELECT min(next_attempt_at) FROM {_DUE} WHERE status = 'pending'")
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def last_finished_at(db: Database) -> float | None:
+    row = await db.read_one(
+        f"SELECT max(finished_at) FROM {_FINISHED} WHERE finished_at IS NOT NULL"
+    )
     return None if row is None or row[0] is None else float(row[0])
 
 
 async def sent_since(db: Database, since: float) -> int:
     row = await db.read_one(
-        "SELECT count(*) FROM email_jobs WHERE finished_at >= ? AND status = 'sent'", (since,)
+        f"SELECT count(*) FROM {_FINISHED} WHERE finished_at >= ? AND status = 'sent'", (since,)
     )
     return 0 if row is None else int(row[0])
 
@@ -197,8 +210,8 @@ async def sent_since(db: Database, since: float) -> int:
 async def sent_per_minute(db: Database, since: float, now: float) -> list[int]:
     """Mail sent in each minute from `since` to `now` (oldest first)."""
     rows = await db.read(
-        "SELECT CAST((finished_at - ?) / 60 AS INTEGER) AS bucket, count(*) FROM email_jobs"
-        " WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
+        "SELECT CAST((finished_at - ?) / 60 AS INTEGER) AS bucket, count(*)"
+        f" FROM {_FINISHED} WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
         (since, since),
     )
     buckets = [0] * max(1, int((now - since) // 60) + 1)
@@ -210,7 +223,7 @@ async def sent_per_minute(db: Database, since: float, now: float) -> list[int]:
 
 async def any_due(db: Database, now: float) -> bool:
     row = await db.read_one(
-        "SELECT EXISTS (SELECT 1 FROM email_jobs WHERE status = 'pending'"
+        f"SELECT EXISTS (SELECT 1 FROM {_DUE} WHERE status = 'pending'"
         " AND next_attempt_at <= ?)",
         (now,),
     )

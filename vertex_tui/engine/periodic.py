@@ -1,0 +1,153 @@
+"""A service whose work is one pass, run every N seconds and on demand, under a named lease.
+
+Lifecycle and videos share this: the lease keeps one process at a time on the pass (others
+are `standby` and take over when the holder's lease expires), each pass is recorded in
+`service_runs` with counts and duration, and a failing pass is logged and recorded but never
+stops the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Any
+
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.clock import Clock, isoformat
+from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.scheduling import Scheduler
+from vertex_tui.engine.service import ServiceState
+from vertex_tui.engine.store import runs
+from vertex_tui.engine.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicService(ABC):
+    """Base of the scheduler passes. Subclasses set `name` and implement `run_pass()`."""
+
+    name: str
+
+    def __init__(self, *, db: Database, clock: Clock, events: ev.EventBus, leases: Leases,
+                 owner: str, interval: float, enabled: bool, scheduler: Scheduler) -> None:
+        self._db = db
+        self._clock = clock
+        self._events = events
+        self._leases = leases
+        self._owner = owner
+        self.interval = interval
+        self.enabled = enabled
+        self._jobs = scheduler
+        self._scheduler: Scheduler | None = None  # set while started
+        self._lock = asyncio.Lock()
+        self._running = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._standby_holder: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def lease_name(self) -> str:
+        return self.name
+
+    @property
+    def lease_ttl(self) -> float:
+        # Held between passes (others show standby); expires if this process dies.
+        return self.interval * 2 + 60
+
+    @abstractmethod
+    async def run_pass(self, now: float) -> dict[str, Any]:
+        """Do the work of one pass at `now`; returns counts for service_runs."""
+
+    async def start(self) -> None:
+        self._scheduler = scheduler = self._jobs
+        first = datetime.fromtimestamp(self._clock.time(), UTC)
+        scheduler.add_interval(self.name, self.interval, self._scheduled, enabled=self.enabled,
+                               first_run=first)
+        self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
+
+    async def stop(self, grace: float = 8.0) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("%s pass still running at stop", self.name)
+        await self._leases.release(self.lease_name)
+        self._scheduler = None
+        self._events.publish(ev.ServiceStopped(at=self._clock.time(), service=self.name))
+
+    async def _scheduled(self) -> None:
+        try:
+            await self.check()
+        except Exception:
+            log.exception("%s pass failed", self.name, extra={"service": self.name})
+
+    async def check(self) -> dict[str, Any]:
+        """One pass now, if this process can hold the lease; returns what happened."""
+        async with self._lock:
+            now = self._clock.time()
+            if not await self._leases.acquire(self.lease_name, now, self.lease_ttl):
+                holder = await self._leases.holder(self.lease_name, now)
+                self._standby_holder = holder
+                reason = f"lease held by {holder}"
+                await runs.record_skip(self._db, service=self.name, job="pass",
+                                       owner=self._owner, at=now, reason=reason)
+                self._events.publish(ev.JobSkipped(at=now, service=self.name, job="pass",
+                                                   holder=holder))
+                return {"status": "skipped", "reason": reason, "holder": holder}
+            self._standby_holder = None
+            run_id = await runs.start_run(self._db, service=self.name, job="pass",
+                                          owner=self._owner, at=now)
+            self._running = True
+            self._idle.clear()
+            started = asyncio.get_running_loop().time()
+            try:
+                counts = await self.run_pass(now)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s pass failed", self.name, extra={"service": self.name})
+                self.last_error = error
+                await runs.finish_run(self._db, run_id, at=self._clock.time(),
+                                      outcome="error", error=error)
+                self._events.publish(ev.PassCompleted(at=self._clock.time(), service=self.name,
+                                                      ok=False, counts={}, error=error))
+                return {"status": "error", "error": error}
+            finally:
+                self._running = False
+                self._idle.set()
+            seconds = asyncio.get_running_loop().time() - started
+            counts = {**counts, "seconds": round(seconds, 4)}
+            self.last_error = None
+            await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="ok",
+                                  counts=counts)
+            self._events.publish(ev.PassCompleted(at=self._clock.time(), service=self.name,
+                                                  ok=True, counts=counts))
+            return {"status": "ok", **counts}
+
+    def state(self) -> ServiceState:
+        if not self.enabled:
+            return ServiceState.DISABLED
+        if self._running:
+            return ServiceState.RUNNING
+        if self._scheduler is None:
+            return ServiceState.STOPPED
+        if self._standby_holder:
+            return ServiceState.STANDBY
+        if self.last_error:
+            return ServiceState.ERROR
+        return ServiceState.IDLE
+
+    async def status(self) -> dict[str, Any]:
+        last = (await runs.last_runs(self._db, self.name)).get("pass")
+        nxt = self._scheduler.next_run(self.name) if self._scheduler else None
+        return {
+            "state": str(self.state()),
+            "last_run": isoformat(last["finished_at"]) if last else None,
+            "last_outcome": last["outcome"] if last else None,
+            "last_counts": last["counts"] if last else None,
+            "next_run": None if nxt is None else nxt.isoformat(timespec="seconds"),
+            "interval_seconds": self.interval,
+            "last_error": self.last_error or (last["error"] if last and
+                                              last["outcome"] == "error" else None),
+        }

@@ -1,0 +1,220 @@
+"""SQL of the video animation scheduler: set-wise activation, deactivation, archiving.
+
+A full pass (the first) looks at every portrait with videos; later passes only at portraits
+marked dirty by triggers, videos whose start or end crossed since the previous pass, and
+portraits whose subscription ended since then. Rotation decisions are made by the pure
+`next_video()` for the few portraits whose rotation is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from vertex_tui.engine.clock import isoformat
+from vertex_tui.engine.errors import NotFound
+from vertex_tui.engine.store.db import Database
+
+LAST_PASS_FLAG = "video.last_pass"
+ELIGIBLE = ("v.status IN ('scheduled', 'inactive') AND (v.start_at IS NULL OR v.start_at <= :now)"
+            " AND (v.end_at IS NULL OR v.end_at > :now)")
+DIGEST_LINES = 200
+
+
+@dataclass
+class VideoPass:
+    """What one pass changed; `lines` feed the admin digest (at most DIGEST_LINES)."""
+
+    full: bool = False
+    activated: int = 0
+    deactivated: int = 0
+    rotated: int = 0
+    archived: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def note(self, line: str) -> None:
+        if len(self.lines) < DIGEST_LINES:
+            self.lines.append(line)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"full": self.full, "activated": self.activated, "deactivated": self.deactivated,
+                "rotated": self.rotated, "archived": self.archived}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotationCandidate:
+    video_id: int
+    portrait_id: int
+    mode: str
+    position: int
+    eligible: tuple[tuple[int, int], ...]  # (position, id), in order
+
+
+async def last_pass(conn: aiosqlite.Connection) -> float | None:
+    rows = await conn.execute_fetchall("SELECT value FROM engine_flags WHERE name = ?",
+                                       (LAST_PASS_FLAG,))
+    return float(next(iter(rows))[0]) if rows else None
+
+
+async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
+                     result: VideoPass) -> None:
+    """Active videos whose end passed, or whose portrait's subscription ended."""
+    ended_portraits = (
+        "SELECT id FROM portraits WHERE subscription_end <= :now" if full else
+        "SELECT id FROM portraits WHERE subscription_end > :last AND subscription_end <= :now"
+    )
+    rows = list(await conn.execute_fetchall(
+        "UPDATE videos SET status = 'inactive', deactivated_at = :now"
+        " WHERE status = 'active' AND (end_at <= :now"
+        f"  OR portrait_id IN ({ended_portraits}))"
+        " RETURNING id, portrait_id, title", p))
+    result.deactivated += len(rows)
+    for r in rows:
+        result.note(f"deactivated video {r[0]} '{r[2]}' of portrait {r[1]}")
+    await conn.executemany("INSERT OR IGNORE INTO video_dirty VALUES (?)",
+                           [(r[1],) for r in rows])
+
+
+async def archive(conn: aiosqlite.Connection, p: dict[str, Any], result: VideoPass) -> None:
+    cur = await conn.execute(
+        "UPDATE videos SET status = 'archived', archived_at = :now"
+        " WHERE status IN ('scheduled', 'inactive') AND end_at <= :now - :archive_after", p)
+    result.archived += cur.rowcount
+
+
+async def activate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
+                   result: VideoPass) -> None:
+    """For each candidate portrait with no active video and a live subscription, activate
+    its first eligible video (lowest position)."""
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS video_candidates"
+                       " (portrait_id INTEGER PRIMARY KEY)")
+    await conn.execute("DELETE FROM temp.video_candidates")
+    if full:
+        await conn.execute("INSERT OR IGNORE INTO temp.video_candidates SELECT portrait_id"
+                           " FROM videos WHERE status IN ('scheduled', 'inactive')")
+    else:
+        await conn.execute(
+            "INSERT OR IGNORE INTO temp.video_candidates"
+            " SELECT portrait_id FROM video_dirty"
+            " UNION SELECT portrait_id FROM videos WHERE status = 'scheduled'"
+            "  AND start_at > :last AND start_at <= :now", p)
+    cur = await conn.execute(
+        "UPDATE videos SET status = 'active', activated_at = :now WHERE id IN ("
+        " SELECT (SELECT v.id FROM videos v WHERE v.portrait_id = c.portrait_id"
+        f"         AND {ELIGIBLE} ORDER BY v.position, v.id LIMIT 1)"
+        " FROM temp.video_candidates c JOIN portraits p ON p.id = c.portrait_id"
+        " WHERE (p.subscription_end IS NULL OR p.subscription_end > :now)"
+        "  AND NOT EXISTS (SELECT 1 FROM videos a WHERE a.portrait_id = c.portrait_id"
+        "                  AND a.status = 'active'))", p)
+    result.activated += cur.rowcount
+    if cur.rowcount:
+        for r in await conn.execute_fetchall(
+                "SELECT id, portrait_id, title FROM videos WHERE status = 'active'"
+                " AND activated_at = :now LIMIT :lines", {**p, "lines": DIGEST_LINES}):
+            result.note(f"activated video {r[0]} '{r[2]}' of portrait {r[1]}")
+
+
+async def rotation_candidates(conn: aiosqlite.Connection,
+                              p: dict[str, Any]) -> list[RotationCandidate]:
+    due = await conn.execute_fetchall(
+        "SELECT id, portrait_id, rotation, position FROM videos WHERE status = 'active'"
+        " AND activated_at <= :now - :rotation_interval AND rotation <> 'none'", p)
+    if not due:
+        return []
+    eligible: dict[int, list[tuple[int, int]]] = {}
+    portraits = [r[1] for r in due]
+    for chunk in range(0, len(portraits), 500):
+        part = portraits[chunk:chunk + 500]
+        marks = ",".join("?" * len(part))
+        rows = await conn.execute_fetchall(
+            "SELECT v.portrait_id, v.position, v.id FROM videos v"
+            f" WHERE v.portrait_id IN ({marks}) AND "
+            + ELIGIBLE.replace(":now", "?") + " ORDER BY v.portrait_id, v.position, v.id",
+            [*part, p["now"], p["now"]])
+        for portrait_id, position, video_id in rows:
+            eligible.setdefault(portrait_id, []).append((position, video_id))
+    return [RotationCandidate(video_id=r[0], portrait_id=r[1], mode=r[2], position=r[3],
+                              eligible=tuple(eligible.get(r[1], ()))) for r in due]
+
+
+async def rotate(conn: aiosqlite.Connection, moves: Sequence[tuple[int, int, int]],
+                 now: float, result: VideoPass) -> None:
+    """(portrait, from video, to video): one active video per portrait at every moment."""
+    await conn.executemany(
+        "UPDATE videos SET status = 'inactive', deactivated_at = ? WHERE id = ?"
+        " AND status = 'active'", [(now, old) for _, old, _ in moves])
+    await conn.executemany(
+        "UPDATE videos SET status = 'active', activated_at = ? WHERE id = ?",
+        [(now, new) for _, _, new in moves])
+    result.rotated += len(moves)
+    for portrait_id, old, new in moves:
+        result.note(f"rotated portrait {portrait_id}: video {old} -> {new}")
+
+
+async def finish(conn: aiosqlite.Connection, now: float) -> None:
+    await conn.execute("DELETE FROM video_dirty")
+    await conn.execute(
+        "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+        " updated_at = excluded.updated_at", (LAST_PASS_FLAG, repr(now), now))
+
+
+# ---- entities and summary -------------------------------------------------------------------
+
+
+async def add_video(db: Database, *, portrait_id: int, title: str, start: float | None,
+                    end: float | None, rotation: str, now: float) -> int:
+    async with db.transaction() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT (SELECT count(*) FROM portraits WHERE id = ?),"
+            " (SELECT coalesce(max(position), -1) + 1 FROM videos WHERE portrait_id = ?)",
+            (portrait_id, portrait_id))
+        exists, position = next(iter(rows))
+        if not exists:
+            raise NotFound(f"no portrait with id {portrait_id}")
+        cur = await conn.execute(
+            "INSERT INTO videos (portrait_id, title, start_at, end_at, rotation, position,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (portrait_id, title, start, end, rotation, position, now))
+        return int(cur.lastrowid or 0)
+
+
+async def summary(db: Database, *, now: float, rotation_interval: float,
+                  upcoming: int = 20) -> dict[str, Any]:
+    counts = {"scheduled": 0, "active": 0, "inactive": 0, "archived": 0}
+    for r in await db.read("SELECT status, count(*) FROM videos GROUP BY status"):
+        counts[r[0]] = r[1]
+    changes: list[dict[str, Any]] = []
+    for r in await db.read(
+            "SELECT id, portrait_id, title, start_at FROM videos WHERE status = 'scheduled'"
+            " AND start_at > ? ORDER BY start_at LIMIT ?", (now, upcoming)):
+        changes.append({"what": "activate", "video": r[0], "portrait": r[1], "title": r[2],
+                        "at": r[3]})
+    for r in await db.read(
+            "SELECT id, portrait_id, title, end_at FROM videos WHERE status IN"
+            " ('scheduled', 'active', 'inactive') AND end_at > ? ORDER BY end_at LIMIT ?",
+            (now, upcoming)):
+        changes.append({"what": "deactivate", "video": r[0], "portrait": r[1], "title": r[2],
+                        "at": r[3]})
+    for r in await db.read(
+            "SELECT id, portrait_id, title, activated_at FROM videos WHERE status = 'active'"
+            " AND rotation <> 'none' ORDER BY activated_at LIMIT ?", (upcoming,)):
+        changes.append({"what": "rotate", "video": r[0], "portrait": r[1], "title": r[2],
+                        "at": max(now, r[3] + rotation_interval)})
+    changes.sort(key=lambda c: c["at"])
+    rotating = [
+        {"portrait": r[0], "portrait_title": r[1], "video": r[2], "title": r[3],
+         "rotation": r[4], "since": isoformat(r[5])}
+        for r in await db.read(
+            "SELECT v.portrait_id, p.title, v.id, v.title, v.rotation, v.activated_at"
+            " FROM videos v JOIN portraits p ON p.id = v.portrait_id"
+            " WHERE v.status = 'active' AND v.rotation <> 'none'"
+            " ORDER BY v.portrait_id LIMIT 50")
+    ]
+    return {**counts,
+            "upcoming": [{**c, "at": isoformat(c["at"]), "seconds_from_now": c["at"] - now}
+                         for c in changes[:upcoming]],
+            "rotating": rotating}
