@@ -74,6 +74,7 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", parser_class=Parser)
 
     sub.add_parser("config", help="print the effective settings (secrets masked)")
+    sub.add_parser("demo", help="the console on a sample database with a built-in mail sink")
     status = sub.add_parser("status", help="state of every service")
     status.add_argument("--json", action="store_true")
 
@@ -265,7 +266,7 @@ async def _backup(args: argparse.Namespace, engine: Engine) -> int:
             _backups_table(records)
         return EXIT_OK
     if args.action in ("run", "drill"):
-        result = await (b.run(args.kind) if args.action == "run" else b.drill())
+        result = await b.run(args.kind if args.action == "run" else "drill")
         if args.json:
             _print_json(result)
         else:
@@ -538,6 +539,24 @@ async def _with_engine(
         return await command(engine)
 
 
+def _console(args: argparse.Namespace, settings: Settings) -> int:
+    if not sys.stdout.isatty():
+        print("vertex-tui: the console needs a terminal; use --no-ui for the headless engine",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "demo":
+            from vertex_tui.demo import run_demo
+
+            return asyncio.run(run_demo(settings))
+        from vertex_tui.console import run_console
+
+        return asyncio.run(run_console(settings, attached=args.attach))
+    except VertexError as exc:
+        print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+
+
 def main(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -549,13 +568,8 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command is None and not args.no_ui:
-        print(
-            "vertex-tui: the console is not part of this version yet; run the engine with "
-            "'vertex-tui --no-ui' and operate it with the subcommands (vertex-tui --help)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+    if args.command == "demo" or (args.command is None and not args.no_ui):
+        return _console(args, settings)
     logsetup.configure(args.log_format, "warning" if args.command else args.log_level)
     try:
         if args.command is None:

@@ -30,6 +30,7 @@ from vertex_tui.engine.lifecycle import LifecycleService
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.videos import VideoService
 
@@ -39,6 +40,9 @@ HEARTBEAT_TTL = 30.0
 HEARTBEAT_EVERY = 10.0
 STOP_GRACE = 8.0
 SERVICES = ("email", "backup", "lifecycle", "video")
+# What an attached console may ask a running engine to do (see `submit_request`).
+ACTIONS = ("backup.run", "lifecycle.check", "video.check", "email.drain")
+REQUEST_POLL = 1.0
 
 
 def default_registry() -> ServiceRegistry:
@@ -84,6 +88,8 @@ class Engine:
         self._leases: Leases | None = None
         self._started: list[Service] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._requests: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def db(self) -> Database:
@@ -152,6 +158,8 @@ class Engine:
             if names:
                 await self._beat()
                 self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+            if self._run is None:  # a full engine serves attached consoles' requests
+                self._requests = asyncio.create_task(self._request_loop(), name="requests")
             for name in names:
                 service = self.registry.factory(name)(self)
                 await service.start()
@@ -172,8 +180,10 @@ class Engine:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        # No new passes; the services then wait for the ones in flight. Shutting APScheduler
+        # down first would cancel those mid-pass (logged as errors, runs left 'running').
         if self._scheduler is not None:
-            self._scheduler.shutdown()
+            self._scheduler.pause()
         for service in reversed(self._started):
             try:
                 await service.stop(STOP_GRACE)
@@ -181,6 +191,12 @@ class Engine:
             except Exception:
                 log.exception("stopping service %s failed", service.name)
         self._started = []
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+        if self._requests is not None:
+            self._requests.cancel()
+            await asyncio.gather(self._requests, return_exceptions=True)
+            self._requests = None
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -204,6 +220,66 @@ class Engine:
                 await self._beat()
             except Exception:
                 log.exception("engine heartbeat failed")
+
+    async def perform(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run an operator action in this process (the console hosting the engine)."""
+        args = args or {}
+        if action == "backup.run":
+            return await self.backup.run(str(args["job"]))
+        if action == "lifecycle.check":
+            return await self.lifecycle.check()
+        if action == "video.check":
+            return await self.video.check()
+        if action == "email.drain":
+            return await self.email.drain(timeout=float(args.get("timeout", 300)))
+        raise ValueError(f"unknown action {action!r}")
+
+    async def submit_request(self, action: str, args: dict[str, Any] | None = None) -> int:
+        """Ask whichever engine runs on this database to perform `action` (attach mode)."""
+        from vertex_tui.engine.audit import current_actor
+
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        return await requests_store.submit(self.db, action=action, args=args or {},
+                                           actor=current_actor(), at=self.clock.time())
+
+    async def request(self, request_id: int) -> requests_store.Request | None:
+        return await requests_store.get(self.db, request_id)
+
+    async def _request_loop(self) -> None:
+        stop = asyncio.Event()
+        while True:
+            try:
+                for req in await requests_store.pick(self.db, owner=self.owner,
+                                                     at=self.clock.time()):
+                    task = asyncio.create_task(self._handle(req), name=f"request-{req.id}")
+                    self._handlers.add(task)
+                    task.add_done_callback(self._handlers.discard)
+            except Exception:
+                log.exception("picking requests failed")
+            await self.clock.wait(stop, REQUEST_POLL)
+
+    async def _handle(self, req: requests_store.Request) -> None:
+        log.info("request %d from %s: %s %s", req.id, req.requested_by, req.action, req.args)
+        try:
+            result: Any = await self.perform(req.action, req.args)
+            ok = result.get("status", "ok") not in ("failed", "error", "skipped")
+        except Exception as exc:
+            result, ok = {"error": str(exc)}, False
+        try:
+            await requests_store.finish(self.db, req.id, at=self.clock.time(), ok=ok,
+                                        result=result)
+        except Exception:
+            log.exception("recording request %d failed", req.id)
+        from vertex_tui.engine.events import RequestHandled
+
+        self.events.publish(RequestHandled(at=self.clock.time(), request_id=req.id,
+                                           action=req.action, ok=ok, result=result))
+
+    async def recent_errors(self, limit: int = 10) -> list[dict[str, Any]]:
+        from vertex_tui.engine.store.runs import recent_errors
+
+        return await recent_errors(self.db, limit)
 
     def running(self) -> list[str]:
         """Names of the services this engine runs."""

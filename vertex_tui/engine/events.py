@@ -162,6 +162,16 @@ class VideosChanged(Event):
     archived: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class RequestHandled(Event):
+    """An engine executed an action requested by an attached console."""
+
+    request_id: int
+    action: str
+    ok: bool
+    result: Any
+
+
 Subscriber = Callable[[Event], Any]
 
 

@@ -34,6 +34,16 @@ class Leases:
     async def release(self, name: str) -> None:
         await self._db.write("DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.owner))
 
+    async def take_over(self, name: str, dead_owner: str, now: float, ttl: float) -> bool:
+        """Take `name` from `dead_owner`, a process known to be gone; True if we hold it.
+
+        Only `dead_owner`'s row is removed, so of several processes doing this at once
+        exactly one acquires the lease afterwards."""
+        await self._db.write(
+            "DELETE FROM leases WHERE name = ? AND owner = ?", (name, dead_owner)
+        )
+        return await self.acquire(name, now, ttl)
+
     async def release_all(self) -> None:
         await self._db.write("DELETE FROM leases WHERE owner = ?", (self.owner,))
 

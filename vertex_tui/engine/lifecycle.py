@@ -65,6 +65,11 @@ def parse_when(text: str) -> float:
                          "e.g. 2026-12-31 or 2026-12-31T18:00:00+01:00") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    try:
+        # 9999-12-31T23:59:59-01:00 is year 10000 in UTC: stored, it breaks every summary.
+        datetime.fromtimestamp(dt.timestamp(), UTC)
+    except (OverflowError, ValueError, OSError):
+        raise UsageError(f"date/time {text!r} is out of range") from None
     return dt.timestamp()
 
 

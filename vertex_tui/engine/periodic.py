@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -87,7 +89,8 @@ class PeriodicService(ABC):
         """One pass now, if this process can hold the lease; returns what happened."""
         async with self._lock:
             now = self._clock.time()
-            if not await self._leases.acquire(self.lease_name, now, self.lease_ttl):
+            if not (await self._leases.acquire(self.lease_name, now, self.lease_ttl)
+                    or await self._take_over_dead(now)):
                 holder = await self._leases.holder(self.lease_name, now)
                 self._standby_holder = holder
                 reason = f"lease held by {holder}"
@@ -125,6 +128,20 @@ class PeriodicService(ABC):
                                                   ok=True, counts=counts))
             return {"status": "ok", **counts}
 
+    async def _take_over_dead(self, now: float) -> bool:
+        """Take the lease from a holder on this host whose process is gone (killed mid-pass),
+        rather than standing by until its TTL (hours) runs out; its run was interrupted."""
+        holder = await self._leases.holder(self.lease_name, now)
+        if holder is None or not _gone_here(holder):
+            return False
+        log.warning("lease %s was held by %s, which no longer runs; taking it over",
+                    self.lease_name, holder, extra={"service": self.name})
+        if not await self._leases.take_over(self.lease_name, holder, now, self.lease_ttl):
+            return False
+        alive = [*await self._leases.alive_engines(now), self._owner]
+        await runs.mark_interrupted(self._db, service=self.name, alive_owners=alive, at=now)
+        return True
+
     def state(self) -> ServiceState:
         if not self.enabled:
             return ServiceState.DISABLED
@@ -151,3 +168,19 @@ class PeriodicService(ABC):
             "last_error": self.last_error or (last["error"] if last and
                                               last["outcome"] == "error" else None),
         }
+
+
+def _gone_here(owner: str) -> bool:
+    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
+    that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -23,9 +23,53 @@ log = logging.getLogger(__name__)
 JobFunc = Callable[[], Awaitable[object]]
 
 
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _cron_day(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text.lower() in _CRON_DAYS:
+        return _CRON_DAYS.index(text.lower())
+    raise ValueError(f"day of week {text!r} is not 0-7 or sun-sat")
+
+
+def _cron_weekdays(field: str) -> str:
+    """Crontab's day-of-week field (0 and 7 are Sunday) as APScheduler day names.
+
+    APScheduler 3's `from_crontab` reads the numbers as 0 = Monday (agronholm/apscheduler
+    #286, kept for compatibility in 3.x), so "0 3 * * 0" would run on Mondays; names mean
+    the same day to both.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        spec, slash, step_text = item.partition("/")
+        if slash and not (step_text.isdigit() and int(step_text) > 0):
+            raise ValueError(f"bad step in day of week {item!r}")
+        if spec == "*":
+            lo, hi = 0, 6
+        elif "-" in spec:
+            first, _, last = spec.partition("-")
+            lo, hi = _cron_day(first), _cron_day(last)
+            if hi == 0 and lo > 0:  # "fri-sun"
+                hi = 7
+            if lo > hi:
+                raise ValueError(f"day of week range {spec!r} runs backwards")
+        else:
+            lo = _cron_day(spec)
+            hi = 7 if slash else lo
+        days.update(d % 7 for d in range(lo, hi + 1, int(step_text) if slash else 1))
+    return ",".join(_CRON_DAYS[d] for d in sorted(days))
+
+
 def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
     """A `CronTrigger` for a 5-field crontab expression evaluated in `timezone`."""
-    return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+    fields = expr.split()
+    if len(fields) == 5:
+        fields[4] = _cron_weekdays(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=ZoneInfo(timezone))
 
 
 def validate_cron(expr: str) -> str | None:
@@ -40,14 +84,18 @@ def validate_cron(expr: str) -> str | None:
 
 
 def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime | None:
-    """The first fire time of `expr` (in `timezone`) strictly after `after`."""
+    """The first fire time of `expr` (in `timezone`) strictly after `after`, in UTC.
+
+    UTC because a local time in a DST gap or fold compares unequal to every instant of
+    another zone (PEP 495), and ISO strings with mixed offsets do not sort by time.
+    """
     trigger = cron_trigger(expr, timezone)
     nxt: datetime | None = trigger.get_next_fire_time(None, after)
     if nxt is not None and nxt <= after:
         from datetime import timedelta
 
         nxt = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
-    return nxt
+    return None if nxt is None else nxt.astimezone(UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +140,11 @@ class Scheduler:
 
     def start(self) -> None:
         self._scheduler.start()
+
+    def pause(self) -> None:
+        """Start no more jobs; those running go on (shutdown() would cancel them)."""
+        if self._scheduler.running:
+            self._scheduler.pause()
 
     def shutdown(self) -> None:
         if self._scheduler.running:

@@ -141,6 +141,7 @@ def backup_database(src: Path, final: Path, cancel: threading.Event | None = Non
         publish(tmp, final)
     except BaseException:
         remove(tmp)
+        remove(Path(f"{tmp}-journal"))  # left by SQLite when a write into the copy failed
         raise
     return Artifact(path=final, size=final.stat().st_size, sha256=digest,
                     copy_seconds=copy_seconds, verify_seconds=verify_seconds,
@@ -383,6 +384,8 @@ def restore_database(backup: Path, db_path: Path, stamp: str) -> tuple[Path, dic
         publish(tmp, db_path)
     except BaseException:
         remove(tmp)
+        for suffix in ("-journal", "-wal", "-shm"):
+            remove(Path(f"{tmp}{suffix}"))
         raise
     return aside, smoke_query(db_path)
 

@@ -63,6 +63,9 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     restored = await Database.open(settings.db_path)
     try:
         async with restored.transaction() as conn:
+            # The copy holds the leases of the moment it was taken (a backup job's own lease,
+            # with hours to run): their holders hold nothing in this database now.
+            await conn.execute("DELETE FROM leases WHERE acquired_at < ?", (now,))
             await audit.record(conn, at=clock.time(), action="backup.restore", path=str(backup),
                                previous_saved_as=str(aside))
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.backup import manager
-from vertex_tui.engine.backup.files import remove, stale_temps
+from vertex_tui.engine.backup.files import _alive, remove, stale_temps
 from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.errors import UsageError
@@ -180,7 +181,8 @@ class BackupService:
             raise UsageError(f"unknown backup job {job!r}; expected one of {', '.join(JOBS)}")
         now = self._clock.time()
         lease = f"backup:{job}"
-        if job in self._running or not await self._leases.acquire(lease, now, LEASE_TTL):
+        if job in self._running or not (await self._leases.acquire(lease, now, LEASE_TTL)
+                                        or await self._take_over_dead(lease, now)):
             holder = await self._leases.holder(lease, now)
             self._standby.add(job)
             reason = f"another run holds the lease ({holder or 'this process'})"
@@ -202,12 +204,28 @@ class BackupService:
                 return await self._backup(job, trigger)
             if job == "rotation":
                 return await self._rotate()
-            return await self.drill()
+            run_id = await runs.start_run(self._db, service=self.name, job=job,
+                                          owner=self._owner, at=now)
+            result = await self.drill()
+            await runs.finish_run(self._db, run_id, at=self._clock.time(),
+                                  outcome="ok" if result["status"] == "ok" else "error",
+                                  error=result.get("error"))
+            return result
         finally:
             self._running.discard(job)
             if task is not None:
                 self._tasks.discard(task)
             await self._leases.release(lease)
+
+    async def _take_over_dead(self, lease: str, now: float) -> bool:
+        """Take `lease` from a holder on this host whose process is gone (killed mid-run),
+        rather than leaving the job skipped until LEASE_TTL runs out."""
+        holder = await self._leases.holder(lease, now)
+        if holder is None or not _dead_here(holder):
+            return False
+        log.warning("lease %s was held by %s, which no longer runs; taking it over", lease,
+                    holder, extra={"service": self.name})
+        return await self._leases.take_over(lease, holder, now, LEASE_TTL)
 
     async def _backup(self, kind: str, trigger: str) -> dict[str, Any]:
         s = self._settings
@@ -355,6 +373,14 @@ class BackupService:
 
     async def last_drill(self) -> dict[str, Any] | None:
         return await store.last_drill(self._db)
+
+
+def _dead_here(owner: str) -> bool:
+    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
+    that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _describe(exc: BaseException) -> str:

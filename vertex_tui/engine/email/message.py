@@ -59,8 +59,19 @@ class PreparedEmail:
 
 
 def _no_crlf(what: str, value: str) -> None:
-    if "\r" in value or "\n" in value:
+    # splitlines() also breaks on \v \f \x1c-\x1e \x85 \u2028 \u2029, which the email
+    # package refuses in a header at send time: refuse them here, at enqueue.
+    if "\r" in value or "\n" in value or len(value.splitlines()) > 1:
         raise InvalidMessage(f"{what} contains a line break (CR/LF): {value[:60]!r}")
+    _utf8(what, value)
+
+
+def _utf8(what: str, value: str) -> None:
+    """Refuse text that cannot be stored or sent as UTF-8 (an unpaired surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage(f"{what} is not valid Unicode text (unpaired surrogate)") from None
 
 
 def parse_address(value: str) -> str:
@@ -107,7 +118,7 @@ def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
     if not pairs or any(not addr for _, addr in pairs):
         raise InvalidMessage(f"invalid recipient list: {', '.join(items)!r}")
     recipients = []
-    for name, addr in pairs:
+    for _, addr in pairs:
         # Only the addr-spec is checked: re-joining an unquoted display name holding a comma
         # ("Doe, John" <j@d.com>) would split it in two.
         recipients.append(parse_address(addr))
@@ -131,8 +142,11 @@ def prepare(
         raise InvalidMessage(f"subject is longer than {MAX_SUBJECT} characters")
     if not isinstance(body, str):
         raise InvalidMessage("body must be a string")
+    _utf8("body", body)
     if html is not None and not isinstance(html, str):
         raise InvalidMessage("html must be a string")
+    if html is not None:
+        _utf8("html", html)
     extra: dict[str, str] = {}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):

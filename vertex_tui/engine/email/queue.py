@@ -172,6 +172,10 @@ class EmailQueue:
             self._db, status=status, search=search, limit=limit, before_id=before_id
         )
 
+    async def failed_ids(self) -> list[int]:
+        """Ids of every failed job now (for a bulk retry that acts on exactly these)."""
+        return await store.failed_ids(self._db)
+
     async def get_job(self, job_id: int) -> EmailJobDetail:
         return await store.get_job(self._db, job_id)
 
@@ -240,11 +244,10 @@ class EmailQueue:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             self._wake.set()
-            if (
-                self._claiming == 0
-                and self._inflight == 0
-                and not await store.any_due(self._db, self._clock.time())
-            ):
+            # Query first, then read the counters: a claim that commits while the query
+            # runs is then seen as claiming or in flight, never missed.
+            due = await store.any_due(self._db, self._clock.time())
+            if not due and self._claiming == 0 and self._inflight == 0:
                 break
             if deadline is not None and loop.time() > deadline:
                 raise VertexError(f"drain did not finish within {timeout:g} s")

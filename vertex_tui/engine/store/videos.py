@@ -65,6 +65,9 @@ async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
     ended_portraits = (
         "SELECT id FROM portraits WHERE subscription_end <= :now" if full else
         "SELECT id FROM portraits WHERE subscription_end > :last AND subscription_end <= :now"
+        # An end moved to before the previous pass (a backdated cancellation) marks it dirty.
+        " UNION SELECT p.id FROM video_dirty d JOIN portraits p ON p.id = d.portrait_id"
+        "  WHERE p.subscription_end <= :now"
     )
     rows = list(await conn.execute_fetchall(
         "UPDATE videos SET status = 'inactive', deactivated_at = :now"

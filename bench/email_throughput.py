@@ -1,0 +1,240 @@
+"""Email queue throughput against side-by-side baselines, all in one run.
+
+    python bench/email_throughput.py [--n 10000] [--rounds 3] [--json]
+
+Measured (one aiosmtpd sink in a separate process, `python -m vertex_tui.sink`):
+
+- raw_smtp_msgs_per_s: aiosmtplib over 3 reused connections, no database; every message is
+  built (`EmailMessage`) inside the timed loop, as the queue builds it at send time.
+- queue_msgs_per_s: N jobs enqueued (enqueue_many, untimed), then a real Engine (3 workers,
+  SmtpTransport to the sink) delivers them all: time from opening the engine until the N-th
+  `EmailSent`. ratio_vs_raw_smtp = queue / raw (goal >= 0.8).
+- null_transport_jobs_per_s: the same with NullTransport: claim -> complete throughput.
+- huey_noop_jobs_per_s: SqliteHuey (temp file, results off), consumer with 3 worker threads
+  in-process, N no-op tasks enqueued beforehand; time from consumer start until the N-th has
+  run. ratio_vs_huey = null_transport / huey (goal >= 2).
+- bulk_enqueue_per_s: one enqueue_many of N (goal >= 50,000);
+  single_enqueue_per_s: engine.email.enqueue one at a time, a transaction each (goal >= 2,000).
+
+The SMTP pair and the null/huey pair run alternately `--rounds` times; the medians are reported
+(each ratio is the median of the per-round ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    SENDER,
+    emit,
+    message,
+    per_second,
+    round_floats,
+    settings,
+    sink_process,
+)
+
+import aiosmtplib  # noqa: E402
+
+from vertex_tui.engine import Engine  # noqa: E402
+from vertex_tui.engine import events as ev  # noqa: E402
+from vertex_tui.engine.email.transport import NullTransport  # noqa: E402
+
+CONNECTIONS = 3
+GOALS = {
+    "ratio_vs_raw_smtp": (">=", 0.8),
+    "null_transport_jobs_per_s": (">=", 5_000),
+    "ratio_vs_huey": (">=", 2),
+    "bulk_enqueue_per_s": (">=", 50_000),
+    "single_enqueue_per_s": (">=", 2_000),
+}
+
+
+# ---- baselines ----------------------------------------------------------------------------
+
+
+async def raw_smtp(port: int, n: int) -> float:
+    """aiosmtplib alone: 3 reused connections share N messages, each built in the loop."""
+    counter = itertools.count()
+
+    async def sender() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+        await smtp.connect()
+        try:
+            while (i := next(counter)) < n:
+                m = message(i)
+                msg = EmailMessage()
+                msg["From"] = SENDER
+                msg["To"] = m["to"]
+                msg["Subject"] = m["subject"]
+                msg["Date"] = format_datetime(datetime.fromtimestamp(time.time(), UTC))
+                msg["Message-ID"] = f"<raw.{i}@example.com>"
+                msg.set_content(m["body"])
+                await smtp.send_message(msg, sender="bench@example.com", recipients=[m["to"]])
+        finally:
+            await smtp.quit()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
+    return per_second(n, time.perf_counter() - t0)
+
+
+def huey_noop(folder: Path, n: int) -> float:
+    """SqliteHuey, 3 in-process worker threads, N no-op tasks enqueued before the clock."""
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("bench", filename=str(folder / "huey.db"), results=False)
+    done = threading.Event()
+    ran = itertools.count(1)
+
+    @huey.task()
+    def noop() -> None:
+        if next(ran) == n:
+            done.set()
+
+    # Enqueue in one transaction (setup, untimed): huey's own enqueue commits each task.
+    rows = [("bench", huey.serialize_task(noop.s()), 0) for _ in range(n)]
+    with huey.storage.db(commit=True) as cursor:
+        cursor.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)", rows)
+    consumer = huey.create_consumer(workers=CONNECTIONS, worker_type="thread", periodic=False)
+    t0 = time.perf_counter()
+    consumer.start()
+    if not done.wait(600):
+        raise RuntimeError("huey did not finish")
+    elapsed = time.perf_counter() - t0
+    consumer.stop(graceful=True)
+    huey.storage.close()
+    return per_second(n, elapsed)
+
+
+# ---- the engine ---------------------------------------------------------------------------
+
+
+async def enqueue_jobs(db_path: Path, n: int) -> float:
+    """enqueue_many of N in one call on an engine running no services; returns jobs/s."""
+    messages = [message(i) for i in range(n)]
+    async with Engine(settings(db_path), run=[]) as engine:
+        t0 = time.perf_counter()
+        ids = await engine.email.enqueue_many(messages)
+        elapsed = time.perf_counter() - t0
+    assert len(ids) == n
+    return per_second(n, elapsed)
+
+
+async def single_enqueue(db_path: Path, n: int) -> float:
+    async with Engine(settings(db_path), run=[]) as engine:
+        t0 = time.perf_counter()
+        for i in range(n):
+            await engine.email.enqueue(**message(i))
+        return per_second(n, time.perf_counter() - t0)
+
+
+async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> float:
+    """Open an engine over N pending jobs; time until its workers have sent all of them."""
+    factory = NullTransport if smtp_port is None else None
+    engine = Engine(
+        settings(db_path, smtp_port=smtp_port or 25), run=["email"], transport_factory=factory
+    )
+    sent = 0
+    finished = asyncio.Event()
+
+    def count(event: ev.Event) -> None:
+        nonlocal sent
+        if isinstance(event, ev.EmailSent):
+            sent += 1
+            if sent >= n:
+                finished.set()
+
+    engine.events.subscribe(count)
+    t0 = time.perf_counter()
+    async with engine:
+        await asyncio.wait_for(finished.wait(), 600)
+        elapsed = time.perf_counter() - t0
+        stats = await engine.email.stats()
+    if stats.sent != n or stats.pending or stats.failed:
+        raise RuntimeError(f"unexpected end state: {stats}")
+    return per_second(n, elapsed)
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+async def smtp_round(folder: Path, port: int, n: int) -> tuple[float, float, float]:
+    raw = await raw_smtp(port, n)
+    db = folder / "smtp.db"
+    bulk = await enqueue_jobs(db, n)
+    queue = await deliver_all(db, n, smtp_port=port)
+    return raw, queue, bulk
+
+
+async def null_round(folder: Path, n: int) -> tuple[float, float]:
+    db = folder / "null.db"
+    bulk = await enqueue_jobs(db, n)
+    return await deliver_all(db, n, smtp_port=None), bulk
+
+
+def run(n: int, rounds: int) -> dict[str, Any]:
+    raws, queues, nulls, hueys, bulks = [], [], [], [], []
+    with sink_process() as (port, _):
+        for r in range(rounds):
+            with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
+                raw, queue, bulk = asyncio.run(smtp_round(Path(tmp), port, n))
+                raws.append(raw)
+                queues.append(queue)
+                bulks.append(bulk)
+            with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
+                hueys.append(huey_noop(Path(tmp), n))
+            with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
+                null, bulk = asyncio.run(null_round(Path(tmp), n))
+                nulls.append(null)
+                bulks.append(bulk)
+            print(
+                f"round {r + 1}: raw {raw:,.0f}/s queue {queue:,.0f}/s "
+                f"null {nulls[-1]:,.0f}/s huey {hueys[-1]:,.0f}/s",
+                file=sys.stderr,
+            )
+    with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
+        single = asyncio.run(single_enqueue(Path(tmp) / "single.db", min(n, 5_000)))
+    med = statistics.median
+    return round_floats(
+        {
+            "n": n,
+            "rounds": rounds,
+            "raw_smtp_msgs_per_s": med(raws),
+            "queue_msgs_per_s": med(queues),
+            "ratio_vs_raw_smtp": med(q / r for q, r in zip(queues, raws, strict=True)),
+            "null_transport_jobs_per_s": med(nulls),
+            "huey_noop_jobs_per_s": med(hueys),
+            "ratio_vs_huey": med(x / h for x, h in zip(nulls, hueys, strict=True)),
+            "bulk_enqueue_per_s": med(bulks),
+            "single_enqueue_per_s": single,
+        },
+        3,
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=10_000, help="jobs/messages per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    p.add_argument("--json", action="store_true", help="one JSON line")
+    args = p.parse_args()
+    emit(run(args.n, args.rounds), args.json, GOALS)
+
+
+if __name__ == "__main__":
+    main()

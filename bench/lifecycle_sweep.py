@@ -1,0 +1,404 @@
+"""Lifecycle and video passes over a million rows: set-wise SQL against a per-row Python loop.
+
+    python bench/lifecycle_sweep.py [--portraits 1000000] [--videos 1000000] [--json]
+
+Lifecycle (one database, built through `Database.open` so the migrations apply):
+- `--portraits` portraits, subscription ends uniform over -30 ... +365 days around a fixed
+  `now` (a FakeClock), lifecycle_status NULL (never computed), inserted with executemany in
+  large transactions (the insert trigger marks every one dirty, as the platform's would).
+- first_pass_seconds: `engine.lifecycle.check()` at `now`: every status, every notice and
+  its email job (outbox). Goal <= 1.0.
+- hourly_pass_seconds: `engine.lifecycle.check()` at now + 3600 s: only the rows whose
+  thresholds were crossed in that hour. Goal <= 0.05.
+- per_row_hourly_seconds: the same hourly pass as a per-row Python loop (one scan of every
+  portrait, `status_for`/`notice_for` per row, one UPDATE per changed status, one INSERT per
+  notice and per email job) on a byte copy of the database taken after the first pass.
+  ratio_vs_per_row = per_row / ours, goal >= 20. Both must report the same work (asserted:
+  rows changed, notices, emails, and the resulting status/notice/job tables).
+
+Videos (a second database): portraits with 1-8 videos each up to `--videos` videos, mixed
+rotation modes, starts/ends spread around `now`, subscription ends as above.
+- video_first_pass_seconds / video_hourly_pass_seconds: `engine.video.check()` at `now`
+  and at now + 3600 s (default settings: a 3600 s rotation interval, so in that hour every
+  rotating portrait activated by the first pass is due and rotates).
+- video_per_row_hourly_seconds: the hourly pass as a per-row loop (every portrait and its
+  videos, `next_video()` per due rotation, one UPDATE per change) on a copy; the counts
+  (activated, deactivated, rotated, archived) are asserted equal.
+- video_tick_pass_seconds: the next regular tick (now + 3900 s, interval 300 s), where
+  only crossings are left.
+
+Absolute times on this shared machine are noisy; the ratios are measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit, settings  # noqa: E402
+
+from vertex_tui.engine import Engine, FakeClock, Settings  # noqa: E402
+from vertex_tui.engine.lifecycle import notice_for, status_for  # noqa: E402
+from vertex_tui.engine.store import lifecycle as lstore  # noqa: E402
+from vertex_tui.engine.store.db import Database  # noqa: E402
+from vertex_tui.engine.store.email import INSERT_JOB  # noqa: E402
+from vertex_tui.engine.videos import ROTATIONS, next_video  # noqa: E402
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+DAY = 86_400.0
+CHUNK = 200_000
+SEED = 20_260_101
+ADMIN = "admin@example.com"
+GOALS = {
+    "first_pass_seconds": ("<=", 1.0),
+    "hourly_pass_seconds": ("<=", 0.05),
+    "ratio_vs_per_row": (">=", 20),
+}
+
+
+def bench_settings(path: Path) -> Settings:
+    return replace(settings(path), notify_admin_email=ADMIN)
+
+
+def connect(path: Path, cache_mib: int = 0) -> sqlite3.Connection:
+    """A plain connection with the engine's pragmas (WAL, synchronous=NORMAL); the build
+    asks for a large page cache (random index inserts thrash SQLite's default 2 MiB)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if cache_mib:
+        conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+    return conn
+
+
+async def _migrate(path: Path) -> None:
+    db = await Database.open(path)
+    await db.close()
+
+
+def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, rows[start:start + CHUNK])
+        conn.execute("COMMIT")
+
+
+def sub_end(rng: random.Random) -> float:
+    return NOW + rng.uniform(-30 * DAY, 365 * DAY)
+
+
+def build_portraits(path: Path, n: int) -> float:
+    t0 = time.perf_counter()
+    asyncio.run(_migrate(path))
+    rng = random.Random(SEED)
+    rows = [(f"Portrait {i}", f"owner{i}@example.com", sub_end(rng), NOW - DAY)
+            for i in range(n)]
+    conn = connect(path, cache_mib=1024)
+    try:
+        _insert(conn, "INSERT INTO portraits (title, owner_email, subscription_end, created_at)"
+                      " VALUES (?, ?, ?, ?)", rows)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - t0
+
+
+def build_videos(path: Path, m: int) -> tuple[float, int]:
+    """Portraits with 1-8 videos each, `m` videos in all; returns (seconds, portraits)."""
+    t0 = time.perf_counter()
+    asyncio.run(_migrate(path))
+    rng = random.Random(SEED + 1)
+    portraits: list[tuple[Any, ...]] = []
+    videos: list[tuple[Any, ...]] = []
+    pid = 0
+    while len(videos) < m:
+        pid += 1
+        portraits.append((pid, f"Portrait {pid}", f"owner{pid}@example.com", sub_end(rng),
+                          NOW - DAY))
+        rotation = rng.choice(ROTATIONS)
+        for pos in range(min(rng.randint(1, 8), m - len(videos))):
+            start = None if rng.random() < 0.25 else NOW + rng.uniform(-30 * DAY, 30 * DAY)
+            end = None if rng.random() < 0.25 else (
+                (start if start is not None else NOW - 30 * DAY) + rng.uniform(HOUR, 60 * DAY))
+            videos.append((pid, f"Video {pid}.{pos}", start, end, rotation, pos, NOW - DAY))
+    conn = connect(path, cache_mib=1024)
+    try:
+        _insert(conn, "INSERT INTO portraits (id, title, owner_email, subscription_end,"
+                      " created_at) VALUES (?, ?, ?, ?, ?)", portraits)
+        _insert(conn, "INSERT INTO videos (portrait_id, title, start_at, end_at, rotation,"
+                      " position, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", videos)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - t0, pid
+
+
+# ---- the engine's passes --------------------------------------------------------------------
+
+
+async def engine_pass(path: Path, service: str, at: float) -> tuple[float, dict[str, Any]]:
+    """`engine.<service>.check()` at `at` on a fresh engine (no services running)."""
+    clock = FakeClock(at)
+    async with Engine(bench_settings(path), clock=clock, run=[]) as engine:
+        periodic = engine.lifecycle if service == "lifecycle" else engine.video
+        t0 = time.perf_counter()
+        result = await periodic.check()
+        seconds = time.perf_counter() - t0
+    if result.get("status") != "ok":
+        raise RuntimeError(f"{service} pass failed: {result}")
+    return seconds, result
+
+
+def lifecycle_counts(result: dict[str, Any]) -> dict[str, int]:
+    changed = sum(n for kind in result["changes"].values() for n in kind.values())
+    notices = sum(result["sent"].values()) + result["skipped"]
+    return {"changed": changed, "notices": notices, "emails": result["emails"]}
+
+
+def video_counts(result: dict[str, Any]) -> dict[str, int]:
+    return {k: result[k] for k in ("activated", "deactivated", "rotated", "archived")}
+
+
+# ---- per-row baselines ----------------------------------------------------------------------
+
+
+def scan(conn: sqlite3.Connection, sql: str, batch: int = 50_000) -> Any:
+    """Rows of `sql` (which selects id first, `WHERE id > ?`, ordered by id), in batches."""
+    last = 0
+    while True:
+        rows = conn.execute(sql, (last, batch)).fetchall()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def per_row_lifecycle(path: Path, now: float, s: Settings) -> tuple[float, dict[str, int]]:
+    """The hourly lifecycle pass, one portrait at a time, in one transaction."""
+    domain = parseaddr(s.email_from)[1].rpartition("@")[2] or "localhost"
+    headers = json.dumps({"X-Vertex-Notice": "lifecycle"})
+    counts = {"changed": 0, "notices": 0, "emails": 0}
+    conn = connect(path)
+    try:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for pid, end, status, title, owner in scan(
+                conn, "SELECT id, subscription_end, lifecycle_status, title, owner_email"
+                      " FROM portraits WHERE id > ? ORDER BY id LIMIT ?"):
+            new = status_for(end, now)
+            if new != status:
+                conn.execute("UPDATE portraits SET lifecycle_status = ?, status_changed_at = ?"
+                             " WHERE id = ?", (new, now, pid))
+                counts["changed"] += 1
+            notice = notice_for(end, now)
+            if notice is None:
+                continue
+            kind, mailed = notice
+            message_id = f"<lifecycle.portrait.{pid}.{kind}.{int(end)}@{domain}>"
+            cur = conn.execute(
+                "INSERT INTO lifecycle_notifications (entity_kind, entity_id, kind, period_end,"
+                " status, message_id, created_at) VALUES ('portrait', ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (pid, kind, end, "sent" if mailed else "skipped",
+                 message_id if mailed else None, now))
+            if cur.rowcount != 1:
+                continue
+            counts["notices"] += 1
+            if mailed:
+                when = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
+                conn.execute(INSERT_JOB, (
+                    message_id, s.email_from, json.dumps([owner]), owner,
+                    lstore.SUBJECTS[kind] % title, lstore.BODIES[kind] % (title, when), None,
+                    headers, s.email_retry_max_attempts, now, now, now))
+                counts["emails"] += 1
+        conn.execute("INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"
+                     " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                     " updated_at = excluded.updated_at", (lstore.LAST_PASS_FLAG, repr(now), now))
+        conn.execute("COMMIT")
+        return time.perf_counter() - t0, counts
+    finally:
+        conn.close()
+
+
+def per_row_videos(path: Path, now: float, s: Settings) -> tuple[float, dict[str, int]]:
+    """The hourly video pass, one portrait (and its videos) at a time, in one transaction."""
+    archive_before = now - s.video_archive_after_hours * 3600.0
+    due_before = now - float(s.video_rotation_interval)
+    rand = random.Random(SEED + 2)
+    counts = {"activated": 0, "deactivated": 0, "rotated": 0, "archived": 0}
+    conn = connect(path)
+
+    def set_status(vid: int, status: str, column: str) -> None:
+        conn.execute(f"UPDATE videos SET status = ?, {column} = ? WHERE id = ?",
+                     (status, now, vid))
+
+    try:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for pid, end in scan(conn, "SELECT id, subscription_end FROM portraits WHERE id > ?"
+                                   " ORDER BY id LIMIT ?"):
+            videos = [list(r) for r in conn.execute(
+                "SELECT id, position, status, start_at, end_at, rotation, activated_at"
+                " FROM videos WHERE portrait_id = ? ORDER BY position, id", (pid,))]
+            if not videos:
+                continue
+            live = end is None or end > now
+            for v in videos:  # deactivate: the video's end, or the subscription's, passed
+                if v[2] == "active" and ((v[4] is not None and v[4] <= now) or not live):
+                    set_status(v[0], "inactive", "deactivated_at")
+                    v[2] = "inactive"
+                    counts["deactivated"] += 1
+            for v in videos:  # archive
+                if v[2] in ("scheduled", "inactive") and v[4] is not None \
+                        and v[4] <= archive_before:
+                    set_status(v[0], "archived", "archived_at")
+                    v[2] = "archived"
+                    counts["archived"] += 1
+            eligible = [(v[1], v[0]) for v in videos if v[2] in ("scheduled", "inactive")
+                        and (v[3] is None or v[3] <= now) and (v[4] is None or v[4] > now)]
+            active = next((v for v in videos if v[2] == "active"), None)
+            if active is not None:
+                if active[5] != "none" and active[6] <= due_before:
+                    target = next_video(active[5], (active[1], active[0]), eligible, rand)
+                    if target is not None:
+                        set_status(active[0], "inactive", "deactivated_at")
+                        set_status(target, "active", "activated_at")
+                        counts["rotated"] += 1
+            elif live and eligible:
+                set_status(eligible[0][1], "active", "activated_at")
+                counts["activated"] += 1
+        changed = counts["activated"] + counts["deactivated"] + counts["rotated"]
+        if changed:
+            conn.execute(INSERT_JOB, (
+                f"<bench.video.{now}@example.com>", s.email_from, json.dumps([ADMIN]), ADMIN,
+                f"Video schedule: {counts['activated']} activated", "(digest)", None, "{}",
+                s.email_retry_max_attempts, now, now, now))
+        conn.execute("DELETE FROM video_dirty")
+        conn.execute("COMMIT")
+        return time.perf_counter() - t0, counts
+    finally:
+        conn.close()
+
+
+def table_state(path: Path, queries: list[str]) -> list[Any]:
+    conn = sqlite3.connect(path)
+    try:
+        return [sorted(conn.execute(q).fetchall()) for q in queries]
+    finally:
+        conn.close()
+
+
+LIFECYCLE_STATE = [
+    "SELECT lifecycle_status, count(*) FROM portraits GROUP BY 1",
+    "SELECT kind, status, count(*) FROM lifecycle_notifications GROUP BY 1, 2",
+    "SELECT count(*) FROM email_jobs WHERE headers LIKE '%lifecycle%'",
+]
+VIDEO_STATE = [
+    "SELECT status, count(*) FROM videos GROUP BY 1",
+    "SELECT count(DISTINCT portrait_id) FROM videos WHERE status = 'active'",
+]
+
+
+# ---- the runs -------------------------------------------------------------------------------
+
+
+def run_lifecycle(folder: Path, n: int) -> dict[str, Any]:
+    path = folder / "lifecycle.db"
+    build_s = build_portraits(path, n)
+    first_s, first = asyncio.run(engine_pass(path, "lifecycle", NOW))
+    copy = folder / "lifecycle-per-row.db"
+    shutil.copyfile(path, copy)  # the engine closed: the WAL is checkpointed and gone
+    hourly_s, hourly = asyncio.run(engine_pass(path, "lifecycle", NOW + HOUR))
+    per_row_s, per_row = per_row_lifecycle(copy, NOW + HOUR, bench_settings(copy))
+    ours = lifecycle_counts(hourly)
+    assert ours == per_row, f"hourly lifecycle passes disagree: {ours} vs per-row {per_row}"
+    a, b = table_state(path, LIFECYCLE_STATE), table_state(copy, LIFECYCLE_STATE)
+    assert a == b, f"lifecycle states disagree: {a} vs per-row {b}"
+    firsts = lifecycle_counts(first)
+    return {
+        "portraits": n,
+        "build_seconds": build_s,
+        "first_pass_seconds": first_s,
+        "first_pass_changed": firsts["changed"],
+        "first_pass_notices": firsts["notices"],
+        "first_pass_emails": firsts["emails"],
+        "hourly_pass_seconds": hourly_s,
+        "per_row_hourly_seconds": per_row_s,
+        "ratio_vs_per_row": per_row_s / hourly_s,
+        "hourly_changed": ours["changed"],
+        "hourly_notices": ours["notices"],
+        "hourly_emails": ours["emails"],
+        "per_row_changed": per_row["changed"],
+        "per_row_notices": per_row["notices"],
+        "per_row_emails": per_row["emails"],
+    }
+
+
+def run_videos(folder: Path, m: int) -> dict[str, Any]:
+    path = folder / "videos.db"
+    build_s, portraits = build_videos(path, m)
+    first_s, first = asyncio.run(engine_pass(path, "video", NOW))
+    copy = folder / "videos-per-row.db"
+    shutil.copyfile(path, copy)
+    hourly_s, hourly = asyncio.run(engine_pass(path, "video", NOW + HOUR))
+    per_row_s, per_row = per_row_videos(copy, NOW + HOUR, bench_settings(copy))
+    ours = video_counts(hourly)
+    assert ours == per_row, f"hourly video passes disagree: {ours} vs per-row {per_row}"
+    a, b = table_state(path, VIDEO_STATE), table_state(copy, VIDEO_STATE)
+    assert a == b, f"video states disagree: {a} vs per-row {b}"
+    tick_s, tick = asyncio.run(engine_pass(path, "video", NOW + HOUR + 300))
+    doc: dict[str, Any] = {
+        "videos": m,
+        "video_portraits": portraits,
+        "video_build_seconds": build_s,
+        "video_first_pass_seconds": first_s,
+    }
+    doc.update({f"video_first_{k}": v for k, v in video_counts(first).items()})
+    doc.update({
+        "video_hourly_pass_seconds": hourly_s,
+        "video_per_row_hourly_seconds": per_row_s,
+        "video_ratio_vs_per_row": per_row_s / hourly_s,
+    })
+    doc.update({f"video_hourly_{k}": v for k, v in ours.items()})
+    doc.update({f"video_per_row_{k}": v for k, v in per_row.items()})
+    doc["video_tick_pass_seconds"] = tick_s
+    doc.update({f"video_tick_{k}": v for k, v in video_counts(tick).items()})
+    return doc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--portraits", type=int, default=1_000_000)
+    parser.add_argument("--videos", type=int, default=1_000_000)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lifecycle-sweep-") as tmp:
+        folder = Path(tmp)
+        doc: dict[str, Any] = {"benchmark": "lifecycle_sweep",
+                               "sqlite": sqlite3.sqlite_version}
+        doc.update(run_lifecycle(folder, args.portraits))
+        doc.update(run_videos(folder, args.videos))
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in doc.items()}
+    rounded["goals_met"] = all(
+        (rounded[k] >= t if op == ">=" else rounded[k] <= t) for k, (op, t) in GOALS.items())
+    emit(rounded, args.json, GOALS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""Claims and leases on one database file shared by several claimers (objects and processes),
+lease expiry of a dead worker, fencing of a late completion, waking and polling, and the
+durability of enqueue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.clock import FakeClock
+from vertex_tui.engine.email.models import EmailJobDetail
+from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.errors import InvalidMessage
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store.db import Database
+
+# Only the email service: these tests are about it alone.
+EMAIL = ["email"]
+
+if TYPE_CHECKING:
+    from conftest import Idle, JobWhen, TestSink, WaitFor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows read through a separate, plain sqlite3 connection."""
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        return list(conn.execute(sql, params).fetchall())
+    finally:
+        conn.close()
+
+
+def is_sent(d: EmailJobDetail) -> bool:
+    return d.job.status == "sent"
+
+
+def messages(n: int, prefix: str = "m") -> list[dict[str, str]]:
+    return [
+        {"to": f"{prefix}{i}@example.com", "subject": f"{prefix}{i}", "body": "b"} for i in range(n)
+    ]
+
+
+async def fill(settings: Settings, clock: FakeClock, n: int) -> list[int]:
+    """Enqueue `n` messages through an engine that runs no workers."""
+    async with Engine(settings, clock=clock, run=[]) as admin:
+        return await admin.email.enqueue_many(messages(n))
+
+
+async def claim_all(db: Database, owner: str, now: float) -> list[int]:
+    got: list[int] = []
+    while True:
+        batch = await store.claim(db, owner=owner, now=now, lease_until=now + 60, limit=16)
+        if not batch:
+            return got
+        assert all(j.owner == owner and j.attempt == 1 for j in batch)
+        got += [j.id for j in batch]
+
+
+# ---- atomic claims ----------------------------------------------------------------------------
+
+
+async def test_two_databases_claiming_concurrently_never_share_a_job(
+    settings: Settings, clock: FakeClock
+) -> None:
+    ids = await fill(settings, clock, 2000)
+    now = clock.time()
+    first = await Database.open(settings.db_path)
+    second = await Database.open(settings.db_path)
+    try:
+        got_a, got_b = await asyncio.gather(claim_all(first, "A", now), claim_all(second, "B", now))
+    finally:
+        await first.close()
+        await second.close()
+    assert not set(got_a) & set(got_b)
+    assert sorted(got_a + got_b) == sorted(ids)
+    assert len(got_a) + len(got_b) == 2000
+    assert got_a and got_b, "both claimers should have taken part"
+    owners = dict(query(settings.db_path, "SELECT id, lease_owner FROM email_jobs"))
+    assert all(owners[i] == "A" for i in got_a)
+    assert all(owners[i] == "B" for i in got_b)
+    assert query(settings.db_path, "SELECT DISTINCT status, attempts FROM email_jobs") == [
+        ("sending", 1)
+    ]
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from vertex_tui.engine.store import email as store
+    from vertex_tui.engine.store.db import Database
+
+    async def main(path, owner, now, out):
+        db = await Database.open(path)
+        print("ready", flush=True)
+        sys.stdin.readline()  # start together
+        got = []
+        try:
+            while True:
+                batch = await store.claim(
+                    db, owner=owner, now=now, lease_until=now + 60, limit=16
+                )
+                if not batch:
+                    break
+                got += [j.id for j in batch]
+        finally:
+            await db.close()
+        with open(out, "w") as fh:
+            json.dump(got, fh)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_claiming_concurrently_never_share_a_job(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    ids = asyncio.run(fill(settings, clock, 2000))
+    procs = []
+    outs = [tmp_path / "p1.json", tmp_path / "p2.json"]
+    try:
+        for owner, out in zip(("P1", "P2"), outs, strict=True):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        CLAIMER,
+                        str(settings.db_path),
+                        owner,
+                        repr(clock.time()),
+                        str(out),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                )
+            )
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            assert proc.wait(60) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+    got = [json.loads(out.read_text()) for out in outs]
+    assert got[0] and got[1], "both processes should have claimed some"
+    assert not set(got[0]) & set(got[1])
+    assert sorted(got[0] + got[1]) == sorted(ids)
+    owners = dict(query(settings.db_path, "SELECT id, lease_owner FROM email_jobs"))
+    assert all(owners[i] == "P1" for i in got[0])
+    assert all(owners[i] == "P2" for i in got[1])
+
+
+async def test_two_engines_on_one_database_deliver_each_message_once(
+    settings_factory: Callable[..., Settings], sink: TestSink, wait_for: WaitFor
+) -> None:
+    n = 150
+    settings = settings_factory(sink=sink, email_workers=3, email_poll_interval=0.1)
+    async with Engine(settings, run=EMAIL) as one, Engine(settings, run=EMAIL) as two:
+        await one.email.enqueue_many(messages(n, "x"))
+        await two.email.enqueue_many(messages(n, "y"))
+
+        async def all_sent() -> bool:
+            return (await one.email.stats()).sent == 2 * n
+
+        await wait_for(all_sent, timeout=30, message="every message sent")
+        owners = {
+            row[0].split("/")[0]
+            for row in query(settings.db_path, "SELECT owner FROM email_attempts")
+        }
+    ids = [r.message_id for r in sink.received]
+    assert len(ids) == 2 * n
+    assert len(set(ids)) == 2 * n
+    assert owners == {one.owner, two.owner}
+
+
+# ---- leases and fencing ----------------------------------------------------------------------
+
+
+async def test_job_of_a_dead_worker_is_due_again_after_its_lease_and_delivered(
+    settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
+) -> None:
+    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0)
+    [job_id] = await fill(settings, clock, 1)
+    db = await Database.open(settings.db_path)
+    try:  # a worker of a process that then dies: it claims and is never heard of again
+        [claimed] = await store.claim(
+            db, owner="dead:1:x/w0", now=clock.time(), lease_until=clock.time() + 60, limit=16
+        )
+    finally:
+        await db.close()
+    assert claimed.id == job_id
+
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
+        clock.advance(30)  # the lease still holds: nobody may touch the job
+        await asyncio.sleep(0.2)
+        held = await engine.email.get_job(job_id)
+        assert held.job.status == "sending"
+        assert sink.handler.attempts == 0
+
+        def tick(d: EmailJobDetail) -> bool:
+            clock.advance(1.0)  # time moves on: the lease expires, the housekeeper reaps
+            return is_sent(d)
+
+        done = await job_when(engine, job_id, tick, "reaped and sent")
+
+    assert [(a.attempt, a.outcome, a.owner) for a in done.history] == [
+        (1, "lost", "dead:1:x/w0"),
+        (2, "sent", f"{engine.owner}/w0"),
+    ]
+    assert "lease" in (done.history[0].error or "")
+    assert done.history[0].at > held.job.updated_at + 60 - 1e-6
+    assert len(sink.received) == 1
+    assert sink.received[0].message_id == done.job.message_id
+
+
+async def test_lost_lease_on_the_last_attempt_fails_the_job(
+    settings_factory: Callable[..., Settings], clock: FakeClock
+) -> None:
+    settings = settings_factory(email_retry_max_attempts=1)
+    [job_id] = await fill(settings, clock, 1)
+    db = await Database.open(settings.db_path)
+    try:
+        now = clock.time()
+        await store.claim(db, owner="dead", now=now, lease_until=now + 60, limit=1)
+        assert await store.reap_expired(db, now + 59) == 0
+        assert await store.reap_expired(db, now + 60) == 1
+        detail = await store.get_job(db, job_id)
+    finally:
+        await db.close()
+    assert detail.job.status == "failed"
+    assert detail.job.finished_at == now + 60
+    assert [a.outcome for a in detail.history] == ["lost"]
+
+
+def completion(job_id: int, owner: str, attempt: int, at: float) -> store.Completion:
+    return store.Completion(
+        job_id=job_id,
+        owner=owner,
+        attempt=attempt,
+        at=at,
+        outcome="sent",
+        status="sent",
+        retry_at=None,
+        code=None,
+        error=None,
+    )
+
+
+async def test_completion_by_an_owner_that_lost_the_lease_is_refused(
+    settings: Settings, clock: FakeClock
+) -> None:
+    [job_id] = await fill(settings, clock, 1)
+    t = clock.time()
+    db = await Database.open(settings.db_path)
+    try:
+        [a] = await store.claim(db, owner="A", now=t, lease_until=t + 60, limit=1)
+        assert await store.reap_expired(db, t + 61) == 1
+        # Reaped but not yet reclaimed: A's late write is refused.
+        late = completion(job_id, "A", a.attempt, t + 61.5)
+        assert await store.complete(db, [late]) == [late]
+        [b] = await store.claim(db, owner="B", now=t + 62, lease_until=t + 122, limit=1)
+        assert (b.id, b.attempt) == (job_id, 2)
+
+        # A finishes its (stale) attempt after B took over: refused, B's state stands.
+        stale = completion(job_id, "A", a.attempt, t + 63)
+        assert await store.complete(db, [stale]) == [stale]
+        assert query(
+            settings.db_path,
+            "SELECT status, lease_owner, attempts FROM email_jobs WHERE id = ?",
+            (job_id,),
+        ) == [("sending", "B", 2)]
+        # Same owner name but an older attempt number is refused too.
+        assert await store.complete(db, [completion(job_id, "B", 1, t + 63)]) != []
+
+        own = completion(job_id, "B", b.attempt, t + 64)
+        assert await store.complete(db, [own]) == []
+        # Once sent, nobody's late write changes it.
+        assert await store.complete(db, [completion(job_id, "A", 1, t + 65)]) != []
+        detail = await store.get_job(db, job_id)
+    finally:
+        await db.close()
+    assert detail.job.status == "sent"
+    assert detail.job.finished_at == t + 64
+    assert [(h.attempt, h.outcome, h.owner) for h in detail.history] == [
+        (1, "lost", "A"),
+        (2, "sent", "B"),
+    ]
+
+
+async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refused(
+    settings_factory: Callable[..., Settings],
+    make_sink: Callable[..., TestSink],
+    clock: FakeClock,
+    job_when: JobWhen,
+    wait_for: WaitFor,
+) -> None:
+    sink = make_sink(delay=1.0)  # each DATA takes a second: long enough to lose the lease
+    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0)
+    async with Engine(settings, clock=clock, run=EMAIL) as first:
+        seen_first: list[ev.Event] = []
+        first.events.subscribe(seen_first.append)
+        job_id = await first.email.enqueue(to="late@example.com", subject="s", body="b")
+        assert await asyncio.to_thread(sink.handler.data_started.wait, 10)
+        clock.advance(61)  # the worker stalls past its lease; the housekeeper reaps the job
+        await job_when(first, job_id, lambda d: d.job.status != "sending", "reaped")
+        async with Engine(settings, clock=clock, run=EMAIL) as second:
+            done = await job_when(second, job_id, is_sent, "sent by a new claim")
+            await wait_for(
+                lambda: any(isinstance(e, ev.CompletionRefused) for e in seen_first),
+                message="the stale completion to be refused",
+            )
+    refused = [e for e in seen_first if isinstance(e, ev.CompletionRefused)]
+    assert [(e.job_id, e.attempt) for e in refused] == [(job_id, 1)]
+    assert not any(isinstance(e, ev.EmailSent) and e.attempt == 1 for e in seen_first)
+    assert [(a.attempt, a.outcome) for a in done.history] == [(1, "lost"), (2, "sent")]
+    assert done.job.attempts == 2
+    # At-least-once: the stalled send did reach the server; both copies share one Message-ID,
+    # so the receiving side can drop the duplicate.
+    assert [r.message_id for r in sink.received] == [done.job.message_id] * 2
+
+
+# ---- waking and polling ----------------------------------------------------------------------
+
+
+async def test_enqueue_in_the_same_process_wakes_the_workers_at_once(
+    settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
+    idle: Idle,
+) -> None:
+    # The fake clock never moves and the poll interval is long: only the wake-up can deliver.
+    settings = settings_factory(sink=sink, email_poll_interval=30.0, email_workers=3)
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
+        await idle(engine, clock)  # every worker asleep on a clock that will not move
+        job_id = await engine.email.enqueue(to="now@example.com", subject="s", body="b")
+        done = await job_when(engine, job_id, is_sent, "sent without the clock moving", timeout=5)
+    assert done.job.finished_at == clock.time()
+    assert len(sink.received) == 1
+
+
+async def test_mail_enqueued_by_another_process_is_seen_within_the_poll_interval(
+    settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
+    idle: Idle,
+) -> None:
+    poll = 30.0
+    settings = settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
+    env = {
+        "VERTEX_DB_PATH": str(settings.db_path),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(settings.db_path.parent),
+    }
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
+        await idle(engine, clock)
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "vertex_tui",
+                "email",
+                "enqueue",
+                "--to",
+                "other@example.com",
+                "--subject",
+                "from elsewhere",
+                "--body",
+                "b",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        job_id = int(result.stdout.strip())
+        # Nothing woke the workers: the job waits for their next poll, one interval away.
+        assert (await engine.email.get_job(job_id)).job.status == "pending"
+        clock.advance(poll)
+        done = await job_when(engine, job_id, is_sent, "sent after one poll interval")
+    assert sink.received[0].subject == "from elsewhere"
+    assert done.history[0].owner.startswith(engine.owner)
+
+
+async def test_mail_enqueued_through_another_database_object_is_polled(
+    settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
+    idle: Idle,
+) -> None:
+    poll = 5.0
+    settings = settings_factory(sink=sink, email_poll_interval=poll)
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
+        await idle(engine, clock)
+        async with Engine(settings, clock=clock, run=[]) as other:
+            job_id = await other.email.enqueue(to="o@example.com", subject="s", body="b")
+        assert (await engine.email.get_job(job_id)).job.status == "pending"
+        clock.advance(poll)
+        done = await job_when(engine, job_id, is_sent, "sent after one poll interval")
+    assert len(sink.received) == 1
+    assert done.job.finished_at == clock.time()
+
+
+# ---- enqueue -----------------------------------------------------------------------------------
+
+
+async def test_enqueue_many_is_all_or_nothing(settings: Settings, clock: FakeClock) -> None:
+    batch: list[dict[str, Any]] = [
+        *messages(3),
+        {"to": "not-an-address", "subject": "s", "body": "b"},
+        *messages(2, "z"),
+    ]
+    async with Engine(settings, clock=clock, run=[]) as engine:
+        with pytest.raises(InvalidMessage, match=r"message 4\b.*not-an-address"):
+            await engine.email.enqueue_many(batch)
+        with pytest.raises(InvalidMessage, match=r"message 2\b.*line break"):
+            await engine.email.enqueue_many(
+                [
+                    messages(1)[0],
+                    {"to": "a@example.com", "subject": "x\r\nBcc: e@evil.test", "body": "b"},
+                ]
+            )
+        with pytest.raises(InvalidMessage, match=r"message 1\b.*unknown field"):
+            await engine.email.enqueue_many(
+                [{"to": "a@example.com", "subject": "s", "body": "b", "cc": "c@example.com"}]
+            )
+        assert (await engine.email.stats()).pending == 0
+    assert query(settings.db_path, "SELECT count(*) FROM email_jobs") == [(0,)]
+
+
+async def test_enqueue_refuses_bad_input_with_a_clear_error(
+    settings: Settings, clock: FakeClock
+) -> None:
+    async with Engine(settings, clock=clock, run=[]) as engine:
+        with pytest.raises(InvalidMessage, match="invalid"):
+            await engine.email.enqueue(to="no-at-sign", subject="s", body="b")
+        with pytest.raises(InvalidMessage, match="line break"):
+            await engine.email.enqueue(
+                to="a@example.com", subject="s", body="b", headers={"X-Tag": "a\nBcc: x@y.z"}
+            )
+        with pytest.raises(InvalidMessage, match="Message-ID"):
+            await engine.email.enqueue(
+                to="a@example.com", subject="s", body="b", headers={"Message-ID": "<x@y>"}
+            )
+    assert query(settings.db_path, "SELECT count(*) FROM email_jobs") == [(0,)]
+
+
+async def test_enqueue_commits_before_returning(settings: Settings, clock: FakeClock) -> None:
+    async with Engine(settings, clock=clock, run=[]) as engine:
+        job_id = await engine.email.enqueue(to="d@example.com", subject="durable", body="b")
+        # Read at once through a separate connection, while the engine is still open.
+        rows = query(
+            settings.db_path,
+            "SELECT status, subject, message_id, next_attempt_at FROM email_jobs WHERE id = ?",
+            (job_id,),
+        )
+        assert len(rows) == 1
+        status, subject, message_id, due = rows[0]
+        assert (status, subject, due) == ("pending", "durable", clock.time())
+        assert message_id.startswith("<")
+
+        ids = await engine.email.enqueue_many(messages(50))
+        count = query(
+            settings.db_path,
+            f"SELECT count(*) FROM email_jobs WHERE id IN ({','.join('?' * len(ids))})",
+            tuple(ids),
+        )
+        assert count == [(50,)]
+        assert len(set(ids)) == 50
+        got = query(
+            settings.db_path,
+            "SELECT id, subject FROM email_jobs WHERE id != ? ORDER BY id",
+            (job_id,),
+        )
+        # The returned ids name the rows in input order.
+        assert [r[0] for r in got] == ids
+        assert [r[1] for r in got] == [f"m{i}" for i in range(50)]

@@ -1,0 +1,160 @@
+"""VertexApp: the Textual console. It gets an open Engine; it never opens the database itself.
+
+    async with Engine(settings) as engine:
+        await VertexApp(engine).run_async()
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from importlib import resources
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
+
+from vertex_tui.bridge import Bridge, ConsoleLogHandler, EngineEvent, LogRecorded
+from vertex_tui.engine import Engine
+from vertex_tui.screens.backups import BackupsScreen
+from vertex_tui.screens.dashboard import DashboardScreen
+from vertex_tui.screens.email_queue import EmailQueueScreen
+from vertex_tui.screens.lifecycle import LifecycleScreen
+from vertex_tui.screens.log import LogScreen
+from vertex_tui.screens.videos import VideosScreen
+
+STYLES = resources.files("vertex_tui") / "styles"
+SCREENS = {"dashboard": ("Dashboard", "d"), "email": ("Email queue", "e"),
+           "backups": ("Backups", "b"), "lifecycle": ("Lifecycle", "l"),
+           "videos": ("Videos", "v"), "log": ("Log", "o")}
+
+
+class VertexCommands(Provider):
+    """Every console action in the command palette (ctrl+p)."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app = self.app
+        assert isinstance(app, VertexApp)
+        out: list[tuple[str, Any, str]] = [
+            (f"Switch to {title}", partial(app.switch_mode, mode), f"screen, key {key}")
+            for mode, (title, key) in SCREENS.items()
+        ]
+        out += [
+            ("Retry all failed mail", partial(app.screen_action, "email", "retry_all"),
+             "asks for confirmation with the count"),
+            ("Pause or resume mail delivery",
+             partial(app.screen_action, "email", "toggle_pause"), "every engine follows"),
+            ("Drain the mail queue", partial(app.screen_action, "email", "drain"),
+             "deliver everything due now"),
+            ("Clean up old mail", partial(app.screen_action, "email", "cleanup"),
+             "sent and failed older than N days"),
+            ("Check lifecycle now", partial(app.engine_action, "lifecycle.check"),
+             "one lifecycle pass"),
+            ("Check videos now", partial(app.engine_action, "video.check"), "one video pass"),
+        ]
+        from vertex_tui.engine.backup.service import JOBS
+
+        out += [(f"Trigger backup job: {job}",
+                 partial(app.engine_action, "backup.run", {"job": job}), "run it now")
+                for job in JOBS]
+        return out
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class VertexApp(App[None]):
+    """The operations console."""
+
+    TITLE = "vertex-tui"
+    CSS_PATH = [str(STYLES / "app.tcss")]
+    MODES = {"dashboard": DashboardScreen, "email": EmailQueueScreen, "backups": BackupsScreen,
+             "lifecycle": LifecycleScreen, "videos": VideosScreen, "log": LogScreen}
+    DEFAULT_MODE = "dashboard"
+    COMMANDS = App.COMMANDS | {VertexCommands}
+    BINDINGS = [
+        *[Binding(key, f"switch_mode('{mode}')", title, show=mode != "log" or True)
+          for mode, (title, key) in SCREENS.items()],
+        Binding("question_mark", "toggle_help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, engine: Engine, *, attached: bool = False, live_refresh: bool = True,
+                 log_handler: ConsoleLogHandler | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.bridge = Bridge(engine, attached=attached)
+        self.live_refresh = live_refresh
+        self.log_handler = log_handler or ConsoleLogHandler()
+        self.log_handler.app = self
+
+    def on_mount(self) -> None:
+        self.bridge.connect(self)
+        mode = "ATTACHED to the engine on" if self.bridge.attached else "engine on"
+        self.sub_title = f"{mode} {self.engine.settings.db_path}"
+        if self.bridge.attached:
+            self.check_engines()
+            if self.live_refresh:
+                self.set_interval(5.0, self.check_engines)
+
+    def on_unmount(self) -> None:
+        self.bridge.disconnect()
+        self.log_handler.app = None
+
+    def check_engines(self) -> None:
+        self.run_worker(self._check_engines(), exclusive=True, group="engines",
+                        exit_on_error=False)
+
+    async def _check_engines(self) -> None:
+        alive = await self.bridge.engines_alive()
+        state = f"engine alive ({len(alive)})" if alive else "NO ENGINE RUNNING"
+        self.sub_title = f"ATTACHED · {state} · {self.engine.settings.db_path}"
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        """Forward engine events to the current screen (others refresh when shown)."""
+        from vertex_tui.engine.events import ServiceErrored
+
+        if isinstance(message.event, ServiceErrored):
+            self.notify(f"{message.event.service}: {message.event.error}", severity="error")
+        if self.screen_stack:
+            self.screen.post_message(EngineEvent(message.event))
+
+    def on_log_recorded(self, message: LogRecorded) -> None:
+        if self.screen_stack:
+            self.screen.post_message(LogRecorded())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One handler for every failed worker: a notification, never a crash."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            logging.getLogger(__name__).error("console worker %s failed: %r",
+                                              event.worker.name, error, exc_info=error)
+            self.notify(f"{type(error).__name__}: {error}", title="Something went wrong",
+                        severity="error")
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def screen_action(self, mode: str, action: str) -> None:
+        await self.switch_mode(mode)
+        await self.screen.run_action(action)
+
+    def engine_action(self, action: str, args: dict[str, Any] | None = None) -> None:
+        from vertex_tui.screens.base import VertexScreen
+
+        screen = self.screen
+        if isinstance(screen, VertexScreen):
+            screen.run_action(action, args)

@@ -1,0 +1,120 @@
+"""The one module that knows engine events *and* Textual messages.
+
+Engine events become Textual messages posted to the app; log records become messages for
+the Log screen; operator actions go to the engine directly when the console hosts it, or as
+requests that a running engine picks up from the database when the console is attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+from vertex_tui.engine import Engine
+from vertex_tui.engine.events import Event
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+REQUEST_WAIT = 60.0
+
+
+class EngineEvent(Message):
+    """An engine event, delivered on the app's loop (the app forwards it to the screen)."""
+
+    bubble = False
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class LogRecorded(Message):
+    """A log record for the Log screen. Bursts coalesce: the screen re-reads the buffer."""
+
+    bubble = False
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LogRecorded)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float
+    level: str
+    levelno: int
+    service: str
+    logger: str
+    text: str
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Keeps the latest records for the Log screen and tells the app they arrived."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        super().__init__(logging.INFO)
+        self.lines: deque[LogLine] = deque(maxlen=capacity)
+        self.total = 0  # records ever received; the Log screen appends the difference
+        self.app: App[Any] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            service = str(getattr(record, "service", "") or _service_of(record.name))
+            self.lines.append(LogLine(at=record.created, level=record.levelname,
+                                      levelno=record.levelno, service=service,
+                                      logger=record.name, text=record.getMessage()))
+            self.total += 1
+            if self.app is not None and self.app.is_running:
+                self.app.post_message(LogRecorded())
+        except Exception:
+            self.handleError(record)
+
+
+def _service_of(logger: str) -> str:
+    for name in ("email", "backup", "lifecycle", "videos", "video"):
+        if f".{name}" in logger:
+            return "video" if name == "videos" else name
+    return "engine"
+
+
+class Bridge:
+    """Connects an open engine to the app."""
+
+    def __init__(self, engine: Engine, *, attached: bool) -> None:
+        self.engine = engine
+        self.attached = attached
+        self._unsubscribe: Any = None
+
+    def connect(self, app: App[Any]) -> None:
+        self._unsubscribe = self.engine.events.subscribe(
+            lambda event: app.post_message(EngineEvent(event)))
+
+    def disconnect(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    async def act(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Perform an engine action: here if we host the engine, else by request."""
+        if not self.attached:
+            return await self.engine.perform(action, args)
+        request_id = await self.engine.submit_request(action, args)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REQUEST_WAIT
+        while loop.time() < deadline:
+            request = await self.engine.request(request_id)
+            if request is not None and request.finished_at is not None:
+                result = request.result if isinstance(request.result, dict) else {}
+                return {"status": "ok" if request.outcome == "ok" else "failed",
+                        "via": f"request #{request_id} ({request.picked_by})", **result}
+            await asyncio.sleep(0.5)
+        return {"status": "pending", "via": f"request #{request_id}",
+                "error": "no engine picked up the request yet; it stays queued for 10 minutes"}
+
+    async def engines_alive(self) -> list[str]:
+        return await self.engine.leases.alive_engines(self.engine.clock.time())

@@ -1,0 +1,1 @@
+"""One module per console screen. Screens talk to the engine only; they never run SQL."""

@@ -1,0 +1,136 @@
+"""Backups: each job's schedule and next run, history, trigger, verify, restore command."""
+
+from __future__ import annotations
+
+import shlex
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from vertex_tui.engine.store.backups import BackupRecord
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.timefmt import ago, clock_time, duration, size, until
+from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
+
+
+class BackupsScreen(VertexScreen):
+    """Jobs on top, history below; Tab moves between them."""
+
+    REFRESH_ON = frozenset({"BackupStarted", "BackupFinished", "RotationFinished",
+                            "RestoreDrillFinished", "RequestHandled"})
+    BINDINGS = [
+        Binding("t", "trigger", "Run job now"),
+        Binding("V", "verify", "Verify backup"),
+        Binding("R", "restore", "Restore…"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._jobs: list[dict[str, object]] = []
+        self._history: list[BackupRecord] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("Jobs", classes="section-title")
+        jobs: DataTable[str] = DataTable(id="backup-jobs", cursor_type="row")
+        jobs.add_columns("Job", "Schedule", "Enabled", "Next run", "", "Last run", "Outcome",
+                         "Took")
+        yield jobs
+        yield Static("", id="backup-drill")
+        yield Label("History", classes="section-title")
+        history: DataTable[str] = DataTable(id="backup-history", cursor_type="row",
+                                            zebra_stripes=True)
+        history.add_columns("ID", "Kind", "Started", "Status", "Size", "Took", "Verified",
+                            "Path / error")
+        yield history
+        yield Footer()
+
+    async def refresh_snapshot(self) -> None:
+        status = await self.engine.backup.status()
+        history = await self.engine.backup.history(limit=100)
+        now = self.now()
+        last_by_kind: dict[str, BackupRecord] = {}
+        for record in history:
+            last_by_kind.setdefault(record.kind, record)
+        self._jobs = status["jobs"]
+        table = self.query_one("#backup-jobs", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for job in self._jobs:
+            name = str(job["job"])
+            last = last_by_kind.get(name)
+            table.add_row(
+                name, str(job["schedule"]), "yes" if job["enabled"] else "disabled",
+                clock_time(job["next_run"]) if job["enabled"] else "-",  # type: ignore[arg-type]
+                until(job["next_run"], now) if job["enabled"] else "",  # type: ignore[arg-type]
+                ago(last.started_at, now) if last else "-",
+                ("RUNNING" if job.get("running") else (last.status if last else "-")),
+                duration(last.duration) if last else "-", key=name)
+        table.move_cursor(row=min(cursor, max(0, len(self._jobs) - 1)))
+        drill = status.get("last_verified_restore")
+        self.query_one("#backup-drill", Static).update(
+            "last verified restore: "
+            + (f"{ago(drill['at'], now)} from {drill['path']}" if drill else "never (run the "
+               "drill job: select it and press t)"))
+        self._history = history
+        hist = self.query_one("#backup-history", DataTable)
+        cursor = hist.cursor_row
+        hist.clear()
+        for r in history:
+            hist.add_row(str(r.id), r.kind, clock_time(r.started_at), r.status, size(r.size),
+                         duration(r.duration), "yes" if r.verified else "no",
+                         (r.path or r.error or "")[-70:]
+                         + (f"  ⚠ {r.warnings}" if r.warnings else ""), key=str(r.id))
+        if history:
+            hist.move_cursor(row=min(cursor, len(history) - 1))
+
+    def _selected_job(self) -> str | None:
+        table = self.query_one("#backup-jobs", DataTable)
+        if not self._jobs or table.cursor_row >= len(self._jobs):
+            return None
+        return str(self._jobs[table.cursor_row]["job"])
+
+    def _selected_backup(self) -> BackupRecord | None:
+        table = self.query_one("#backup-history", DataTable)
+        if not self._history or table.cursor_row >= len(self._history):
+            return None
+        return self._history[table.cursor_row]
+
+    @work(exit_on_error=False)
+    async def action_trigger(self) -> None:
+        job = self._selected_job()
+        if job is None:
+            return
+        if await self.app.push_screen_wait(ConfirmDialog(f"Run the {job} job now?", yes="Run")):
+            self.run_action("backup.run", {"job": job}, label=f"{job} backup"
+                            if job not in ("rotation", "drill") else job)
+
+    @work(exit_on_error=False)
+    async def action_verify(self) -> None:
+        record = self._selected_backup()
+        if record is None or not record.path:
+            self.notify("select a backup with a file in the history", severity="warning")
+            return
+        from pathlib import Path
+
+        verdict = await self.engine.backup.verify(Path(record.path))
+        self.notify(f"backup {record.id}: {'verified' if verdict.ok else 'BAD'} — "
+                    f"{verdict.reason}", severity="information" if verdict.ok else "error")
+        self.reload()
+
+    def action_restore(self) -> None:
+        record = self._selected_backup()
+        if record is None or not record.path or record.kind == "storage":
+            self.notify("select a database or full backup in the history", severity="warning")
+            return
+        db = self.engine.settings.db_path
+        command = (f"sudo systemctl stop vertex-tui   # stop every engine on {db}\n"
+                   f"VERTEX_DB_PATH={shlex.quote(str(db))} vertex-tui backup restore "
+                   f"{shlex.quote(record.path)}\n"
+                   "sudo systemctl start vertex-tui")
+        self.app.push_screen(TextDialog(
+            "Restore is not a one-key action. Run this in a shell:",
+            f"{command}\n\nThe current database is kept aside as "
+            f"{db.name}.before-restore-<time>; the backup is verified first."))

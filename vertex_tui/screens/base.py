@@ -1,0 +1,87 @@
+"""What every screen shares: access to the engine, periodic refresh, acting on the engine."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from vertex_tui.bridge import Bridge, EngineEvent
+from vertex_tui.engine import Engine
+
+if TYPE_CHECKING:
+    from vertex_tui.app import VertexApp
+
+REFRESH_SECONDS = 2.0
+
+
+class VertexScreen(Screen[None]):
+    """A screen that pulls a snapshot in a worker on mount, on a timer and on events."""
+
+    # Engine event types (class names) that make this screen refresh at once.
+    REFRESH_ON: frozenset[str] = frozenset()
+
+    @property
+    def vertex(self) -> VertexApp:
+        from vertex_tui.app import VertexApp
+
+        assert isinstance(self.app, VertexApp)
+        return self.app
+
+    @property
+    def engine(self) -> Engine:
+        return self.vertex.engine
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.vertex.bridge
+
+    def now(self) -> float:
+        return self.engine.clock.time()
+
+    def header_footer(self) -> tuple[Header, Footer]:
+        return Header(), Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+        if self.vertex.live_refresh:
+            self.set_interval(REFRESH_SECONDS, self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if type(message.event).__name__ in self.REFRESH_ON and self.is_current:
+            self.reload()
+
+    def reload(self) -> None:
+        self.load_snapshot()
+
+    @work(exclusive=True, exit_on_error=False, group="snapshot")
+    async def load_snapshot(self) -> None:
+        await self.refresh_snapshot()
+
+    async def refresh_snapshot(self) -> None:
+        """Await engine queries and redraw; subclasses implement."""
+
+    @work(exit_on_error=False, group="action")
+    async def run_action(self, action: str, args: dict[str, Any] | None = None,
+                         label: str = "") -> None:
+        """An engine action in a worker; the outcome is a notification, never a crash."""
+        label = label or action
+        if self.bridge.attached:
+            self.notify(f"{label}: requested from the running engine…")
+        result = await self.bridge.act(action, args)
+        status = result.get("status", "ok")
+        if status == "ok":
+            detail = result.get("path") or result.get("via") or ""
+            self.notify(f"{label}: done {detail}".strip())
+        elif status == "skipped":
+            self.notify(f"{label}: skipped — {result.get('reason')}", severity="warning")
+        elif status == "pending":
+            self.notify(f"{label}: {result.get('error')}", severity="warning")
+        else:
+            self.notify(f"{label} failed: {result.get('error')}", severity="error")
+        self.reload()

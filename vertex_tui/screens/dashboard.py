@@ -1,0 +1,71 @@
+"""Dashboard: one card per service, mail throughput, oldest pending mail, latest errors."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import Footer, Header, Label, Sparkline, Static
+
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.service_card import ServiceCard
+
+TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
+          "video": "Videos"}
+
+
+class DashboardScreen(VertexScreen):
+    """The four services at a glance."""
+
+    REFRESH_ON = frozenset({"PassCompleted", "BackupFinished", "QueuePaused", "QueueResumed",
+                            "ServiceErrored", "JobsRetried", "RequestHandled"})
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Grid(id="cards"):
+            for service, title in TITLES.items():
+                yield ServiceCard(service, title)
+        with Horizontal(id="mail-strip"):
+            with Vertical(id="throughput"):
+                yield Label("Mail sent per minute, last hour", classes="section-title")
+                yield Sparkline([0], id="sparkline")
+            yield Static("", id="oldest")
+        yield Label("Latest errors", classes="section-title")
+        yield Static("", id="errors")
+        yield Footer()
+
+    async def refresh_snapshot(self) -> None:
+        status = await self.engine.status()
+        per_minute = await self.engine.email.sent_per_minute(60)
+        errors = await self.engine.recent_errors(5)
+        now = self.now()
+        services = status["services"]
+        figures = {
+            "email": lambda s: (f"pending {s['pending']}  failed {s['failed']}\n"
+                                f"sent {s['sent']}  last min {s['sent_last_minute']}"),
+            "backup": lambda s: ("last verified restore "
+                                 + (ago(s["last_verified_restore"]["at"], now)
+                                    if s.get("last_verified_restore") else "never")),
+            "lifecycle": lambda s: _counts(s.get("last_counts")),
+            "video": lambda s: _counts(s.get("last_counts")),
+        }
+        for name in TITLES:
+            card = self.query_one(f"#card-{name}", ServiceCard)
+            card.show(services[name], figures[name](services[name]), now)
+        self.query_one(Sparkline).data = per_minute or [0]
+        email = services["email"]
+        age = email.get("oldest_pending_age_seconds")
+        oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
+        self.query_one("#oldest", Static).update(
+            f"{oldest}\nsent last minute: {email['sent_last_minute']}")
+        lines = [f"{clock_time(e['at'])}  {e['service']:9} {str(e['error'])[:70]}"
+                 for e in errors]
+        self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
+
+
+def _counts(counts: dict[str, object] | None) -> str:
+    if not counts:
+        return "no pass yet"
+    keys = ("emails", "activated", "deactivated", "rotated")
+    shown = [f"{k} {counts[k]}" for k in keys if k in counts]
+    return "last pass: " + ("  ".join(shown) or "ok")

@@ -1,0 +1,233 @@
+"""Email queue: live counts, a paged jobs table by status and search, job detail, actions."""
+
+from __future__ import annotations
+
+import json
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from vertex_tui.engine.email.models import EmailJob
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+
+PAGE = 50
+FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"}
+
+
+class EmailQueueScreen(VertexScreen):
+    """Every job, newest first, one page at a time."""
+
+    REFRESH_ON = frozenset({"EmailSent", "EmailFailed", "EmailEnqueued", "JobsRetried",
+                            "JobsCleanedUp", "QueuePaused", "QueueResumed"})
+    BINDINGS = [
+        Binding("1", "filter('1')", "All"),
+        Binding("2", "filter('2')", "Pending"),
+        Binding("5", "filter('5')", "Failed"),
+        Binding("3", "filter('3')", "Sending", show=False),
+        Binding("4", "filter('4')", "Sent", show=False),
+        Binding("slash", "search", "Search"),
+        Binding("r", "retry_selected", "Retry"),
+        Binding("R", "retry_all", "Retry all failed"),
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("D", "drain", "Drain"),
+        Binding("C", "cleanup", "Cleanup"),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status_filter: str | None = None
+        self.search: str = ""
+        self._pages: list[int | None] = [None]  # before_id of each page shown so far
+        self._jobs: list[EmailJob] = []
+        self.paused = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="email-counts")
+        yield Input(placeholder="search recipient or subject, Enter to apply, Esc to clear",
+                    id="email-search")
+        table: DataTable[str] = DataTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
+        table.add_columns("ID", "Status", "Tries", "To", "Subject", "Updated", "Last error")
+        yield table
+        yield Static("", id="email-page")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#email-jobs", DataTable).focus()
+        super().on_mount()
+
+    async def refresh_snapshot(self) -> None:
+        stats = await self.engine.email.stats()
+        jobs = await self.engine.email.list_jobs(status=self.status_filter,
+                                                 search=self.search or None, limit=PAGE,
+                                                 before_id=self._pages[-1])
+        now = self.now()
+        self.paused = stats.paused
+        self.set_class(stats.paused, "-paused")
+        oldest = "-" if stats.oldest_pending_at is None else ago(stats.oldest_pending_at, now)
+        self.query_one("#email-counts", Static).update(
+            f"pending {stats.pending}   sending {stats.sending}   sent {stats.sent}   "
+            f"failed {stats.failed}   oldest pending {oldest}   "
+            f"sent last min {stats.sent_last_minute}" + ("   ⏸ PAUSED" if stats.paused else ""))
+        self._jobs = jobs
+        table = self.query_one("#email-jobs", DataTable)
+        selected = table.cursor_row
+        table.clear()
+        for j in jobs:
+            table.add_row(str(j.id), j.status, str(j.attempts), j.to[:32], j.subject[:40],
+                          clock_time(j.updated_at), (j.last_error or "")[:60], key=str(j.id))
+        if jobs:
+            table.move_cursor(row=min(selected, len(jobs) - 1))
+        label = FILTER_LABEL[self.status_filter]
+        self.query_one("#email-page", Static).update(
+            f"{label}{' matching ' + repr(self.search) if self.search else ''} · page "
+            f"{len(self._pages)} · {len(jobs)} shown · [ ] pages, / search, Enter detail")
+
+    def selected_job(self) -> EmailJob | None:
+        """The job under the cursor, by the row's key (never by a stale index)."""
+        table = self.query_one("#email-jobs", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return next((j for j in self._jobs if str(j.id) == row_key.value), None)
+
+    # ---- filtering and paging ---------------------------------------------------------------
+
+    def action_filter(self, key: str) -> None:
+        self.status_filter = FILTERS[key]
+        self._pages = [None]
+        self.reload()
+
+    def action_page(self, step: int) -> None:
+        if step > 0 and len(self._jobs) == PAGE:
+            self._pages.append(self._jobs[-1].id)
+        elif step < 0 and len(self._pages) > 1:
+            self._pages.pop()
+        else:
+            return
+        self.reload()
+
+    def action_search(self) -> None:
+        box = self.query_one("#email-search", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Submitted, "#email-search")
+    def apply_search(self, event: Input.Submitted) -> None:
+        self.search = event.value.strip()
+        self._pages = [None]
+        self.query_one("#email-jobs", DataTable).focus()
+        self.query_one("#email-search", Input).set_class(bool(self.search), "-shown")
+        self.reload()
+
+    def action_clear_search(self) -> None:
+        box = self.query_one("#email-search", Input)
+        box.value = ""
+        box.remove_class("-shown")
+        if self.search:
+            self.search = ""
+            self._pages = [None]
+            self.reload()
+        self.query_one("#email-jobs", DataTable).focus()
+
+    # ---- actions ------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected, "#email-jobs")
+    def row_selected(self) -> None:
+        self.action_detail()
+
+    @work(exit_on_error=False)
+    async def action_detail(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        detail = await self.engine.email.get_job(job.id)
+        lines = [f"Message-ID: {job.message_id}", f"From: {detail.sender}", f"To: {job.to}",
+                 f"Subject: {job.subject}", f"Status: {job.status}  attempts {job.attempts}/"
+                 f"{job.max_attempts}  round {job.round}",
+                 f"Created: {clock_time(job.created_at)}"]
+        if detail.headers:
+            lines.append("Headers: " + json.dumps(detail.headers, ensure_ascii=False))
+        lines.append("")
+        lines.append("Attempts:")
+        for a in detail.history or ():
+            lines.append(f"  round {a.round} #{a.attempt}  {clock_time(a.at)}  {a.outcome:9} "
+                         f"{a.code or ''} {a.error or ''}")
+        if not detail.history:
+            lines.append("  none yet")
+        lines += ["", "Body:", detail.body[:2000]]
+        self.app.push_screen(TextDialog(f"Email job {job.id}", "\n".join(lines)))
+
+    @work(exit_on_error=False)
+    async def action_retry_selected(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        if job.status != "failed":
+            self.notify(f"job {job.id} is {job.status}, not failed", severity="warning")
+            return
+        ids = await self.engine.email.retry(ids=[job.id])
+        self.notify(f"job {job.id} queued again" if ids else f"job {job.id} was not failed")
+        self.reload()
+
+    @work(exit_on_error=False)
+    async def action_retry_all(self) -> None:
+        # The dialog names the count of exactly the jobs it will retry: the ids read now.
+        failed = await self.engine.email.failed_ids()
+        if not failed:
+            self.notify("no failed mail to retry")
+            return
+        if not await self.app.push_screen_wait(
+                ConfirmDialog(f"Retry {len(failed)} failed email(s)? Each gets a fresh set of "
+                              "attempts; their history is kept.", yes="Retry")):
+            return
+        done = await self.engine.email.retry(ids=failed)
+        self.notify(f"{len(done)} failed email(s) queued again")
+        self.reload()
+
+    @work(exit_on_error=False)
+    async def action_toggle_pause(self) -> None:
+        if self.paused:
+            await self.engine.email.resume()
+            self.notify("delivery resumed")
+        else:
+            await self.engine.email.pause()
+            self.notify("delivery paused (every engine on this database follows)")
+        self.reload()
+
+    @work(exit_on_error=False)
+    async def action_drain(self) -> None:
+        if await self.app.push_screen_wait(
+                ConfirmDialog("Deliver everything due now, then report?", yes="Drain")):
+            self.run_action("email.drain", label="drain")
+
+    @work(exit_on_error=False)
+    async def action_cleanup(self) -> None:
+        answer = await self.app.push_screen_wait(
+            PromptDialog("Delete sent and failed mail older than how many days?", "30"))
+        if answer is None:
+            return
+        try:
+            days = float(answer)
+            if days < 0:
+                raise ValueError
+        except ValueError:
+            self.notify(f"not a number of days: {answer!r}", severity="error")
+            return
+        if await self.app.push_screen_wait(
+                ConfirmDialog(f"Delete sent and failed mail older than {days:g} days?",
+                              yes="Delete", danger=True)):
+            count = await self.engine.email.cleanup(days)
+            self.notify(f"deleted {count} job(s)")
+            self.reload()
+
+
+FILTER_LABEL = {None: "all jobs", "pending": "pending", "sending": "sending", "sent": "sent",
+                "failed": "failed"}

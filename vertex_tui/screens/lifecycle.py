@@ -1,0 +1,49 @@
+"""Lifecycle: subscription counts, notices sent, upcoming expirations; check now."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.timefmt import ago, clock_time, until
+
+
+class LifecycleScreen(VertexScreen):
+    REFRESH_ON = frozenset({"PassCompleted", "LifecycleStatusChanged", "NoticesQueued"})
+    BINDINGS = [Binding("c", "check", "Check now")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="lifecycle-counts")
+        yield Static("", id="lifecycle-notices")
+        yield Label("Upcoming expirations", classes="section-title")
+        table: DataTable[str] = DataTable(id="lifecycle-upcoming", cursor_type="row",
+                                          zebra_stripes=True)
+        table.add_columns("Ends", "", "Kind", "ID", "Name", "Owner")
+        yield table
+        yield Footer()
+
+    async def refresh_snapshot(self) -> None:
+        doc = await self.engine.lifecycle.summary()
+        status = await self.engine.lifecycle.status()
+        now = self.now()
+        self.query_one("#lifecycle-counts", Static).update(
+            f"active {doc['active']}   expiring {doc['expiring']}   archived {doc['archived']}"
+            + (f"   not yet computed {doc['unknown']}" if doc["unknown"] else "")
+            + f"\nlast pass {ago(status['last_run'], now)}, next {until(status['next_run'], now)}"
+            + f"   state {status['state']}")
+        n, r = doc["notifications"], doc["notifications_last_24h"]
+        self.query_one("#lifecycle-notices", Static).update(
+            f"notices sent — 7 days: {n['7days']} ({r['7days']} in 24 h)   24 hours: "
+            f"{n['24hours']} ({r['24hours']})   expired: {n['expired']} ({r['expired']})   "
+            f"skipped as too old: {doc['notifications_skipped']}")
+        table = self.query_one("#lifecycle-upcoming", DataTable)
+        table.clear()
+        for u in doc["upcoming"]:
+            table.add_row(clock_time(u["subscription_end"]), until(u["subscription_end"], now),
+                          u["kind"], str(u["id"]), u["name"][:30], u["owner"])
+
+    def action_check(self) -> None:
+        self.run_action("lifecycle.check", label="lifecycle check")

@@ -1,0 +1,40 @@
+"""A dashboard card: one service's state, last and next run, and key figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Static
+
+from vertex_tui.timefmt import ago, until
+
+STATES = ("running", "idle", "paused", "standby", "error", "stopped", "disabled")
+
+
+class ServiceCard(Vertical):
+    """Shows `status()` of one service; the state is also a CSS class (`-running`, ...)."""
+
+    def __init__(self, service: str, title: str) -> None:
+        super().__init__(id=f"card-{service}", classes="card")
+        self.service = service
+        self.border_title = title
+
+    def compose(self) -> ComposeResult:
+        yield Label("…", classes="card-state")
+        yield Static("", classes="card-body")
+
+    def show(self, status: dict[str, Any], figures: str, now: float) -> None:
+        state = str(status.get("state", "stopped"))
+        for name in STATES:
+            self.set_class(state == name, f"-{name}")
+        self.query_one(".card-state", Label).update(state.upper())
+        outcome = status.get("last_outcome")
+        last = ago(status.get("last_run"), now)
+        if outcome and status.get("last_run"):
+            last += f" ({outcome})"
+        lines = [f"last run  {last}", f"next run  {until(status.get('next_run'), now)}", figures]
+        if status.get("last_error") and state == "error":
+            lines.append(f"error: {str(status['last_error'])[:80]}")
+        self.query_one(".card-body", Static).update("\n".join(lines))
