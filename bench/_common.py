@@ -7,7 +7,6 @@ times on a shared machine are not stable from one run to the next.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -109,7 +108,10 @@ def emit(doc: dict[str, Any], as_json: bool, goals: dict[str, tuple[str, float]]
         return
     width = max(len(k) for k in doc)
     for key, value in doc.items():
-        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            shown = f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4f}"
+        else:
+            shown = str(value)
         note = ""
         if key in goals:
             op, target = goals[key]
@@ -122,5 +124,6 @@ def round_floats(doc: dict[str, Any], digits: int = 2) -> dict[str, Any]:
     return {k: round(v, digits) if isinstance(v, float) else v for k, v in doc.items()}
 
 
-def env_without(*names: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in names}
+def load_1m() -> float:
+    """The 1-minute load average: context for how busy the machine was during a run."""
+    return float(Path("/proc/loadavg").read_text().split()[0])

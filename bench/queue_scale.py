@@ -33,11 +33,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, SENDER, emit, message, rss_mb, settings, sink_process  # noqa: E402
+from _common import ROOT, SENDER, emit, load_1m, message, rss_mb, settings, sink_process
 
-from vertex_tui.engine import Engine  # noqa: E402
-from vertex_tui.engine.store import email as store  # noqa: E402
-from vertex_tui.engine.store.db import Database  # noqa: E402
+from vertex_tui.engine import Engine
+from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store.db import Database
 
 CHUNK = 100_000
 STATS_CALLS = 7
@@ -235,6 +235,7 @@ def run(jobs: int, db: Path | None, seconds: float) -> dict[str, Any]:
             "engine_sent_during_rss_run": sent,
             "rss_mb_engine_empty_db": round(empty_rss, 1),
             "rss_mb_bare_import": round(bare_import_rss(), 1),
+            "load_1m": load_1m(),
         }
         return doc
     finally:

@@ -150,11 +150,11 @@ class VertexApp(App[None]):
 
     async def screen_action(self, mode: str, action: str) -> None:
         await self.switch_mode(mode)
-        await self.screen.run_action(action)
+        await self.run_action(action, self.screen)
 
     def engine_action(self, action: str, args: dict[str, Any] | None = None) -> None:
         from vertex_tui.screens.base import VertexScreen
 
         screen = self.screen
         if isinstance(screen, VertexScreen):
-            screen.run_action(action, args)
+            screen.act_on_engine(action, args)

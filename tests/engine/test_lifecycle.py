@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -418,8 +417,8 @@ async def test_a_lease_left_by_a_killed_process_of_this_host_is_taken_over(
 ) -> None:
     """A pass killed mid-way leaves its lease for hours (TTL = 2 intervals + 60 s); a
     process of this host that no longer exists holds nothing, so the next pass runs."""
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
     dead_owner = f"{socket.gethostname()}:{gone.pid}:deadbeef"
     async with Engine(settings, run=[], clock=clock) as engine:
         await engine.lifecycle.add_project(name="p", owner="p@example.com",

@@ -101,10 +101,6 @@ def test_walking_time_forward_gives_each_notice_in_order_of_urgency() -> None:
 # ---- the SQL pass held to the same table -----------------------------------------------------
 
 
-def make_settings(settings_factory: Callable[..., Settings], **overrides: Any) -> Settings:
-    return settings_factory(**overrides)
-
-
 async def state(engine: Engine) -> tuple[dict[tuple[str, int], str | None],
                                           dict[tuple[str, int], set[tuple[str, float, str]]]]:
     """(kind, id) -> lifecycle_status, and (kind, id) -> {(notice kind, period, status)}."""

@@ -5,6 +5,7 @@ the one-active-video index, concurrent passes, the admin digest, events, runs an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import sqlite3
@@ -257,7 +258,7 @@ async def test_random_rotation_never_repeats_the_current_video(
         for k in range(40):
             await check_at(engine, clock, T0 + k * ROTATE)
             order.append(await active_of(engine, p))
-        assert all(x != y for x, y in zip(order, order[1:], strict=False)), order
+        assert all(x != y for x, y in itertools.pairwise(order)), order
         assert set(order) == set(ids)
 
 
@@ -538,7 +539,8 @@ async def test_digest_and_changes_commit_together(
         result = await engine.video.check()
         assert result["status"] == "error" and "no mail today" in result["error"]
         assert await statuses(engine) == {v: "scheduled"}
-        flag = await engine.db.read("SELECT count(*) FROM engine_flags WHERE name = 'video.last_pass'")
+        flag = await engine.db.read(
+            "SELECT count(*) FROM engine_flags WHERE name = 'video.last_pass'")
         assert flag[0][0] == 0
         await engine.db.write("DROP TRIGGER boom")
         result = await check_at(engine, clock, T0 + 60)

@@ -73,6 +73,7 @@ def test_headless_engine_delivers_logs_json_and_stops_cleanly(ws: Any, sig: int)
     assert lease_rows(ws, owner) == [], "a stopped engine releases its leases"
     assert job_lease_rows(ws, owner) == []
     assert ws.stats()["sending"] == 0
+    assert ws.query("SELECT service, job FROM service_runs WHERE outcome = 'running'") == []
     status = ws.cli_json("status")
     assert status["engines"] == []
     assert status["services"]["email"]["state"] == "stopped"
@@ -174,3 +175,17 @@ def test_sigterm_while_a_send_hangs_still_exits_in_time(ws: Any) -> None:
     assert code == 0
     engine.assert_json_log()
     retry.assert_json_log()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_sigterm_as_the_engine_starts_ends_its_first_passes_cleanly(ws: Any, round_: int) -> None:
+    """SIGTERM while the first scheduler passes are in flight: they finish (or never start),
+    nothing is logged as an error, and no pass is left recorded as running."""
+    engine = ws.start_engine(ws.env(EMAIL_POLL_INTERVAL="0.2"))
+    owner = engine.wait_running()
+    code, elapsed = stop_and_time(engine, signal.SIGTERM)
+    assert code == 0
+    assert elapsed < EXIT_BOUND
+    engine.assert_json_log()
+    assert ws.query("SELECT service, job FROM service_runs WHERE outcome = 'running'") == []
+    assert lease_rows(ws, owner) == []

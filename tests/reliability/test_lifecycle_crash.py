@@ -28,7 +28,7 @@ from pathlib import Path
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store import lifecycle as store
 
-db_path, now, ready, go, flag = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+db_path, now, ready, go, flag = sys.argv[1], float(sys.argv[2]), *sys.argv[3:6]
 
 async def main():
     if flag:
@@ -85,15 +85,18 @@ def populate(ws: Workspace, *, portraits: int, projects: int, around: float) -> 
     conn = sqlite3.connect(ws.db_path, timeout=30)
     try:
         with conn:
-            for table, label, count in (("portraits", "title", portraits),
-                                        ("projects", "name", projects)):
+            for table, label, count in (
+                ("portraits", "title", portraits),
+                ("projects", "name", projects),
+            ):
                 conn.execute(
                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
                     f" WHERE i < {count})"
                     f" INSERT INTO {table} ({label}, owner_email, subscription_end, created_at)"
                     " SELECT 'e' || i, 'o' || i || '@example.com',"
                     " :t + ((i * 7919) % 3456000) - 1728000 + (i % 8) * 0.125, :t FROM n",
-                    {"t": around})
+                    {"t": around},
+                )
     finally:
         conn.close()
 
@@ -112,8 +115,12 @@ def expected_notices(ws: Workspace, passes: list[float]) -> set[tuple[str, int, 
 
 
 def actual_notices(ws: Workspace) -> list[tuple[str, int, str, float, str]]:
-    return [tuple(r) for r in ws.query(  # type: ignore[misc]
-        "SELECT entity_kind, entity_id, kind, period_end, status FROM lifecycle_notifications")]
+    return [
+        tuple(r)
+        for r in ws.query(  # type: ignore[misc]
+            "SELECT entity_kind, entity_id, kind, period_end, status FROM lifecycle_notifications"
+        )
+    ]
 
 
 def assert_exactly_once(ws: Workspace, expected: set[tuple[str, int, str, float, str]]) -> int:
@@ -126,14 +133,16 @@ def assert_exactly_once(ws: Workspace, expected: set[tuple[str, int, str, float,
     # Emails: one job per sent notice, same Message-ID, the owner as recipient; no others.
     unmatched = ws.query(
         "SELECT count(*) FROM lifecycle_notifications n WHERE n.status = 'sent' AND"
-        " (SELECT count(*) FROM email_jobs e WHERE e.message_id = n.message_id) <> 1")
+        " (SELECT count(*) FROM email_jobs e WHERE e.message_id = n.message_id) <> 1"
+    )
     assert unmatched == [(0,)]
     wrong_owner = ws.query(
         "SELECT count(*) FROM lifecycle_notifications n JOIN email_jobs e"
         " ON e.message_id = n.message_id"
         " LEFT JOIN portraits q ON n.entity_kind = 'portrait' AND q.id = n.entity_id"
         " LEFT JOIN projects p ON n.entity_kind = 'project' AND p.id = n.entity_id"
-        " WHERE e.recipients <> json_array(coalesce(q.owner_email, p.owner_email))")
+        " WHERE e.recipients <> json_array(coalesce(q.owner_email, p.owner_email))"
+    )
     assert wrong_owner == [(0,)]
     sent = sum(1 for n in got if n[4] == "sent")
     jobs = ws.query("SELECT count(*), count(DISTINCT message_id) FROM email_jobs")
@@ -142,14 +151,22 @@ def assert_exactly_once(ws: Workspace, expected: set[tuple[str, int, str, float,
 
 
 def pass_times(ws: Workspace) -> list[float]:
-    rows = ws.query("SELECT started_at FROM service_runs WHERE service = 'lifecycle'"
-                    " AND outcome = 'ok' ORDER BY id")
+    rows = ws.query(
+        "SELECT started_at FROM service_runs WHERE service = 'lifecycle'"
+        " AND outcome = 'ok' ORDER BY id"
+    )
     return [r[0] for r in rows]
 
 
 def spawn(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
@@ -170,15 +187,26 @@ def test_sigkill_mid_pass_over_200k_portraits_then_rerun_gives_each_notice_once(
     wal = Path(f"{ws.db_path}-wal")
     proc = spawn(["-m", "vertex_tui", "lifecycle", "check", "--json"], ws.path, ws.env())
     try:
-        ws.wait_for(lambda: proc.poll() is not None or ws.query(
-            "SELECT 1 FROM service_runs WHERE service = 'lifecycle' AND outcome = 'running'"),
-            timeout=120, what="the pass to start")
+        ws.wait_for(
+            lambda: (
+                proc.poll() is not None
+                or ws.query(
+                    "SELECT 1 FROM service_runs WHERE service = 'lifecycle' AND outcome = 'running'"
+                )
+            ),
+            timeout=120,
+            what="the pass to start",
+        )
         assert proc.poll() is None, "the pass ended before it could be killed"
         base = wal.stat().st_size if wal.exists() else 0
         # The pass's transaction is writing (its pages spill into the WAL): kill it there.
-        ws.wait_for(lambda: proc.poll() is not None or
-                    (wal.exists() and wal.stat().st_size > base + 2_000_000),
-                    timeout=120, what="the pass to be writing")
+        ws.wait_for(
+            lambda: (
+                proc.poll() is not None or (wal.exists() and wal.stat().st_size > base + 2_000_000)
+            ),
+            timeout=120,
+            what="the pass to be writing",
+        )
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
@@ -188,18 +216,17 @@ def test_sigkill_mid_pass_over_200k_portraits_then_rerun_gives_each_notice_once(
     assert proc.returncode == -signal.SIGKILL
     # Killed mid-pass: its run never finished, and nothing of it was committed.
     assert ws.query("SELECT outcome FROM service_runs WHERE service = 'lifecycle'") == [
-        ("running",)]
+        ("running",)
+    ]
     assert ws.query("SELECT count(*) FROM lifecycle_notifications") == [(0,)]
     assert ws.query("SELECT count(*) FROM email_jobs") == [(0,)]
-    assert ws.query("SELECT count(*) FROM portraits WHERE lifecycle_status IS NOT NULL") == [
-        (0,)]
+    assert ws.query("SELECT count(*) FROM portraits WHERE lifecycle_status IS NOT NULL") == [(0,)]
 
     # Rerun: the dead process's lease does not hold the pass back for hours.
     result = ws.cli("lifecycle", "check", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "ok"
-    outcomes = ws.query("SELECT outcome FROM service_runs WHERE service = 'lifecycle'"
-                        " ORDER BY id")
+    outcomes = ws.query("SELECT outcome FROM service_runs WHERE service = 'lifecycle' ORDER BY id")
     assert outcomes == [("error",), ("ok",)], "the killed pass is recorded as interrupted"
     sent = assert_exactly_once(ws, expected_notices(ws, pass_times(ws)))
     assert sent > 10_000
@@ -222,11 +249,15 @@ def test_kill_after_notices_and_mail_are_written_but_before_commit(ws: Workspace
     script.write_text(HOOKED_CHECK, encoding="utf-8")
     proc = spawn([str(script), str(marker)], ws.path, ws.env())
     try:
-        ws.wait_for(lambda: proc.poll() is not None or marker.exists(), timeout=120,
-                    what="the pass to write its notices")
+        ws.wait_for(
+            lambda: proc.poll() is not None or marker.exists(),
+            timeout=120,
+            what="the pass to write its notices",
+        )
         assert proc.poll() is None, proc.communicate()
-        written = int(ws.wait_for(lambda: marker.read_text() or None, timeout=10,
-                                  what="the marker"))
+        written = int(
+            ws.wait_for(lambda: marker.read_text() or None, timeout=10, what="the marker")
+        )
         assert written > 100, "the pass had written notices when it was killed"
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -250,8 +281,10 @@ def test_kill_after_notices_and_mail_are_written_but_before_commit(ws: Workspace
 def test_two_cli_checks_at_once_give_each_notice_once(ws: Workspace) -> None:
     create_schema(ws)
     populate(ws, portraits=20_000, projects=500, around=time.time())
-    procs = [spawn(["-m", "vertex_tui", "lifecycle", "check", "--json"], ws.path, ws.env())
-             for _ in range(2)]
+    procs = [
+        spawn(["-m", "vertex_tui", "lifecycle", "check", "--json"], ws.path, ws.env())
+        for _ in range(2)
+    ]
     results = [finish(p) for p in procs]
     docs = []
     for code, out, err in results:
@@ -269,8 +302,7 @@ def test_two_cli_checks_at_once_give_each_notice_once(ws: Workspace) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("own_view", [False, True],
-                         ids=["shared-bookkeeping", "each-a-full-pass"])
+@pytest.mark.parametrize("own_view", [False, True], ids=["shared-bookkeeping", "each-a-full-pass"])
 def test_two_processes_running_the_pass_itself_at_once_give_each_notice_once(
     ws: Workspace, own_view: bool
 ) -> None:
@@ -286,12 +318,22 @@ def test_two_processes_running_the_pass_itself_at_once_give_each_notice_once(
     procs = []
     for name in ("a", "b"):
         flag = f"lifecycle.last_pass.{name}" if own_view else ""
-        procs.append(spawn([str(script), str(ws.db_path), repr(now), str(ws.path / name),
-                            str(go), flag], ws.path, ws.env()))
+        procs.append(
+            spawn(
+                [str(script), str(ws.db_path), repr(now), str(ws.path / name), str(go), flag],
+                ws.path,
+                ws.env(),
+            )
+        )
     try:
-        ws.wait_for(lambda: all((ws.path / n).exists() or p.poll() is not None
-                                for n, p in zip("ab", procs, strict=True)),
-                    timeout=60, what="both processes to be ready")
+        ws.wait_for(
+            lambda: all(
+                (ws.path / n).exists() or p.poll() is not None
+                for n, p in zip("ab", procs, strict=True)
+            ),
+            timeout=60,
+            what="both processes to be ready",
+        )
         go.touch()
         results = [finish(p) for p in procs]
     finally:

@@ -54,6 +54,12 @@ class Leases:
         )
         return None if row is None else str(row[0])
 
+    async def live_owners(self, now: float) -> list[str]:
+        """Owners of any unexpired lease (engines, and CLI runs holding a job's lease)."""
+        rows = await self._db.read(
+            "SELECT DISTINCT owner FROM leases WHERE expires_at > ?", (now,))
+        return [str(r[0]) for r in rows]
+
     async def alive_engines(self, now: float) -> list[str]:
         """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
         rows = await self._db.read(

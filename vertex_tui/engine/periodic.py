@@ -71,15 +71,22 @@ class PeriodicService(ABC):
         self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
 
     async def stop(self, grace: float = 8.0) -> None:
+        self._scheduler = None  # a scheduled pass that starts from now on does nothing
         try:
-            await asyncio.wait_for(self._idle.wait(), grace)
+            # A pass holds the lock from its lease check on, before it clears `_idle`.
+            await asyncio.wait_for(self._pass_finished(), grace)
         except TimeoutError:
             log.warning("%s pass still running at stop", self.name)
         await self._leases.release(self.lease_name)
-        self._scheduler = None
         self._events.publish(ev.ServiceStopped(at=self._clock.time(), service=self.name))
 
+    async def _pass_finished(self) -> None:
+        async with self._lock:
+            await self._idle.wait()
+
     async def _scheduled(self) -> None:
+        if self._scheduler is None:  # stopping
+            return
         try:
             await self.check()
         except Exception:

@@ -104,7 +104,7 @@ class BackupsScreen(VertexScreen):
         if job is None:
             return
         if await self.app.push_screen_wait(ConfirmDialog(f"Run the {job} job now?", yes="Run")):
-            self.run_action("backup.run", {"job": job}, label=f"{job} backup"
+            self.act_on_engine("backup.run", {"job": job}, label=f"{job} backup"
                             if job not in ("rotation", "drill") else job)
 
     @work(exit_on_error=False)

@@ -67,9 +67,11 @@ class VertexScreen(Screen[None]):
         """Await engine queries and redraw; subclasses implement."""
 
     @work(exit_on_error=False, group="action")
-    async def run_action(self, action: str, args: dict[str, Any] | None = None,
-                         label: str = "") -> None:
-        """An engine action in a worker; the outcome is a notification, never a crash."""
+    async def act_on_engine(self, action: str, args: dict[str, Any] | None = None,
+                            label: str = "") -> None:
+        """An engine action in a worker; the outcome is a notification, never a crash.
+
+        (Not `run_action`: that is Textual's, which runs a key binding's action string.)"""
         label = label or action
         if self.bridge.attached:
             self.notify(f"{label}: requested from the running engine…")

@@ -206,7 +206,7 @@ class EmailQueueScreen(VertexScreen):
     async def action_drain(self) -> None:
         if await self.app.push_screen_wait(
                 ConfirmDialog("Deliver everything due now, then report?", yes="Drain")):
-            self.run_action("email.drain", label="drain")
+            self.act_on_engine("email.drain", label="drain")
 
     @work(exit_on_error=False)
     async def action_cleanup(self) -> None:

@@ -46,4 +46,4 @@ class LifecycleScreen(VertexScreen):
                           u["kind"], str(u["id"]), u["name"][:30], u["owner"])
 
     def action_check(self) -> None:
-        self.run_action("lifecycle.check", label="lifecycle check")
+        self.act_on_engine("lifecycle.check", label="lifecycle check")

@@ -49,4 +49,4 @@ class VideosScreen(VertexScreen):
                              ago(r["since"], now))
 
     def action_check(self) -> None:
-        self.run_action("video.check", label="video check")
+        self.act_on_engine("video.check", label="video check")

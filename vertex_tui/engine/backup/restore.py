@@ -44,22 +44,29 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     except BaseException:
         await db.close()
         raise
-    released = False
     try:
         verdict = await asyncio.to_thread(manager.verify, backup,
                                           record.sha256 if record else None)
         if not verdict.ok:
             raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
+    except BaseException:
         await leases.release(MAINTENANCE_LEASE)
-        released = True
         await db.close()
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+        raise
+    # The maintenance lease stays in the old file until the swap: an engine starting during
+    # the copy sees it and refuses; after the swap the old file (lease and all) is aside.
+    await db.close()
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
         aside, smoke = await asyncio.to_thread(manager.restore_database, backup,
                                                settings.db_path, stamp)
-    finally:
-        if not released:
-            await leases.release(MAINTENANCE_LEASE)
+    except BaseException:
+        db = await Database.open(settings.db_path)
+        try:
+            await Leases(db, owner).release(MAINTENANCE_LEASE)
+        finally:
             await db.close()
+        raise
     restored = await Database.open(settings.db_path)
     try:
         async with restored.transaction() as conn:

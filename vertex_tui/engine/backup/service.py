@@ -141,8 +141,8 @@ class BackupService:
     async def recover(self) -> None:
         """Fail records and remove temp files left by processes that died mid-backup."""
         now = self._clock.time()
-        alive = await self._leases.alive_engines(now)
-        alive = [*alive, self._owner]
+        # Alive: engines with a heartbeat, and any process holding a lease (a CLI run).
+        alive = [*await self._leases.live_owners(now), self._owner]
         await store.mark_interrupted(self._db, alive_owners=alive, at=now)
         await runs.mark_interrupted(self._db, service=self.name, alive_owners=alive, at=now)
         for kind in KINDS:
@@ -192,6 +192,9 @@ class BackupService:
                                                holder=holder))
             return {"job": job, "status": "skipped", "reason": reason}
         self._standby.discard(job)
+        if self._scheduler is None:
+            # A one-off run (CLI) cleans up after a killed run as a starting service would.
+            await self.recover()
         self._running.add(job)
         task = asyncio.current_task()
         if task is not None:

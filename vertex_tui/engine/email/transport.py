@@ -64,6 +64,10 @@ def classify(exc: BaseException) -> SendResult:
             code=code,
             error=f"recipients refused: {detail}",
         )
+    if isinstance(exc, (aiosmtplib.SMTPHeloError, aiosmtplib.SMTPConnectResponseError)):
+        # A server refusing the session is the server's state, not this message's fault.
+        return SendResult(outcome=Outcome.TRANSIENT, code=exc.code,
+                          error=f"server refused the session: {exc.code} {_one_line(exc.message)}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Bad credentials are the server's configuration, not this message's fault.
         return SendResult(

@@ -69,10 +69,14 @@ async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
         " UNION SELECT p.id FROM video_dirty d JOIN portraits p ON p.id = d.portrait_id"
         "  WHERE p.subscription_end <= :now"
     )
+    # Two index ranges (ix_videos_active_end; ended portraits -> ux_videos_one_active), not
+    # "status = 'active' AND (end_at <= :now OR ...)", which visits every active video.
     rows = list(await conn.execute_fetchall(
         "UPDATE videos SET status = 'inactive', deactivated_at = :now"
-        " WHERE status = 'active' AND (end_at <= :now"
-        f"  OR portrait_id IN ({ended_portraits}))"
+        " WHERE status = 'active' AND id IN ("
+        "  SELECT id FROM videos WHERE status = 'active' AND end_at <= :now"
+        "  UNION ALL SELECT a.id FROM videos a"
+        f"  WHERE a.status = 'active' AND a.portrait_id IN ({ended_portraits}))"
         " RETURNING id, portrait_id, title", p))
     result.deactivated += len(rows)
     for r in rows:
@@ -82,9 +86,12 @@ async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
 
 
 async def archive(conn: aiosqlite.Connection, p: dict[str, Any], result: VideoPass) -> None:
+    # "status <> 'archived'" is ix_videos_end's own WHERE, so the planner may use that partial
+    # index (a range of the few newly old videos) instead of scanning the whole table.
     cur = await conn.execute(
         "UPDATE videos SET status = 'archived', archived_at = :now"
-        " WHERE status IN ('scheduled', 'inactive') AND end_at <= :now - :archive_after", p)
+        " WHERE status <> 'archived' AND status IN ('scheduled', 'inactive')"
+        " AND end_at <= :now - :archive_after", p)
     result.archived += cur.rowcount
 
 
@@ -108,7 +115,9 @@ async def activate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
         "UPDATE videos SET status = 'active', activated_at = :now WHERE id IN ("
         " SELECT (SELECT v.id FROM videos v WHERE v.portrait_id = c.portrait_id"
         f"         AND {ELIGIBLE} ORDER BY v.position, v.id LIMIT 1)"
-        " FROM temp.video_candidates c JOIN portraits p ON p.id = c.portrait_id"
+        # CROSS JOIN keeps candidates (portrait id order) outermost: through ix_portraits_end
+        # the rows would come in end order, random pages of every index touched.
+        " FROM temp.video_candidates c CROSS JOIN portraits p ON p.id = c.portrait_id"
         " WHERE (p.subscription_end IS NULL OR p.subscription_end > :now)"
         "  AND NOT EXISTS (SELECT 1 FROM videos a WHERE a.portrait_id = c.portrait_id"
         "                  AND a.status = 'active'))", p)
@@ -197,8 +206,8 @@ async def summary(db: Database, *, now: float, rotation_interval: float,
         changes.append({"what": "activate", "video": r[0], "portrait": r[1], "title": r[2],
                         "at": r[3]})
     for r in await db.read(
-            "SELECT id, portrait_id, title, end_at FROM videos WHERE status IN"
-            " ('scheduled', 'active', 'inactive') AND end_at > ? ORDER BY end_at LIMIT ?",
+            "SELECT id, portrait_id, title, end_at FROM videos WHERE status <> 'archived'"
+            " AND end_at > ? ORDER BY end_at LIMIT ?",
             (now, upcoming)):
         changes.append({"what": "deactivate", "video": r[0], "portrait": r[1], "title": r[2],
                         "at": r[3]})

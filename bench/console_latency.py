@@ -1,0 +1,379 @@
+"""Console latency: cold start to the first dashboard frame, and the Email screen at 1M jobs.
+
+    python bench/console_latency.py [--runs 5] [--jobs 1000000] [--db PATH] [--switches 5]
+                                    [--skip-cold] [--skip-email] [--json]
+
+- cold_start_s: the real console (`.venv/bin/vertex-tui`, hosting an engine, over a database in
+  a temp folder) in a real terminal (a tmux server of its own, 100x30); from just before
+  `tmux new-session` until `tmux capture-pane` shows the dashboard cards ("Email queue" and
+  "Backups" card titles plus a state word such as IDLE or RUNNING). Median over `--runs`
+  (goal <= 1.0 s). One unmeasured run first creates the database (its time is reported as
+  `cold_start_new_db_s`). Baselines, started the same way and in the same rounds: a minimal
+  Textual app (one Static "hello"), and `python -c "import textual"` (no terminal).
+- email_screen_ms_at_1m: `--jobs` email jobs of mixed statuses in the database; in process
+  with Pilot (`run_test(size=(100, 30))`, `VertexApp(engine, live_refresh=False)` over
+  `Engine(settings, run=[])`): from pressing `e` until the DataTable has the first page AND
+  the counts line shows the pending count, painted (Pilot's pause renders the screen).
+  The first switch of an app composes the screen (one sample per app, `--runs` apps); later
+  switches resume it: before each, while the dashboard is shown, the bench empties the
+  table and the counts line so that only a fresh snapshot can satisfy the check
+  (`--switches` per app). Goal <= 150 ms. Baseline: the engine queries alone
+  (`stats()` + `list_jobs(limit=50)`), on the same database and engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, SENDER, emit, load_1m, message, settings
+
+VENV_BIN = Path(sys.executable).parent
+GOALS = {"cold_start_s": ("<=", 1.0), "email_screen_ms_at_1m": ("<=", 150),
+         "email_screen_first_ms_at_1m": ("<=", 150)}
+POLL_S = 0.02
+TIMEOUT_S = 60.0
+
+HELLO_APP = """\
+from textual.app import App
+from textual.widgets import Static
+
+
+class Hello(App):
+    def compose(self):
+        yield Static("hello")
+
+
+Hello().run()
+"""
+
+# ---- cold start in a real terminal ---------------------------------------------------------
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), one session, one pane."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.socket = f"vtbench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.conf = tmp / "tmux.conf"
+        self.conf.write_text("set -g remain-on-exit on\nset -g status off\n")
+        self.env = env
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["tmux", "-L", self.socket, "-f", str(self.conf), *args],
+                              env=self.env, capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"tmux {args[0]} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start(self, command: str) -> None:
+        extra = [a for k in ("VERTEX_DB_PATH", "VERTEX_STORAGE_DIR", "VERTEX_BACKUP_DIR")
+                 if k in self.env for a in ("-e", f"{k}={self.env[k]}")]
+        self.tmux("new-session", "-d", "-x", "100", "-y", "30", *extra, command)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def dead(self) -> bool:
+        return self.tmux("display-message", "-p", "#{pane_dead}", check=False).strip() == "1"
+
+    def stop(self, quit_key: str | None = "q") -> None:
+        try:
+            if quit_key and not self.dead():
+                self.tmux("send-keys", quit_key, check=False)
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not self.dead():
+                    time.sleep(0.05)
+        finally:
+            self.tmux("kill-server", check=False)
+
+
+def dashboard_ready(text: str) -> bool:
+    return ("Email queue" in text and "Backups" in text
+            and any(w in text for w in ("IDLE", "RUNNING", "STOPPED", "PAUSED", "STANDBY")))
+
+
+def first_frame_s(tmp: Path, env: dict[str, str], command: str, ready: Any) -> float:
+    """Seconds from `tmux new-session` until `ready(capture)` holds."""
+    tmux = Tmux(tmp, env)
+    t0 = time.perf_counter()
+    try:
+        tmux.start(command)
+        while True:
+            text = tmux.screen()
+            if ready(text):
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > TIMEOUT_S or tmux.dead():
+                raise RuntimeError(f"no first frame from {command!r}; the pane shows:\n{text}")
+            time.sleep(POLL_S)
+    finally:
+        tmux.stop()
+
+
+def import_textual_s() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import textual"], check=True)
+    return time.perf_counter() - t0
+
+
+def cold_start(runs: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="vertex-cold-"))
+    try:
+        env = dict(os.environ)
+        env.update(VERTEX_DB_PATH=str(tmp / "vertex.db"), VERTEX_STORAGE_DIR=str(tmp / "storage"),
+                   VERTEX_BACKUP_DIR=str(tmp / "backups"), SMTP_HOST="127.0.0.1",
+                   SMTP_PORT="9", SMTP_STARTTLS="false", EMAIL_FROM=SENDER)
+        hello = tmp / "hello_app.py"
+        hello.write_text(HELLO_APP)
+        vertex = f"{VENV_BIN / 'vertex-tui'}"
+        hello_cmd = f"{sys.executable} {hello}"
+        # Not measured: creates the database (migrations) and warms the page cache.
+        new_db = first_frame_s(tmp, env, vertex, dashboard_ready)
+        first_frame_s(tmp, env, hello_cmd, lambda t: "hello" in t)
+        ours, hellos, imports, ratios = [], [], [], []
+        for i in range(runs):
+            pair = [("ours", vertex, dashboard_ready), ("hello", hello_cmd, lambda t: "hello" in t)]
+            if i % 2:
+                pair.reverse()
+            got = {name: first_frame_s(tmp, env, cmd, ready) for name, cmd, ready in pair}
+            ours.append(got["ours"])
+            hellos.append(got["hello"])
+            ratios.append(got["ours"] / got["hello"])
+            imports.append(import_textual_s())
+        return {
+            "cold_start_s": round(statistics.median(ours), 3),
+            "baseline_textual_hello_s": round(statistics.median(hellos), 3),
+            "ratio_cold_start_vs_hello": round(statistics.median(ratios), 3),
+            "import_textual_s": round(statistics.median(imports), 3),
+            "cold_start_new_db_s": round(new_db, 3),
+            "cold_start_runs_s": [round(t, 3) for t in ours],
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- a database of 1M mixed jobs ----------------------------------------------------------
+
+CHUNK = 100_000
+INSERT = (
+    "INSERT INTO email_jobs (message_id, sender, recipients, to_header, subject, body, headers,"
+    " status, attempts, max_attempts, created_at, updated_at, next_attempt_at, lease_owner,"
+    " lease_expires_at, finished_at, last_error, last_code)"
+    " VALUES (?, ?, ?, ?, ?, ?, '{}', ?, ?, 5, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def status_of(i: int) -> str:
+    """60% sent, 30% pending, ~10% failed, 0.1% sending; interleaved by id."""
+    if i % 1000 == 999:
+        return "sending"
+    r = i % 100
+    return "sent" if r < 60 else "pending" if r < 90 else "failed"
+
+
+def expected_counts(jobs: int) -> dict[str, int]:
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    for i in range(jobs):
+        counts[status_of(i)] += 1
+    return counts
+
+
+def db_counts(path: Path) -> dict[str, int]:
+    try:
+        with sqlite3.connect(path) as conn:
+            return {s: int(n) for s, n in conn.execute("SELECT status, n FROM email_status_counts")}
+    except sqlite3.Error:
+        return {}
+
+
+def build(path: Path, jobs: int) -> float:
+    """Schema by `Database.open`; rows in 100k-row transactions (status triggers kept)."""
+    from vertex_tui.engine.store.db import Database
+
+    async def migrate() -> None:
+        db = await Database.open(path)
+        await db.close()
+
+    t0 = time.perf_counter()
+    asyncio.run(migrate())
+    prefix = f"<{uuid.uuid4().hex}."
+    now = time.time()
+    span = 30 * 86_400  # created over the last 30 days, oldest first
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        for start in range(0, jobs, CHUNK):
+            rows = []
+            for i in range(start, min(jobs, start + CHUNK)):
+                m = message(i)
+                status = status_of(i)
+                created = now - span * (jobs - i) / jobs
+                done = created + 5 if status in ("sent", "failed") else None
+                rows.append((
+                    f"{prefix}{i}@example.com>", SENDER, json.dumps([m["to"]]), m["to"],
+                    m["subject"], m["body"], status,
+                    {"pending": 0, "sending": 1, "sent": 1, "failed": 5}[status],
+                    created, done or created, created,
+                    "bench-owner" if status == "sending" else None,
+                    now + 86_400 if status == "sending" else None, done,
+                    "550 mailbox unavailable" if status == "failed" else None,
+                    550 if status == "failed" else None,
+                ))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT, rows)
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - t0
+
+
+# ---- the Email screen with Pilot ----------------------------------------------------------
+
+
+async def _until(pilot: Any, check: Any, what: str) -> None:
+    deadline = time.perf_counter() + TIMEOUT_S
+    while not check():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await pilot.pause(0)
+
+
+async def _quiet(pilot: Any, app: Any) -> None:
+    """Wait until no worker of the app is pending or running, then a short settle."""
+    from textual.worker import WorkerState
+
+    await _until(pilot, lambda: not [w for w in app.workers
+                                    if w.state in (WorkerState.PENDING, WorkerState.RUNNING)],
+                 "workers to finish")
+    await asyncio.sleep(0.05)
+
+
+async def email_screen(path: Path, apps: int, switches: int) -> dict[str, Any]:
+    from textual.widgets import DataTable, Static
+
+    from vertex_tui.app import VertexApp
+    from vertex_tui.engine import Engine
+    from vertex_tui.screens.dashboard import DashboardScreen
+    from vertex_tui.screens.email_queue import PAGE, EmailQueueScreen
+
+    firsts: list[float] = []
+    resumes: list[float] = []
+    queries: list[float] = []
+    async with Engine(settings(path), run=[]) as engine:
+        stats = await engine.email.stats()  # warm the page cache like an open console
+        pending = f"pending {stats.pending} "
+
+        async def query_once() -> float:
+            t0 = time.perf_counter()
+            await engine.email.stats()
+            await engine.email.list_jobs(limit=PAGE)
+            return (time.perf_counter() - t0) * 1000
+
+        for _ in range(apps):
+            queries.append(await query_once())
+            app = VertexApp(engine, live_refresh=False)
+            async with app.run_test(size=(100, 30)) as pilot:
+                await _until(pilot, lambda: isinstance(app.screen, DashboardScreen),
+                             "the dashboard")
+                await _quiet(pilot, app)
+                screen: EmailQueueScreen | None = None
+
+                def shown() -> bool:
+                    s = app.screen
+                    if not isinstance(s, EmailQueueScreen):
+                        return False
+                    table = s.query_one("#email-jobs", DataTable)
+                    counts = str(s.query_one("#email-counts", Static).content)
+                    return table.row_count > 0 and pending in counts
+
+                for n in range(switches + 1):
+                    if screen is not None:  # resumed: only a fresh snapshot can satisfy shown()
+                        screen.query_one("#email-jobs", DataTable).clear()
+                        screen.query_one("#email-counts", Static).update("")
+                    t0 = time.perf_counter()
+                    await pilot.press("e")
+                    await _until(pilot, shown, "the email screen's first page and counts")
+                    ms = (time.perf_counter() - t0) * 1000
+                    (resumes if n else firsts).append(ms)
+                    screen = app.screen  # type: ignore[assignment]
+                    await _quiet(pilot, app)
+                    await pilot.press("d")
+                    await _until(pilot, lambda: isinstance(app.screen, DashboardScreen),
+                                 "the dashboard")
+                    await _quiet(pilot, app)
+        for _ in range(max(0, 7 - apps)):
+            queries.append(await query_once())
+    return {
+        "email_screen_ms_at_1m": round(statistics.median(resumes), 1),
+        "email_screen_first_ms_at_1m": round(statistics.median(firsts), 1),
+        "email_queries_ms_at_1m": round(statistics.median(queries), 2),
+        "ratio_email_screen_vs_queries": round(
+            statistics.median(resumes) / statistics.median(queries), 2),
+        "email_screen_first_runs_ms": [round(t, 1) for t in firsts],
+        "email_screen_resume_runs_ms": [round(t, 1) for t in resumes],
+        "jobs": sum(db_counts(path).values()),
+        "jobs_by_status": db_counts(path),
+    }
+
+
+def email_part(jobs: int, db: Path | None, apps: int, switches: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="vertex-console-"))
+    try:
+        path = db or tmp / "console.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        built = None
+        if db_counts(path) != expected_counts(jobs):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            print(f"building {path} with {jobs:,} email jobs", file=sys.stderr)
+            built = round(build(path, jobs), 1)
+        doc = asyncio.run(email_screen(path, apps, switches))
+        doc["build_s"] = built
+        return doc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5, help="cold starts, and apps for the first switch")
+    p.add_argument("--switches", type=int, default=5, help="resumed switches per app")
+    p.add_argument("--jobs", type=int, default=1_000_000)
+    p.add_argument("--db", type=Path, help="reuse (or build and keep) this database")
+    p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--skip-email", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON line")
+    args = p.parse_args()
+    os.chdir(ROOT)
+    doc: dict[str, Any] = {}
+    if not args.skip_cold:
+        doc.update(cold_start(args.runs))
+    if not args.skip_email:
+        doc.update(email_part(args.jobs, args.db, args.runs, args.switches))
+    doc["load_1m"] = load_1m()
+    if args.json:
+        emit(doc, True, GOALS)
+    else:
+        emit({k: v for k, v in doc.items() if not isinstance(v, (dict, list))}, False, GOALS)
+        for k, v in doc.items():
+            if isinstance(v, (dict, list)):
+                print(f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()

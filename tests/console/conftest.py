@@ -1,0 +1,133 @@
+"""Fixtures for the console tests (Pilot): an engine opened on the test's loop with a fake
+clock, mail delivered or refused by a real loopback sink, and small readers for the database
+and the app's widgets.
+
+The console's engine runs no services (`run=[]`) unless a test asks for some, and the app is
+built with `live_refresh=False`, so `pilot.pause()` reaches idle; everything else is waited
+for with `wait_for` (a predicate with a deadline), never with a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from vertex_tui.app import VertexApp
+from vertex_tui.bridge import ConsoleLogHandler
+from vertex_tui.engine.clock import FakeClock
+from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.settings import Settings
+
+if TYPE_CHECKING:
+    from conftest import TestSink, WaitFor
+
+SIZE = (100, 30)
+
+
+class Console:
+    """What a console test needs: settings, the fake clock, engines, readers of the DB."""
+
+    def __init__(self, settings: Settings, clock: FakeClock, stack: AsyncExitStack,
+                 wait_for: WaitFor) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._stack = stack
+        self._wait_for = wait_for
+
+    async def wait_for(self, predicate: Callable[[], Any], *, message: str,
+                       timeout: float = 30.0) -> Any:
+        """Poll `predicate` until it holds (a deadline for a broken build, not a timing
+        assertion: the suite shares loaded CI machines)."""
+        return await self._wait_for(predicate, message=message, timeout=timeout)
+
+    # ---- engines ------------------------------------------------------------------------
+
+    async def engine(self, run: Iterable[str] = (), **kwargs: Any) -> Engine:
+        """An engine on the test database, open until the test ends."""
+        return await self._stack.enter_async_context(
+            Engine(self.settings, run=list(run), clock=self.clock, **kwargs))
+
+    def app(self, engine: Engine, **kwargs: Any) -> VertexApp:
+        kwargs.setdefault("live_refresh", False)
+        kwargs.setdefault("log_handler", ConsoleLogHandler())
+        return VertexApp(engine, **kwargs)
+
+    async def deliver(self, messages: Iterable[Mapping[str, str]]) -> list[int]:
+        """Enqueue `messages` in a short-lived engine whose one worker delivers them to the
+        sink (bounce* addresses are refused with 550, so those end up failed)."""
+        async with Engine(self.settings, run=["email"], clock=self.clock) as engine:
+            ids = await engine.email.enqueue_many(list(messages))
+
+            async def done() -> bool:
+                stats = await engine.email.stats()
+                return stats.pending == 0 and stats.sending == 0
+
+            await self.wait_for(done, message="the sink to take or refuse every message")
+        return ids
+
+    # ---- reading the database ------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.settings.db_path, timeout=30)
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        finally:
+            conn.close()
+
+    def job_status(self, job_id: int) -> str:
+        return str(self.query("SELECT status FROM email_jobs WHERE id = ?", (job_id,))[0][0])
+
+    def statuses(self) -> dict[int, str]:
+        return dict(self.query("SELECT id, status FROM email_jobs"))
+
+    def audit(self, action: str) -> list[tuple[int | None, dict[str, Any]]]:
+        rows = self.query("SELECT count, detail FROM audit_log WHERE action = ? ORDER BY id",
+                          (action,))
+        return [(count, json.loads(detail)) for count, detail in rows]
+
+    # ---- reading the app --------------------------------------------------------------------
+
+    @staticmethod
+    def rows(pilot: Pilot[Any], selector: str) -> list[list[str]]:
+        """The cells of a DataTable on the current screen, as text."""
+        table = pilot.app.screen.query_one(selector, DataTable)
+        return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+    @staticmethod
+    def notes(app: VertexApp) -> list[tuple[str, str]]:
+        """(severity, message) of every notification shown so far."""
+        return [(str(n.severity), n.message) for n in app._notifications]
+
+    async def settle(self, pilot: Pilot[Any]) -> None:
+        """Wait until the screens' snapshot and action workers have finished, then idle."""
+        app = pilot.app
+
+        def busy() -> list[str]:
+            return [w.name for w in app.workers
+                    if w.group in ("snapshot", "action") and not w.is_finished]
+
+        await pilot.pause()
+        await self.wait_for(lambda: not busy(), message="the console's workers to finish")
+        await pilot.pause()
+
+
+@pytest.fixture
+def console_settings(settings_factory: Callable[..., Settings],
+                     sink_550: TestSink) -> Settings:
+    """Settings whose SMTP server is a real sink that refuses bounce* recipients."""
+    return settings_factory(sink=sink_550, backup_storage_enabled=True)
+
+
+@pytest.fixture
+async def console(console_settings: Settings, wait_for: WaitFor) -> AsyncIterator[Console]:
+    async with AsyncExitStack() as stack:
+        yield Console(console_settings, FakeClock(), stack, wait_for)
+
+

@@ -1,0 +1,694 @@
+"""The console with Pilot: every binding and dialog, asserting what it changed on screen and
+in the database (the engine's state), not only that nothing crashed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from textual.command import CommandList, CommandPalette
+from textual.widgets import Input, Label, RichLog, Static
+
+from vertex_tui.bridge import ConsoleLogHandler
+from vertex_tui.screens.backups import BackupsScreen
+from vertex_tui.screens.dashboard import DashboardScreen
+from vertex_tui.screens.email_queue import PAGE, EmailQueueScreen
+from vertex_tui.screens.lifecycle import LifecycleScreen
+from vertex_tui.screens.log import LogScreen
+from vertex_tui.screens.videos import VideosScreen
+from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from conftest import TestSink
+
+    from .conftest import Console
+
+SIZE = (100, 30)
+DAY = 86_400.0
+
+
+def mail(to: str, subject: str = "Hello") -> dict[str, str]:
+    return {"to": to, "subject": subject, "body": "Hello from the console tests.\n"}
+
+
+def text_of(widget: Label | Static) -> str:
+    return str(widget.render())
+
+
+def dialog_message(pilot: Pilot[Any]) -> str:
+    return text_of(pilot.app.screen.query_one("#dialog-message", Label))
+
+
+def dialog_body(pilot: Pilot[Any]) -> str:
+    return text_of(pilot.app.screen.query_one("#dialog-body", Static))
+
+
+async def wait_screen(console: Console, pilot: Pilot[Any], kind: type) -> None:
+    await console.wait_for(lambda: isinstance(pilot.app.screen, kind),
+                           message=f"the {kind.__name__}")
+    await pilot.pause()
+
+
+# ---- navigation, help, palette, quit ---------------------------------------------------------
+
+
+async def test_screen_keys_switch_screens(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        for key, kind in (("e", EmailQueueScreen), ("b", BackupsScreen),
+                          ("l", LifecycleScreen), ("v", VideosScreen), ("o", LogScreen),
+                          ("d", DashboardScreen), ("e", EmailQueueScreen)):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, kind), key
+        await console.settle(pilot)
+        assert console.notes(app) == []
+        assert app.sub_title == f"engine on {console.settings.db_path}"
+
+
+async def test_q_quits(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await pilot.press("q")
+        await console.wait_for(lambda: not app.is_running, message="the app to exit")
+    assert app.return_code == 0
+
+
+async def test_question_mark_shows_and_hides_help_on_every_screen(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        for key in "debzlvo".replace("z", ""):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not app.screen.query("HelpPanel")
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert app.screen.query("HelpPanel"), f"no help on screen {key}"
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert not app.screen.query("HelpPanel"), f"help stays on screen {key}"
+
+
+async def test_help_lists_the_keys_of_the_screen(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        await console.settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        panel = app.screen.query_one("HelpPanel")
+        shown = " ".join(str(w.render()) for w in panel.query("*"))
+        # KeyPanel's rows are drawn by a BindingsTable; check its source of truth instead.
+        descriptions = {b.description for _, b, _, _ in app.active_bindings.values()}
+        assert {"Retry all failed", "Pause/resume", "Drain", "Cleanup", "Help"} <= descriptions
+        assert panel.display
+        del shown
+
+
+async def palette_run(pilot: Pilot[Any], console: Console, text: str) -> None:
+    await pilot.press("ctrl+p")
+    await wait_screen(console, pilot, CommandPalette)
+    await pilot.press(*text)
+    await console.wait_for(lambda: pilot.app.screen.query_one(CommandList).option_count,
+                           message=f"palette hits for {text!r}")
+    await pilot.pause()
+    await pilot.press("enter")
+
+
+async def test_palette_retry_all_failed_mail_asks_with_the_count(console: Console) -> None:
+    await console.deliver([mail("bounce1@example.org"), mail("bounce2@example.org"),
+                           mail("ok@example.org")])
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await palette_run(pilot, console, "Retry all failed mail")
+        await wait_screen(console, pilot, ConfirmDialog)
+        assert dialog_message(pilot).startswith("Retry 2 failed email(s)?")
+        await pilot.press("y")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await console.settle(pilot)
+        assert sorted(console.statuses().values()) == ["pending", "pending", "sent"]
+        assert ("information", "2 failed email(s) queued again") in console.notes(app)
+
+
+async def test_palette_switches_screens_and_runs_a_lifecycle_check(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await palette_run(pilot, console, "Switch to Backups")
+        await wait_screen(console, pilot, BackupsScreen)
+        await palette_run(pilot, console, "Check lifecycle now")
+        await console.wait_for(
+            lambda: console.query("SELECT outcome FROM service_runs WHERE service = ?",
+                                  ("lifecycle",)) == [("ok",)],
+            message="a lifecycle pass recorded")
+        await console.settle(pilot)
+        assert any(m.startswith("lifecycle.check: done") for _, m in console.notes(app))
+
+
+async def test_palette_triggers_a_backup_job(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await palette_run(pilot, console, "Trigger backup job: database")
+        await console.wait_for(
+            lambda: console.query("SELECT kind, status FROM backups") == [("database", "ok")],
+            message="a database backup")
+        await console.settle(pilot)
+
+
+# ---- email queue screen ---------------------------------------------------------------------
+
+
+async def mixed_queue(console: Console) -> dict[str, list[int]]:
+    """3 sent, 2 failed (550) and 4 pending jobs."""
+    sent = await console.deliver([mail(f"user{i}@example.org", f"Invoice {i}")
+                                  for i in range(3)])
+    failed = await console.deliver([mail(f"bounce{i}@example.org", f"Welcome {i}")
+                                    for i in range(2)])
+    return {"sent": sent, "failed": failed}
+
+
+async def email_screen(console: Console, pilot: Pilot[Any]) -> EmailQueueScreen:
+    await pilot.press("e")
+    await console.settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, EmailQueueScreen)
+    return screen
+
+
+async def test_status_filters_show_only_that_status(console: Console) -> None:
+    await mixed_queue(console)
+    engine = await console.engine()
+    pending = await engine.email.enqueue_many([mail(f"later{i}@example.org") for i in range(4)])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        assert len(console.rows(pilot, "#email-jobs")) == 9
+        for key, status, count in (("2", "pending", 4), ("5", "failed", 2), ("4", "sent", 3),
+                                   ("3", "sending", 0)):
+            await pilot.press(key)
+            await console.settle(pilot)
+            rows = console.rows(pilot, "#email-jobs")
+            assert len(rows) == count, key
+            assert {r[1] for r in rows} <= {status}
+        await pilot.press("2")
+        await console.settle(pilot)
+        assert [int(r[0]) for r in console.rows(pilot, "#email-jobs")] == sorted(
+            pending, reverse=True)
+        await pilot.press("1")
+        await console.settle(pilot)
+        assert len(console.rows(pilot, "#email-jobs")) == 9
+
+
+async def test_search_filters_rows_and_escape_clears_it(console: Console) -> None:
+    await mixed_queue(console)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await email_screen(console, pilot)
+        box = screen.query_one("#email-search", Input)
+        assert not box.display
+        await pilot.press("slash")
+        await pilot.pause()
+        assert box.display and app.focused is box
+        await pilot.press(*"Welcome", "enter")
+        await console.settle(pilot)
+        rows = console.rows(pilot, "#email-jobs")
+        assert len(rows) == 2 and all(r[4].startswith("Welcome") for r in rows)
+        assert "matching 'Welcome'" in text_of(screen.query_one("#email-page", Static))
+        # Filters combine with the search.
+        await pilot.press("4")
+        await console.settle(pilot)
+        assert console.rows(pilot, "#email-jobs") == []
+        await pilot.press("1", "escape")
+        await console.settle(pilot)
+        assert len(console.rows(pilot, "#email-jobs")) == 5
+        assert screen.search == "" and not box.display and box.value == ""
+
+
+async def test_brackets_page_through_more_than_one_page(console: Console) -> None:
+    engine = await console.engine()
+    ids = await engine.email.enqueue_many([mail(f"u{i}@example.org") for i in range(PAGE + 7)])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await email_screen(console, pilot)
+        first = [int(r[0]) for r in console.rows(pilot, "#email-jobs")]
+        assert first == sorted(ids, reverse=True)[:PAGE]
+        await pilot.press("right_square_bracket")
+        await console.settle(pilot)
+        second = [int(r[0]) for r in console.rows(pilot, "#email-jobs")]
+        assert second == sorted(ids, reverse=True)[PAGE:]
+        assert "page 2 · 7 shown" in text_of(screen.query_one("#email-page", Static))
+        # A short page is the last one: ] stays, [ goes back.
+        await pilot.press("right_square_bracket")
+        await console.settle(pilot)
+        assert [int(r[0]) for r in console.rows(pilot, "#email-jobs")] == second
+        await pilot.press("left_square_bracket")
+        await console.settle(pilot)
+        assert [int(r[0]) for r in console.rows(pilot, "#email-jobs")] == first
+
+
+async def test_enter_opens_job_detail_with_message_id_and_attempt_errors(
+        console: Console) -> None:
+    jobs = await mixed_queue(console)
+    engine = await console.engine()
+    detail = await engine.email.get_job(jobs["failed"][-1])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("5")
+        await console.settle(pilot)
+        assert console.rows(pilot, "#email-jobs")[0][0] == str(jobs["failed"][-1])
+        await pilot.press("enter")
+        await wait_screen(console, pilot, TextDialog)
+        body = dialog_body(pilot)
+        assert f"Message-ID: {detail.job.message_id}" in body
+        assert "550" in body and "bounce1@example.org" in body
+        assert "mailbox unavailable" in body
+        await pilot.press("escape")
+        await wait_screen(console, pilot, EmailQueueScreen)
+
+
+async def test_r_retries_the_selected_failed_job(console: Console) -> None:
+    jobs = await mixed_queue(console)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("5")
+        await console.settle(pilot)
+        await pilot.press("down")  # the second failed row: the older job
+        await pilot.press("r")
+        first_failed = jobs["failed"][0]
+        await console.wait_for(lambda: console.job_status(first_failed) == "pending",
+                               message="the selected job queued again")
+        await console.settle(pilot)
+        assert console.job_status(jobs["failed"][1]) == "failed"
+        assert console.audit("email.retry")[-1][1]["ids"] == [first_failed]
+        assert [r[0] for r in console.rows(pilot, "#email-jobs")] == [str(jobs["failed"][1])]
+
+
+async def test_r_on_a_job_that_is_not_failed_changes_nothing(console: Console) -> None:
+    jobs = await mixed_queue(console)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("4", "r")
+        await console.settle(pilot)
+        assert ("warning", f"job {jobs['sent'][-1]} is sent, not failed") in console.notes(app)
+        assert console.audit("email.retry") == []
+
+
+async def test_R_retries_exactly_the_failed_jobs_the_dialog_named(console: Console) -> None:
+    jobs = await mixed_queue(console)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("R")
+        await wait_screen(console, pilot, ConfirmDialog)
+        assert dialog_message(pilot).startswith("Retry 2 failed email(s)?")
+        # Another job fails while the operator reads the dialog: not part of what was asked.
+        late = await console.deliver([mail("bounce-late@example.org")])
+        assert console.job_status(late[0]) == "failed"
+        await pilot.press("y")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await console.wait_for(lambda: console.audit("email.retry"), message="the retry")
+        await console.settle(pilot)
+        assert [console.job_status(i) for i in jobs["failed"]] == ["pending", "pending"]
+        assert console.job_status(late[0]) == "failed"
+        assert console.audit("email.retry") == [
+            (2, {"ids": jobs["failed"], "requested": jobs["failed"], "limit": None})]
+        assert ("information", "2 failed email(s) queued again") in console.notes(app)
+
+
+async def test_R_then_n_retries_nothing(console: Console) -> None:
+    jobs = await mixed_queue(console)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("R")
+        await wait_screen(console, pilot, ConfirmDialog)
+        await pilot.press("n")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await console.settle(pilot)
+        assert [console.job_status(i) for i in jobs["failed"]] == ["failed", "failed"]
+        assert console.audit("email.retry") == []
+
+
+async def test_R_with_nothing_failed_says_so_without_a_dialog(console: Console) -> None:
+    await console.deliver([mail("ok@example.org")])
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("R")
+        await console.settle(pilot)
+        assert isinstance(app.screen, EmailQueueScreen)
+        assert ("information", "no failed mail to retry") in console.notes(app)
+
+
+async def test_p_pauses_and_resumes_delivery(console: Console) -> None:
+    engine = await console.engine(run=["email"])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await email_screen(console, pilot)
+        assert not (await engine.email.stats()).paused
+        await pilot.press("p")
+        await console.wait_for(lambda: console.audit("email.pause"), message="a pause")
+        await console.settle(pilot)
+        assert (await engine.email.stats()).paused
+        assert screen.has_class("-paused")
+        assert "PAUSED" in text_of(screen.query_one("#email-counts", Static))
+        await pilot.press("p")
+        await console.wait_for(lambda: console.audit("email.resume"), message="a resume")
+        await console.settle(pilot)
+        assert not (await engine.email.stats()).paused
+        assert not screen.has_class("-paused")
+        assert len(console.audit("email.pause")) == 1
+
+
+async def test_D_drains_the_queue_into_the_sink(console: Console, sink_550: TestSink) -> None:
+    engine = await console.engine(run=["email"])
+    await engine.email.pause()  # mail waits until the operator drains
+    ids = await engine.email.enqueue_many([mail(f"d{i}@example.org") for i in range(5)])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("D")
+        await wait_screen(console, pilot, ConfirmDialog)
+        await pilot.press("y")
+        await console.settle(pilot)
+        # Paused: the drain refuses and says why (a notification, not a crash).
+        assert any(sev == "error" and "paused" in msg for sev, msg in console.notes(app))
+        assert sink_550.received == []
+        await pilot.press("p")  # resume, then drain
+        await console.wait_for(lambda: console.audit("email.resume"), message="a resume")
+        await pilot.press("D")
+        await wait_screen(console, pilot, ConfirmDialog)
+        await pilot.press("y")
+        await console.wait_for(lambda: console.audit("email.drain"), message="the drain")
+        await console.settle(pilot)
+        assert {console.job_status(i) for i in ids} == {"sent"}
+        assert sorted(r.recipients[0] for r in sink_550.received) == sorted(
+            f"d{i}@example.org" for i in range(5))
+        assert any(m.startswith("drain: done") for _, m in console.notes(app))
+
+
+async def test_D_without_workers_is_an_error_notification(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("D", "y")
+        await console.settle(pilot)
+        assert app.is_running
+        assert any(sev == "error" and "drain" in msg for sev, msg in console.notes(app))
+
+
+async def test_C_cleans_up_old_mail_after_asking_days_and_confirmation(
+        console: Console) -> None:
+    jobs = await mixed_queue(console)
+    console.clock.advance(40 * DAY)
+    engine = await console.engine()
+    fresh = await console.deliver([mail("fresh@example.org")])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("C")
+        await wait_screen(console, pilot, PromptDialog)
+        box = app.screen.query_one("#dialog-input", Input)
+        assert box.value == "30"
+        await pilot.press("enter")
+        await wait_screen(console, pilot, ConfirmDialog)
+        assert "older than 30 days" in dialog_message(pilot)
+        await pilot.press("y")
+        await console.wait_for(lambda: console.audit("email.cleanup"), message="a cleanup")
+        await console.settle(pilot)
+        assert sorted(console.statuses()) == fresh
+        assert console.audit("email.cleanup") == [(5, {"older_than_days": 30.0})]
+        assert ("information", "deleted 5 job(s)") in console.notes(app)
+        assert [r[0] for r in console.rows(pilot, "#email-jobs")] == [str(fresh[0])]
+    del jobs
+
+
+async def test_C_refuses_a_bad_number_and_escape_cancels(console: Console) -> None:
+    await mixed_queue(console)
+    console.clock.advance(40 * DAY)
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        await pilot.press("C")
+        await wait_screen(console, pilot, PromptDialog)
+        app.screen.query_one("#dialog-input", Input).value = "soon"
+        await pilot.press("enter")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await console.settle(pilot)
+        assert ("error", "not a number of days: 'soon'") in console.notes(app)
+        await pilot.press("C")
+        await wait_screen(console, pilot, PromptDialog)
+        await pilot.press("escape")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await pilot.press("C", "enter")
+        await wait_screen(console, pilot, ConfirmDialog)
+        await pilot.press("n")
+        await wait_screen(console, pilot, EmailQueueScreen)
+        await console.settle(pilot)
+        assert len(console.statuses()) == 5
+        assert console.audit("email.cleanup") == []
+
+
+# ---- backups screen ----------------------------------------------------------------------------
+
+
+def make_storage(console: Console) -> None:
+    folder = console.settings.storage_dir / "portraits"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "p1.jpg").write_bytes(b"\xff\xd8portrait")
+
+
+async def backups_screen(console: Console, pilot: Pilot[Any]) -> BackupsScreen:
+    await pilot.press("b")
+    await console.settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, BackupsScreen)
+    return screen
+
+
+async def test_t_runs_the_selected_backup_job_after_confirmation(console: Console) -> None:
+    make_storage(console)
+    engine = await console.engine()
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        jobs = [r[0] for r in console.rows(pilot, "#backup-jobs")]
+        assert jobs == ["database", "storage", "full", "rotation", "drill"]
+        await pilot.press("down", "t")  # storage
+        await wait_screen(console, pilot, ConfirmDialog)
+        assert dialog_message(pilot) == "Run the storage job now?"
+        await pilot.press("y")
+        await console.wait_for(lambda: console.query("SELECT kind, status, owner FROM backups")
+                               == [("storage", "ok", engine.owner)], message="a storage backup")
+        await console.settle(pilot)
+        history = console.rows(pilot, "#backup-history")
+        assert [r[1:4:2] for r in history] == [["storage", "ok"]]
+        assert any(m.startswith("storage backup: done") for _, m in console.notes(app))
+        assert console.audit("backup.run.storage")
+
+
+async def test_t_then_n_runs_nothing(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        await pilot.press("t")
+        await wait_screen(console, pilot, ConfirmDialog)
+        await pilot.press("n")
+        await wait_screen(console, pilot, BackupsScreen)
+        await console.settle(pilot)
+        assert console.query("SELECT COUNT(*) FROM backups") == [(0,)]
+
+
+async def test_V_verifies_the_selected_backup(console: Console) -> None:
+    engine = await console.engine()
+    first = await engine.backup.run("database")
+    second = await engine.backup.run("database")
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        assert [r[0] for r in console.rows(pilot, "#backup-history")] == [
+            str(second["id"]), str(first["id"])]
+        await pilot.press("tab", "down", "V")  # history table, second row: the first backup
+        await console.wait_for(
+            lambda: console.query("SELECT verified_at FROM backups WHERE id = ?",
+                                  (first["id"],))[0][0] is not None,
+            message="verified_at set")
+        await console.settle(pilot)
+        assert console.query("SELECT verified_at FROM backups WHERE id = ?",
+                             (second["id"],)) == [(None,)]
+        assert ("information", f"backup {first['id']}: verified — ok") in [
+            (s, m.split(" (")[0]) for s, m in console.notes(app)] or any(
+            m.startswith(f"backup {first['id']}: verified") for _, m in console.notes(app))
+
+
+async def test_V_on_a_damaged_backup_says_BAD(console: Console) -> None:
+    engine = await console.engine()
+    result = await engine.backup.run("database")
+    Path(result["path"]).write_bytes(b"not a database")
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        await pilot.press("tab", "V")
+        await console.wait_for(lambda: any(sev == "error" for sev, _ in console.notes(app)),
+                               message="an error notification")
+        await console.settle(pilot)
+        assert any(m.startswith(f"backup {result['id']}: BAD") for _, m in console.notes(app))
+        assert console.query("SELECT verified FROM backups") == [(0,)]
+
+
+async def test_R_shows_the_restore_command(console: Console) -> None:
+    engine = await console.engine()
+    result = await engine.backup.run("database")
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        await pilot.press("tab", "R")
+        await wait_screen(console, pilot, TextDialog)
+        body = dialog_body(pilot)
+        assert f"vertex-tui backup restore {result['path']}" in body
+        assert f"VERTEX_DB_PATH={console.settings.db_path}" in body
+        await pilot.press("enter")
+        await wait_screen(console, pilot, BackupsScreen)
+
+
+async def test_R_with_no_backup_selected_warns(console: Console) -> None:
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        await pilot.press("tab", "R", "V")
+        await console.settle(pilot)
+        assert isinstance(app.screen, BackupsScreen)
+        assert [s for s, _ in console.notes(app)] == ["warning", "warning"]
+
+
+# ---- lifecycle, videos ----------------------------------------------------------------------
+
+
+async def test_lifecycle_c_runs_a_pass(console: Console) -> None:
+    engine = await console.engine()
+    now = console.clock.time()
+    await engine.lifecycle.add_portrait(title="Soon", owner="soon@example.org",
+                                        subscription_end=now + 3 * DAY)
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        await console.settle(pilot)
+        screen = app.screen
+        assert "no pass yet" not in text_of(screen.query_one("#lifecycle-counts", Static))
+        await pilot.press("c")
+        await console.wait_for(
+            lambda: console.query("SELECT service, outcome FROM service_runs")
+            == [("lifecycle", "ok")], message="a lifecycle pass")
+        await console.settle(pilot)
+        counts = text_of(screen.query_one("#lifecycle-counts", Static))
+        assert "expiring 1" in counts
+        assert "7 days: 1" in text_of(screen.query_one("#lifecycle-notices", Static))
+        assert console.query("SELECT to_header FROM email_jobs") == [("soon@example.org",)]
+
+
+async def test_videos_c_runs_a_pass(console: Console) -> None:
+    engine = await console.engine()
+    portrait = await engine.lifecycle.add_portrait(
+        title="P", owner="p@example.org", subscription_end=console.clock.time() + 90 * DAY)
+    await engine.video.add_video(portrait_id=portrait, title="Clip", rotation="none")
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        await console.settle(pilot)
+        assert "scheduled 1" in text_of(app.screen.query_one("#video-counts", Static))
+        await pilot.press("c")
+        await console.wait_for(
+            lambda: console.query("SELECT service, outcome FROM service_runs")
+            == [("video", "ok")], message="a video pass")
+        await console.settle(pilot)
+        assert "active 1" in text_of(app.screen.query_one("#video-counts", Static))
+        assert console.rows(pilot, "#video-rotation")[0][1].startswith("#1 Clip")
+
+
+# ---- log screen ----------------------------------------------------------------------------
+
+
+def record(handler: ConsoleLogHandler, logger: str, level: int, text: str) -> None:
+    handler.handle(logging.LogRecord(logger, level, __file__, 1, text, None, None))
+
+
+async def test_log_screen_filters_by_service_and_level(console: Console) -> None:
+    handler = ConsoleLogHandler()
+    record(handler, "vertex_tui.engine.email.queue", logging.INFO, "mail one")
+    record(handler, "vertex_tui.engine.backup.service", logging.WARNING, "backup warn")
+    record(handler, "vertex_tui.engine.email.queue", logging.ERROR, "mail broke")
+    app = console.app(await console.engine(), log_handler=handler)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+
+        def shown() -> list[str]:
+            return [line.text.split()[-1] + " " + line.text.split()[-2]
+                    for line in app.screen.query_one(RichLog).lines]
+
+        def texts() -> list[str]:
+            return [line.text for line in app.screen.query_one(RichLog).lines]
+
+        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail one", "backup warn",
+                                                             "mail broke"]
+        await pilot.press("s")  # email only
+        await pilot.pause()
+        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail one", "mail broke"]
+        await pilot.press("L")  # warning and up
+        await pilot.pause()
+        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail broke"]
+        # Live: a new record appears without leaving the screen.
+        record(handler, "vertex_tui.engine.email.queue", logging.ERROR, "mail again")
+        await console.wait_for(lambda: len(texts()) == 2, message="the new line")
+        assert texts()[-1].endswith("mail again")
+        del shown
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+async def test_a_failing_engine_query_is_a_notification_not_a_crash(
+        console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = await console.engine()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(engine.email, "stats", broken)
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        assert app.is_running
+        assert ("error", "OSError: disk on fire") in console.notes(app)
+        await pilot.press("b")
+        await console.settle(pilot)
+        assert isinstance(app.screen, BackupsScreen)
+
+
+async def test_a_failing_backup_is_an_error_notification(console: Console) -> None:
+    console.settings.backup_dir.parent.mkdir(parents=True, exist_ok=True)
+    console.settings.backup_dir.write_text("a file where the backup folder should be")
+    app = console.app(await console.engine())
+    async with app.run_test(size=SIZE) as pilot:
+        await backups_screen(console, pilot)
+        await pilot.press("t", "y")
+        await console.wait_for(
+            lambda: console.query("SELECT status FROM backups") == [("failed",)],
+            message="a failed backup recorded")
+        await console.settle(pilot)
+        assert app.is_running
+        assert any(sev == "error" and m.startswith("database backup failed")
+                   for sev, m in console.notes(app))
