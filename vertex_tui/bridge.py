@@ -7,7 +7,6 @@ requests that a running engine picks up from the database when the console is at
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -15,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from vertex_tui.bridge_requests import wait_for_request
 from vertex_tui.engine import Engine
 from vertex_tui.engine.events import Event
 
 if TYPE_CHECKING:
     from textual.app import App
-
-REQUEST_WAIT = 60.0
 
 
 class EngineEvent(Message):
@@ -103,18 +101,7 @@ class Bridge:
         """Perform an engine action: here if we host the engine, else by request."""
         if not self.attached:
             return await self.engine.perform(action, args)
-        request_id = await self.engine.submit_request(action, args)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + REQUEST_WAIT
-        while loop.time() < deadline:
-            request = await self.engine.request(request_id)
-            if request is not None and request.finished_at is not None:
-                result = request.result if isinstance(request.result, dict) else {}
-                return {"status": "ok" if request.outcome == "ok" else "failed",
-                        "via": f"request #{request_id} ({request.picked_by})", **result}
-            await asyncio.sleep(0.5)
-        return {"status": "pending", "via": f"request #{request_id}",
-                "error": "no engine picked up the request yet; it stays queued for 10 minutes"}
+        return await wait_for_request(self.engine, action, args)
 
     async def engines_alive(self) -> list[str]:
         return await self.engine.leases.alive_engines(self.engine.clock.time())

@@ -151,6 +151,19 @@ def _entity_parsers(sub: Any) -> None:
     add.add_argument("--subscription-end", metavar="ISO8601")
 
 
+async def _here_or_by_request(engine: Engine, action: str, args: dict[str, Any],
+                              here: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run a pass or job in this process; if a running engine holds its lease, ask that
+    engine to run it (a request it picks up within a second) and wait for the result."""
+    result = await here()
+    if result.get("status") != "skipped" or not await engine.leases.alive_engines(
+            engine.clock.time()):
+        return result
+    from vertex_tui.bridge_requests import wait_for_request
+
+    return await wait_for_request(engine, action, args)
+
+
 def _when(text: str | None) -> float | None:
     from vertex_tui.engine.lifecycle import parse_when
 
@@ -174,7 +187,8 @@ async def _entities(args: argparse.Namespace, engine: Engine) -> int:
                                            rotation=args.rotation))
         return EXIT_OK
     if args.action == "check":
-        result = await service.check()
+        result = await _here_or_by_request(engine, f"{args.command}.check", {},
+                                           service.check)
         if args.json:
             _print_json(result)
         else:
@@ -266,7 +280,9 @@ async def _backup(args: argparse.Namespace, engine: Engine) -> int:
             _backups_table(records)
         return EXIT_OK
     if args.action in ("run", "drill"):
-        result = await b.run(args.kind if args.action == "run" else "drill")
+        job = args.kind if args.action == "run" else "drill"
+        result = await _here_or_by_request(engine, "backup.run", {"job": job},
+                                           lambda: b.run(job))
         if args.json:
             _print_json(result)
         else:
