@@ -7,6 +7,7 @@ times on a shared machine are not stable from one run to the next.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -85,6 +86,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far, every thread included."""
+    times = os.times()
+    return times.user + times.system
 
 
 def per_second(count: int, seconds: float) -> float:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from _common import (
     SENDER,
+    cpu_seconds,
     emit,
     load_1m,
     message,
@@ -95,8 +96,9 @@ async def raw_smtp(port: int, n: int) -> float:
     return per_second(n, time.perf_counter() - t0)
 
 
-def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> float:
-    """SqliteHuey, 3 in-process worker threads, N no-op tasks enqueued before the clock."""
+def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> tuple[float, float]:
+    """SqliteHuey, 3 in-process worker threads, N no-op tasks enqueued before the clock.
+    Returns (tasks per second, process CPU microseconds per task)."""
     from huey import SqliteHuey
     from huey.storage import SqliteStorage
 
@@ -125,14 +127,14 @@ def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> float:
     with huey.storage.db(commit=True) as cursor:
         cursor.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)", rows)
     consumer = huey.create_consumer(workers=CONNECTIONS, worker_type="thread", periodic=False)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     consumer.start()
     if not done.wait(600):
         raise RuntimeError("huey did not finish")
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     consumer.stop(graceful=True)
     huey.storage.close()
-    return per_second(n, elapsed)
+    return per_second(n, elapsed), cpu / n * 1e6
 
 
 # ---- the engine ---------------------------------------------------------------------------
@@ -157,21 +159,21 @@ async def single_enqueue(db_path: Path, n: int) -> float:
         return per_second(n, time.perf_counter() - t0)
 
 
-async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> float:
+async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[float, float]:
     """Open an engine over N pending jobs; time from the start of its workers until they
-    have sent all of them."""
+    have sent all of them. Returns (jobs per second, process CPU microseconds per job)."""
     factory = NullTransport if smtp_port is None else None
     engine = Engine(
         settings(db_path, smtp_port=smtp_port or 25), run=["email"], transport_factory=factory
     )
     sent = 0
     finished = asyncio.Event()
-    t0 = 0.0
+    t0 = cpu0 = 0.0
 
     def count(event: ev.Event) -> None:
-        nonlocal sent, t0
+        nonlocal sent, t0, cpu0
         if isinstance(event, ev.ServiceStarted) and event.service == "email":
-            t0 = time.perf_counter()  # the workers exist from here on
+            t0, cpu0 = time.perf_counter(), cpu_seconds()  # the workers exist from here on
         elif isinstance(event, ev.EmailSent):
             sent += 1
             if sent >= n:
@@ -180,11 +182,11 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> float:
     engine.events.subscribe(count)
     async with engine:
         await asyncio.wait_for(finished.wait(), 600)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         stats = await engine.email.stats()
     if stats.sent != n or stats.pending or stats.failed:
         raise RuntimeError(f"unexpected end state: {stats}")
-    return per_second(n, elapsed)
+    return per_second(n, elapsed), cpu / n * 1e6
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -194,18 +196,19 @@ async def smtp_round(folder: Path, port: int, n: int) -> tuple[float, float]:
     raw = await raw_smtp(port, n)
     db = folder / "smtp.db"
     await enqueue_jobs(db, n)
-    queue = await deliver_all(db, n, smtp_port=port)
+    queue, _ = await deliver_all(db, n, smtp_port=port)
     return raw, queue
 
 
-async def null_round(folder: Path, n: int) -> tuple[float, float]:
+async def null_round(folder: Path, n: int) -> tuple[float, float, float]:
     db = folder / "null.db"
     bulk = await enqueue_jobs(db, n)
-    return await deliver_all(db, n, smtp_port=None), bulk
+    null, cpu = await deliver_all(db, n, smtp_port=None)
+    return null, cpu, bulk
 
 
 def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
-    raws, queues, nulls, hueys, bulks = [], [], [], [], []
+    raws, queues, nulls, hueys, bulks, null_cpus, huey_cpus = [], [], [], [], [], [], []
     with sink_process() as (port, _):
         for r in range(rounds):
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
@@ -213,10 +216,13 @@ def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
                 raws.append(raw)
                 queues.append(queue)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                hueys.append(huey_noop(Path(tmp), n))
+                huey, huey_cpu = huey_noop(Path(tmp), n)
+                hueys.append(huey)
+                huey_cpus.append(huey_cpu)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                null, bulk = asyncio.run(null_round(Path(tmp), n))
+                null, null_cpu, bulk = asyncio.run(null_round(Path(tmp), n))
                 nulls.append(null)
+                null_cpus.append(null_cpu)
                 bulks.append(bulk)
             print(
                 f"round {r + 1}: raw {raw:,.0f}/s queue {queue:,.0f}/s "
@@ -227,7 +233,7 @@ def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
         single = asyncio.run(single_enqueue(Path(tmp) / "single.db", min(n, 3_000)))
     with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-        huey_default = huey_noop(Path(tmp), min(n, 5_000), sync_normal=False)
+        huey_default, _ = huey_noop(Path(tmp), min(n, 5_000), sync_normal=False)
     med = statistics.median
     return round_floats(
         {
@@ -240,6 +246,9 @@ def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
             "null_transport_jobs_per_s": med(nulls),
             "huey_noop_jobs_per_s": med(hueys),
             "ratio_vs_huey": med(x / h for x, h in zip(nulls, hueys, strict=True)),
+            "null_transport_cpu_us_per_job": med(null_cpus),
+            "huey_cpu_us_per_job": med(huey_cpus),
+            "cpu_ratio_vs_huey": med(h / x for x, h in zip(null_cpus, huey_cpus, strict=True)),
             "huey_default_sync_noop_jobs_per_s": huey_default,
             "bulk_enqueue_per_s": med(bulks),
             "single_enqueue_per_s": single,

@@ -22,20 +22,21 @@ if TYPE_CHECKING:
     from textual.app import App
 
 
-class EngineEvent(Message):
-    """An engine event, delivered on the app's loop (the app forwards it to the screen)."""
+class EngineEvent(Message, bubble=False):
+    """An engine event, delivered on the app's loop (the app forwards it to the screen).
 
-    bubble = False
+    `bubble=False` goes in the class keywords: Textual's `Message.__init_subclass__` sets
+    `bubble` after the class body runs, so a `bubble = False` attribute would be overwritten
+    and every forwarded event would bubble back to the app, which forwards it again.
+    """
 
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
 
 
-class LogRecorded(Message):
+class LogRecorded(Message, bubble=False):
     """A log record for the Log screen. Bursts coalesce: the screen re-reads the buffer."""
-
-    bubble = False
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, LogRecorded)

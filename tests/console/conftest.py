@@ -110,11 +110,14 @@ class Console:
         app = pilot.app
 
         def busy() -> list[str]:
-            return [w.name for w in app.workers
+            return [f"{w.name} ({w.state.name})" for w in app.workers
                     if w.group in ("snapshot", "action") and not w.is_finished]
 
         await pilot.pause()
-        await self.wait_for(lambda: not busy(), message="the console's workers to finish")
+        try:
+            await self.wait_for(lambda: not busy(), message="the console's workers to finish")
+        except pytest.fail.Exception:
+            pytest.fail(f"console workers still busy: {busy()}")
         await pilot.pause()
 
 

@@ -7,10 +7,10 @@ import shlex
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from vertex_tui.engine.store.backups import BackupRecord
-from vertex_tui.screens.base import VertexScreen
+from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time, duration, size, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 
@@ -45,7 +45,7 @@ class BackupsScreen(VertexScreen):
         history.add_columns("ID", "Kind", "Started", "Status", "Size", "Took", "Verified",
                             "Path / error")
         yield history
-        yield Footer()
+        yield VertexFooter()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.backup.status()

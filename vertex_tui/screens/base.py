@@ -17,6 +17,28 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 2.0
 
 
+class VertexFooter(Footer):
+    """Textual's Footer, rebuilt only when the bindings it shows change.
+
+    Textual's Footer recomposes (one FooterKey widget per key) on every bindings signal of
+    its screen: each focus change and each screen resume, several times when a screen is
+    first shown. On the Email screen (~20 keys) that rebuild was most of the time of a
+    screen switch (bench/console_latency.py). Same bindings, same keys: nothing to do.
+    """
+
+    _shown: tuple[object, ...] | None = None
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        shown = tuple((binding, enabled, tooltip)
+                      for _, binding, enabled, tooltip in screen.active_bindings.values())
+        if self._bindings_ready and shown == self._shown:
+            return  # a rebuild with exactly these bindings is done or already scheduled
+        recomposes = screen.app.app_focus and self.is_attached and screen is self.screen
+        super().bindings_changed(screen)
+        if recomposes:
+            self._shown = shown
+
+
 class VertexScreen(Screen[None]):
     """A screen that pulls a snapshot in a worker on mount, on a timer and on events."""
 
@@ -42,7 +64,7 @@ class VertexScreen(Screen[None]):
         return self.engine.clock.time()
 
     def header_footer(self) -> tuple[Header, Footer]:
-        return Header(), Footer()
+        return Header(), VertexFooter()
 
     def on_mount(self) -> None:
         self.reload()

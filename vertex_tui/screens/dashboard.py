@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import Footer, Header, Label, Sparkline, Static
+from textual.widgets import Header, Label, Sparkline, Static
 
-from vertex_tui.screens.base import VertexScreen
+from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time
 from vertex_tui.widgets.service_card import ServiceCard
 
@@ -32,7 +32,7 @@ class DashboardScreen(VertexScreen):
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
-        yield Footer()
+        yield VertexFooter()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()

@@ -7,10 +7,10 @@ import json
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
-from vertex_tui.screens.base import VertexScreen
+from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
 
@@ -57,7 +57,7 @@ class EmailQueueScreen(VertexScreen):
         table.add_columns("ID", "Status", "Tries", "To", "Subject", "Updated", "Last error")
         yield table
         yield Static("", id="email-page")
-        yield Footer()
+        yield VertexFooter()
 
     def on_mount(self) -> None:
         self.query_one("#email-jobs", DataTable).focus()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
-from vertex_tui.screens.base import VertexScreen
+from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
 
 
@@ -23,7 +23,7 @@ class LifecycleScreen(VertexScreen):
                                           zebra_stripes=True)
         table.add_columns("Ends", "", "Kind", "ID", "Name", "Owner")
         yield table
-        yield Footer()
+        yield VertexFooter()
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.lifecycle.summary()

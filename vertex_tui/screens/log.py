@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, RichLog, Select
+from textual.widgets import Header, RichLog, Select
 
 from vertex_tui.bridge import LogLine, LogRecorded
-from vertex_tui.screens.base import VertexScreen
+from vertex_tui.screens.base import VertexFooter, VertexScreen
 
 SERVICES = ("email", "backup", "lifecycle", "video", "engine")
 LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR),
@@ -35,7 +35,7 @@ class LogScreen(VertexScreen):
             yield Select([(name, no) for name, no in LEVELS], value=logging.INFO,
                          allow_blank=False, id="log-level")
         yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=2000)
-        yield Footer()
+        yield VertexFooter()
 
     def on_mount(self) -> None:
         self.redraw()
