@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 from vertex_tui.bridge import Bridge, ConsoleLogHandler, EngineEvent, LogRecorded
 from vertex_tui.engine import Engine
 from vertex_tui.screens.backups import BackupsScreen
-from vertex_tui.screens.dashboard import DashboardScreen
+from vertex_tui.screens.dashboard import DashboardScreen, Snapshot, fetch_snapshot
 from vertex_tui.screens.email_queue import EmailQueueScreen
 from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.screens.log import LogScreen
@@ -81,9 +81,10 @@ class VertexApp(App[None]):
     MODES = {"dashboard": DashboardScreen, "email": EmailQueueScreen, "backups": BackupsScreen,
              "lifecycle": LifecycleScreen, "videos": VideosScreen, "log": LogScreen}
     DEFAULT_MODE = "dashboard"
+    _first_snapshot: Snapshot | None = None
     COMMANDS = App.COMMANDS | {VertexCommands}
     BINDINGS = [
-        *[Binding(key, f"switch_mode('{mode}')", title, show=mode != "log" or True)
+        *[Binding(key, f"switch_mode('{mode}')", title)
           for mode, (title, key) in SCREENS.items()],
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -97,6 +98,21 @@ class VertexApp(App[None]):
         self.live_refresh = live_refresh
         self.log_handler = log_handler or ConsoleLogHandler()
         self.log_handler.app = self
+
+    async def on_load(self) -> None:
+        """Before the first frame: the dashboard's data, so that its first frame shows it.
+        (Fetched by the dashboard at mount, it waited ~0.3 s behind Textual's first layouts
+        and paints: bench/console_latency.py.) A failure here is reported by the
+        dashboard's own refresh."""
+        try:
+            self._first_snapshot = await fetch_snapshot(self.engine)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("dashboard prefetch failed: %r", exc)
+
+    def take_first_snapshot(self) -> Snapshot | None:
+        """The snapshot fetched before the first frame, once (None after, or if it failed)."""
+        snapshot, self._first_snapshot = self._first_snapshot, None
+        return snapshot
 
     def on_mount(self) -> None:
         self.bridge.connect(self)
@@ -134,7 +150,11 @@ class VertexApp(App[None]):
             self.screen.post_message(LogRecorded())
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """One handler for every failed worker: a notification, never a crash."""
+        self.report_failed_worker(event)
+
+    def report_failed_worker(self, event: Worker.StateChanged) -> None:
+        """One handler for every failed worker, the app's and the screens' (which forward
+        theirs: `Worker.StateChanged` does not bubble): a notification, never a crash."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             logging.getLogger(__name__).error("console worker %s failed: %r",
@@ -153,8 +173,13 @@ class VertexApp(App[None]):
         await self.run_action(action, self.screen)
 
     def engine_action(self, action: str, args: dict[str, Any] | None = None) -> None:
+        """Run an engine action from the palette on the screen under any open dialog (a
+        dialog is not a VertexScreen, and the action must not be dropped silently)."""
         from vertex_tui.screens.base import VertexScreen
 
-        screen = self.screen
-        if isinstance(screen, VertexScreen):
-            screen.act_on_engine(action, args)
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, VertexScreen)),
+                      None)
+        if screen is None:
+            self.notify(f"{action}: no screen to run it from", severity="error")
+            return
+        screen.act_on_engine(action, args)

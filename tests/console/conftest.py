@@ -21,7 +21,7 @@ from textual.widgets import DataTable
 
 from vertex_tui.app import VertexApp
 from vertex_tui.bridge import ConsoleLogHandler
-from vertex_tui.engine.clock import FakeClock
+from vertex_tui.engine.clock import Clock, FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
 
@@ -49,10 +49,12 @@ class Console:
 
     # ---- engines ------------------------------------------------------------------------
 
-    async def engine(self, run: Iterable[str] = (), **kwargs: Any) -> Engine:
-        """An engine on the test database, open until the test ends."""
+    async def engine(self, run: Iterable[str] = (), *, clock: Clock | None = None,
+                     **kwargs: Any) -> Engine:
+        """An engine on the test database (on the fake clock unless `clock` is given), open
+        until the test ends."""
         return await self._stack.enter_async_context(
-            Engine(self.settings, run=list(run), clock=self.clock, **kwargs))
+            Engine(self.settings, run=list(run), clock=clock or self.clock, **kwargs))
 
     def app(self, engine: Engine, **kwargs: Any) -> VertexApp:
         kwargs.setdefault("live_refresh", False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
@@ -72,7 +73,8 @@ class BackupsScreen(VertexScreen):
         drill = status.get("last_verified_restore")
         self.query_one("#backup-drill", Static).update(
             "last verified restore: "
-            + (f"{ago(drill['at'], now)} from {drill['path']}" if drill else "never (run the "
+            + (f"{ago(drill['at'], now)} from {self._shown_path(drill['path'])}" if drill
+               else "never (run the "
                "drill job: select it and press t)"))
         self._history = history
         hist = self.query_one("#backup-history", DataTable)
@@ -81,10 +83,20 @@ class BackupsScreen(VertexScreen):
         for r in history:
             hist.add_row(str(r.id), r.kind, clock_time(r.started_at), r.status, size(r.size),
                          duration(r.duration), "yes" if r.verified else "no",
-                         (r.path or r.error or "")[-70:]
+                         (self._shown_path(r.path) or r.error or "")[-70:]
                          + (f"  ⚠ {r.warnings}" if r.warnings else ""), key=str(r.id))
         if history:
             hist.move_cursor(row=min(cursor, len(history) - 1))
+
+    def _shown_path(self, path: str | None) -> str | None:
+        """A backup's path inside the backup folder (the whole path is in the restore
+        dialog); other paths as they are."""
+        if not path:
+            return path
+        try:
+            return str(Path(path).relative_to(self.engine.settings.backup_dir.absolute()))
+        except ValueError:
+            return path
 
     def _selected_job(self) -> str | None:
         table = self.query_one("#backup-jobs", DataTable)
@@ -113,8 +125,6 @@ class BackupsScreen(VertexScreen):
         if record is None or not record.path:
             self.notify("select a backup with a file in the history", severity="warning")
             return
-        from pathlib import Path
-
         verdict = await self.engine.backup.verify(Path(record.path))
         self.notify(f"backup {record.id}: {'verified' if verdict.ok else 'BAD'} — "
                     f"{verdict.reason}", severity="information" if verdict.ok else "error")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import Worker
 
 from vertex_tui.bridge import Bridge, EngineEvent
 from vertex_tui.engine import Engine
@@ -77,6 +78,10 @@ class VertexScreen(Screen[None]):
     def on_engine_event(self, message: EngineEvent) -> None:
         if type(message.event).__name__ in self.REFRESH_ON and self.is_current:
             self.reload()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: hand failures to the app's one handler.
+        self.vertex.report_failed_worker(event)
 
     def reload(self) -> None:
         self.load_snapshot()

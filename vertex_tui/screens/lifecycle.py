@@ -27,7 +27,8 @@ class LifecycleScreen(VertexScreen):
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.lifecycle.summary()
-        status = await self.engine.lifecycle.status()
+        # As the dashboard shows it: idle/standby when another engine runs the passes.
+        status = (await self.engine.status())["services"]["lifecycle"]
         now = self.now()
         self.query_one("#lifecycle-counts", Static).update(
             f"active {doc['active']}   expiring {doc['expiring']}   archived {doc['archived']}"

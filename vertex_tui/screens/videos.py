@@ -29,7 +29,8 @@ class VideosScreen(VertexScreen):
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.video.summary()
-        status = await self.engine.video.status()
+        # As the dashboard shows it: idle/standby when another engine runs the passes.
+        status = (await self.engine.status())["services"]["video"]
         now = self.now()
         self.query_one("#video-counts", Static).update(
             f"scheduled {doc['scheduled']}   active {doc['active']}   inactive "
