@@ -17,7 +17,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.backup.service import BackupService
@@ -54,6 +54,15 @@ def default_registry() -> ServiceRegistry:
     registry.register("lifecycle", lambda engine: engine.lifecycle)
     registry.register("video", lambda engine: engine.video)
     return registry
+
+
+T = TypeVar("T")
+
+
+def _opened(part: T | None) -> T:
+    if part is None:
+        raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+    return part
 
 
 def new_owner() -> str:
@@ -95,39 +104,27 @@ class Engine:
 
     @property
     def db(self) -> Database:
-        if self._db is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._db
+        return _opened(self._db)
 
     @property
     def email(self) -> EmailQueue:
-        if self._email is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._email
+        return _opened(self._email)
 
     @property
     def backup(self) -> BackupService:
-        if self._backup is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._backup
+        return _opened(self._backup)
 
     @property
     def lifecycle(self) -> LifecycleService:
-        if self._lifecycle is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._lifecycle
+        return _opened(self._lifecycle)
 
     @property
     def video(self) -> VideoService:
-        if self._video is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._video
+        return _opened(self._video)
 
     @property
     def leases(self) -> Leases:
-        if self._leases is None:
-            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
-        return self._leases
+        return _opened(self._leases)
 
     @property
     def heartbeat_name(self) -> str:

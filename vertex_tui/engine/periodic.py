@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
 
+from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.leases import Leases
@@ -88,14 +89,20 @@ class PeriodicService(ABC):
         if self._scheduler is None:  # stopping
             return
         try:
-            await self.check()
+            await self.check(trigger="schedule")
         except Exception:
             log.exception("%s pass failed", self.name, extra={"service": self.name})
 
-    async def check(self) -> dict[str, Any]:
-        """One pass now, if this process can hold the lease; returns what happened."""
+    async def check(self, *, trigger: str = "manual") -> dict[str, Any]:
+        """One pass now, if this process can hold the lease; returns what happened.
+
+        A manual check (console, CLI) is an operator action and goes to the audit log.
+        """
         async with self._lock:
             now = self._clock.time()
+            if trigger == "manual":
+                async with self._db.transaction() as conn:
+                    await audit.record(conn, at=now, action=f"{self.name}.check")
             if not (await self._leases.acquire(self.lease_name, now, self.lease_ttl)
                     or await self._take_over_dead(now)):
                 holder = await self._leases.holder(self.lease_name, now)

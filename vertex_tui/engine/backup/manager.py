@@ -14,6 +14,7 @@ import stat
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,23 +127,38 @@ def smoke_query(path: Path) -> dict[str, Any]:
     return {"schema_version": version, "rows": counts}
 
 
-def backup_database(src: Path, final: Path, cancel: threading.Event | None = None) -> Artifact:
+def _publish_checked(final: Path, write: Callable[[Path], Any],
+                     check: Callable[[Path], str | None], what: str) -> tuple[Any, float, float,
+                                                                              str]:
+    """Write to a temp name, make it private, check it, fsync and rename it to `final`.
+
+    Returns (what `write` returned, copy seconds, check seconds, sha256). On any failure
+    nothing is left at `final` nor at the temp name.
+    """
     private_dir(final.parent)
     tmp = temp_path(final)
     try:
-        copy_seconds = copy_database(src, tmp, cancel)
-        os.chmod(tmp, 0o600)
         started = time.perf_counter()
-        problem = check_database(tmp)
+        written = write(tmp)
+        os.chmod(tmp, 0o600)
+        copy_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        problem = check(tmp)
         if problem:
-            raise BackupFailed(f"copy failed its check: {problem}")
+            raise BackupFailed(f"{what} failed its check: {problem}")
         verify_seconds = time.perf_counter() - started
         digest = sha256_file(tmp)
         publish(tmp, final)
     except BaseException:
         remove(tmp)
-        remove(Path(f"{tmp}-journal"))  # left by SQLite when a write into the copy failed
+        remove(Path(f"{tmp}-journal"))  # left by SQLite when a write into a copy failed
         raise
+    return written, copy_seconds, verify_seconds, digest
+
+
+def backup_database(src: Path, final: Path, cancel: threading.Event | None = None) -> Artifact:
+    _, copy_seconds, verify_seconds, digest = _publish_checked(
+        final, lambda tmp: copy_database(src, tmp, cancel), check_database, "copy")
     return Artifact(path=final, size=final.stat().st_size, sha256=digest,
                     copy_seconds=copy_seconds, verify_seconds=verify_seconds,
                     detail=_db_detail(final))
@@ -231,23 +247,8 @@ def _storage_warnings(detail: dict[str, Any]) -> tuple[str, ...]:
 
 def backup_storage(storage: Path, final: Path,
                    cancel: threading.Event | None = None) -> Artifact:
-    private_dir(final.parent)
-    tmp = temp_path(final)
-    try:
-        started = time.perf_counter()
-        detail = write_storage_tar(storage, tmp, cancel)
-        os.chmod(tmp, 0o600)
-        copy_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        problem = check_tar(tmp)
-        if problem:
-            raise BackupFailed(f"archive failed its check: {problem}")
-        verify_seconds = time.perf_counter() - started
-        digest = sha256_file(tmp)
-        publish(tmp, final)
-    except BaseException:
-        remove(tmp)
-        raise
+    detail, copy_seconds, verify_seconds, digest = _publish_checked(
+        final, lambda tmp: write_storage_tar(storage, tmp, cancel), check_tar, "archive")
     return Artifact(path=final, size=final.stat().st_size, sha256=digest,
                     copy_seconds=copy_seconds, verify_seconds=verify_seconds,
                     warnings=_storage_warnings(detail), detail=detail)
