@@ -134,6 +134,8 @@ async def stats_timing(path: Path) -> dict[str, Any]:
 
 def engine_env(path: Path, smtp_port: int) -> dict[str, str]:
     env = dict(os.environ)
+    # This checkout's vertex_tui, whatever is installed (the process runs in the db folder).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(
         VERTEX_DB_PATH=str(path),
         SMTP_HOST="127.0.0.1",

@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 from vertex_tui.bridge import Bridge, ConsoleLogHandler, EngineEvent, LogRecorded
 from vertex_tui.engine import Engine
 from vertex_tui.screens.backups import BackupsScreen
-from vertex_tui.screens.dashboard import DashboardScreen, Snapshot, fetch_snapshot
+from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.screens.email_queue import EmailQueueScreen
 from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.screens.log import LogScreen
@@ -81,7 +81,6 @@ class VertexApp(App[None]):
     MODES = {"dashboard": DashboardScreen, "email": EmailQueueScreen, "backups": BackupsScreen,
              "lifecycle": LifecycleScreen, "videos": VideosScreen, "log": LogScreen}
     DEFAULT_MODE = "dashboard"
-    _first_snapshot: Snapshot | None = None
     COMMANDS = App.COMMANDS | {VertexCommands}
     BINDINGS = [
         *[Binding(key, f"switch_mode('{mode}')", title)
@@ -98,21 +97,6 @@ class VertexApp(App[None]):
         self.live_refresh = live_refresh
         self.log_handler = log_handler or ConsoleLogHandler()
         self.log_handler.app = self
-
-    async def on_load(self) -> None:
-        """Before the first frame: the dashboard's data, so that its first frame shows it.
-        (Fetched by the dashboard at mount, it waited ~0.3 s behind Textual's first layouts
-        and paints: bench/console_latency.py.) A failure here is reported by the
-        dashboard's own refresh."""
-        try:
-            self._first_snapshot = await fetch_snapshot(self.engine)
-        except Exception as exc:
-            logging.getLogger(__name__).warning("dashboard prefetch failed: %r", exc)
-
-    def take_first_snapshot(self) -> Snapshot | None:
-        """The snapshot fetched before the first frame, once (None after, or if it failed)."""
-        snapshot, self._first_snapshot = self._first_snapshot, None
-        return snapshot
 
     def on_mount(self) -> None:
         self.bridge.connect(self)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
-from vertex_tui.engine import Engine
 from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time
 from vertex_tui.widgets.service_card import ServiceCard
-
-# engine.status(), mail sent per minute over the last hour, the latest errors
-Snapshot = tuple[dict[str, Any], list[int], list[dict[str, Any]]]
 
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
           "video": "Videos"}
@@ -40,17 +34,10 @@ class DashboardScreen(VertexScreen):
         yield Static("", id="errors")
         yield VertexFooter()
 
-    def on_mount(self) -> None:
-        first = self.vertex.take_first_snapshot()
-        if first is not None:  # fetched before the first frame: that frame shows it
-            self.show_snapshot(first)
-        super().on_mount()
-
     async def refresh_snapshot(self) -> None:
-        self.show_snapshot(await fetch_snapshot(self.engine))
-
-    def show_snapshot(self, snapshot: Snapshot) -> None:
-        status, per_minute, errors = snapshot
+        status = await self.engine.status()
+        per_minute = await self.engine.email.sent_per_minute(60)
+        errors = await self.engine.recent_errors(5)
         now = self.now()
         services = status["services"]
         figures = {
@@ -74,12 +61,6 @@ class DashboardScreen(VertexScreen):
         lines = [f"{clock_time(e['at'])}  {e['service']:9} {str(e['error'])[:70]}"
                  for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
-
-
-async def fetch_snapshot(engine: Engine) -> Snapshot:
-    """What the dashboard shows: engine status, mail sent per minute, the latest errors."""
-    return (await engine.status(), await engine.email.sent_per_minute(60),
-            await engine.recent_errors(5))
 
 
 def _counts(counts: dict[str, object] | None) -> str:
