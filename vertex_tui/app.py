@@ -7,23 +7,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from importlib import resources
+from importlib import import_module, resources
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from vertex_tui.bridge import Bridge, ConsoleLogHandler, EngineEvent, LogRecorded
 from vertex_tui.engine import Engine
-from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.screens.dashboard import DashboardScreen
-from vertex_tui.screens.email_queue import EmailQueueScreen
-from vertex_tui.screens.lifecycle import LifecycleScreen
-from vertex_tui.screens.log import LogScreen
-from vertex_tui.screens.videos import VideosScreen
 
 STYLES = resources.files("vertex_tui") / "styles"
 SCREENS = {"dashboard": ("Dashboard", "d"), "email": ("Email queue", "e"),
@@ -73,13 +70,36 @@ class VertexCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
+# The screens other than the dashboard: imported when first shown, or PRELOAD_SECONDS after
+# the start. Importing them up front (DataTable, Input, RichLog, Select, dialogs) cost ~80 ms
+# of a ~1.1 s cold start (bench/console_latency.py).
+LAZY_SCREENS = {"email": ("email_queue", "EmailQueueScreen"),
+                "backups": ("backups", "BackupsScreen"),
+                "lifecycle": ("lifecycle", "LifecycleScreen"),
+                "videos": ("videos", "VideosScreen"), "log": ("log", "LogScreen")}
+PRELOAD_SECONDS = 1.0
+
+
+def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
+    def make() -> Screen[Any]:
+        screen: Screen[Any] = getattr(import_module(f"vertex_tui.screens.{module}"), name)()
+        return screen
+
+    return make
+
+
+def preload_screens() -> None:
+    for module, _ in LAZY_SCREENS.values():
+        import_module(f"vertex_tui.screens.{module}")
+
+
 class VertexApp(App[None]):
     """The operations console."""
 
     TITLE = "vertex-tui"
     CSS_PATH = [str(STYLES / "app.tcss")]
-    MODES = {"dashboard": DashboardScreen, "email": EmailQueueScreen, "backups": BackupsScreen,
-             "lifecycle": LifecycleScreen, "videos": VideosScreen, "log": LogScreen}
+    MODES = {"dashboard": DashboardScreen, **{mode: _lazy_screen(*where)
+                                              for mode, where in LAZY_SCREENS.items()}}
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {VertexCommands}
     BINDINGS = [
@@ -99,6 +119,7 @@ class VertexApp(App[None]):
         self.log_handler.app = self
 
     def on_mount(self) -> None:
+        self.set_timer(PRELOAD_SECONDS, preload_screens)  # after the first frames
         self.bridge.connect(self)
         mode = "ATTACHED to the engine on" if self.bridge.attached else "engine on"
         self.sub_title = f"{mode} {self.engine.settings.db_path}"

@@ -87,7 +87,7 @@ class SinkHandler:
         if b.hang:
             await asyncio.sleep(3600)
         if b.drop_every and n % b.drop_every == 0:
-            if server.transport is not None:
+            if isinstance(server.transport, asyncio.WriteTransport):
                 server.transport.abort()
             return "421 closing"
         if b.fail_451 and self._rand.random() < b.fail_451:

@@ -47,7 +47,7 @@ class LogScreen(VertexScreen):
         if event.select.id == "log-service":
             self.service = None if event.value is Select.BLANK else str(event.value)
         else:
-            self.level = int(event.value)  # type: ignore[arg-type]
+            self.level = int(str(event.value))
         self.redraw()
 
     def action_cycle_service(self) -> None:
