@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from importlib import import_module, resources
@@ -78,6 +79,9 @@ LAZY_SCREENS = {"email": ("email_queue", "EmailQueueScreen"),
                 "lifecycle": ("lifecycle", "LifecycleScreen"),
                 "videos": ("videos", "VideosScreen"), "log": ("log", "LogScreen")}
 PRELOAD_SECONDS = 1.0
+# The same error text is shown once per this many seconds: a failing refresh (every 2 s) or a
+# service erroring on every tick must not bury the screen under identical notifications.
+ERROR_REPEAT_SECONDS = 60.0
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
@@ -117,6 +121,17 @@ class VertexApp(App[None]):
         self.live_refresh = live_refresh
         self.log_handler = log_handler or ConsoleLogHandler()
         self.log_handler.app = self
+        self._errors_shown: dict[str, float] = {}
+
+    def notify_error(self, message: str, *, title: str = "") -> None:
+        """An error notification, once per ERROR_REPEAT_SECONDS for the same text."""
+        now = time.monotonic()
+        if now - self._errors_shown.get(message, -ERROR_REPEAT_SECONDS) < ERROR_REPEAT_SECONDS:
+            return
+        self._errors_shown = {text: at for text, at in self._errors_shown.items()
+                              if now - at < ERROR_REPEAT_SECONDS}
+        self._errors_shown[message] = now
+        self.notify(message, title=title, severity="error")
 
     def on_mount(self) -> None:
         self.set_timer(PRELOAD_SECONDS, preload_screens)  # after the first frames
@@ -146,7 +161,7 @@ class VertexApp(App[None]):
         from vertex_tui.engine.events import ServiceErrored
 
         if isinstance(message.event, ServiceErrored):
-            self.notify(f"{message.event.service}: {message.event.error}", severity="error")
+            self.notify_error(f"{message.event.service}: {message.event.error}")
         if self.screen_stack:
             self.screen.post_message(EngineEvent(message.event))
 
@@ -164,8 +179,7 @@ class VertexApp(App[None]):
             error = event.worker.error
             logging.getLogger(__name__).error("console worker %s failed: %r",
                                               event.worker.name, error, exc_info=error)
-            self.notify(f"{type(error).__name__}: {error}", title="Something went wrong",
-                        severity="error")
+            self.notify_error(f"{type(error).__name__}: {error}", title="Something went wrong")
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import humanize
 
@@ -38,9 +38,18 @@ def clock_time(value: float | str | None) -> str:
     ts = _ts(value)
     if ts is None:
         return "-"
-    from datetime import UTC
-
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def short_time(value: float | str | None, now: float) -> str:
+    """'17:05:09' today, '11-27 17:05' another day (UTC): for narrow table columns."""
+    ts = _ts(value)
+    if ts is None:
+        return "-"
+    at = datetime.fromtimestamp(ts, UTC)
+    if at.date() == datetime.fromtimestamp(now, UTC).date():
+        return at.strftime("%H:%M:%S")
+    return at.strftime("%m-%d %H:%M")
 
 
 def size(n: int | None) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from vertex_tui.engine import engine as engine_module
 from vertex_tui.engine import events as ev
-from vertex_tui.engine.clock import FakeClock
+from vertex_tui.engine.clock import FakeClock, isoformat
 from vertex_tui.engine.engine import HEARTBEAT_EVERY, HEARTBEAT_TTL, Engine
 from vertex_tui.engine.service import ServiceState
 from vertex_tui.engine.settings import Settings
@@ -121,6 +121,24 @@ async def test_an_engine_that_stopped_beating_is_no_longer_alive(
         ) as later:
             # Seen from a clock past the lease, the heartbeat has expired.
             assert engine.owner not in (await later.status())["engines"]
+
+
+async def test_an_attached_view_shows_next_passes_only_while_an_engine_runs_them(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """A process that runs no service (an attached console) shows lifecycle and video as
+    idle with the next pass an interval after the last one while another engine is alive,
+    and as stopped with no next pass when none is."""
+    async with Engine(settings, clock=clock, run=[]) as attached:
+        async with Engine(settings, clock=clock, run=["lifecycle"]) as runner:
+            assert (await runner.lifecycle.check())["status"] == "ok"
+            started = query(settings.db_path, "SELECT max(started_at) FROM service_runs"
+                            " WHERE service = 'lifecycle'")[0][0]
+            seen = (await attached.status())["services"]["lifecycle"]
+            assert seen["state"] == "idle"
+            assert seen["next_run"] == isoformat(started + attached.lifecycle.interval)
+        alone = (await attached.status())["services"]["lifecycle"]
+        assert (alone["state"], alone["next_run"]) == ("stopped", None)
 
 
 # ---- events ------------------------------------------------------------------------------------

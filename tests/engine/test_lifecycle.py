@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -533,3 +534,18 @@ async def test_summary_counts_notices_and_the_next_twenty_expirations(
         assert doc["notifications_last_24h"] == {"7days": 4, "24hours": 2, "expired": 3}
         assert doc["notifications"] == {"7days": 16, "24hours": 3, "expired": 4}
         assert all(u["seconds_left"] > 0 for u in doc["upcoming"])
+
+
+async def test_next_run_without_a_scheduler_follows_the_last_pass(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """An engine that does not schedule the passes (an attached console) shows when the
+    running engine runs the next one: an interval after the last pass started."""
+    async with Engine(settings, run=[], clock=clock) as engine:
+        assert (await engine.lifecycle.status())["next_run"] is None, "no pass yet"
+        started = clock.time()
+        assert (await engine.lifecycle.check())["status"] == "ok"
+        status = await engine.lifecycle.status()
+        expected = datetime.fromtimestamp(started + engine.lifecycle.interval, UTC)
+        assert status["next_run"] == expected.isoformat(timespec="seconds")
+        assert status["state"] == "stopped"

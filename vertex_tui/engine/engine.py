@@ -313,5 +313,7 @@ class Engine:
                 doc["state"] = str(
                     ServiceState.IDLE if holder or others else ServiceState.STOPPED
                 )
+                if doc["state"] == ServiceState.STOPPED:
+                    doc["next_run"] = None  # no engine runs the passes: none is coming
             services[name] = doc
         return {"at": isoformat(now), "engines": engines, "services": services}

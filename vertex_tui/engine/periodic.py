@@ -171,7 +171,14 @@ class PeriodicService(ABC):
 
     async def status(self) -> dict[str, Any]:
         last = (await runs.last_runs(self._db, self.name)).get("pass")
-        nxt = self._scheduler.next_run(self.name) if self._scheduler else None
+        if self._scheduler is not None:
+            nxt = self._scheduler.next_run(self.name)
+        elif self.enabled and last is not None:
+            # Not scheduled here (an attached console): the engine that runs the passes runs
+            # the next one an interval after the last one started.
+            nxt = datetime.fromtimestamp(last["started_at"] + self.interval, UTC)
+        else:
+            nxt = None
         return {
             "state": str(self.state()),
             "last_run": isoformat(last["finished_at"]) if last else None,

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
 from vertex_tui.screens.base import VertexFooter, VertexScreen
-from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.timefmt import ago, clock_time, short_time
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
 
 PAGE = 50
@@ -55,7 +55,7 @@ class EmailQueueScreen(VertexScreen):
         yield Input(placeholder="search recipient or subject, Enter to apply, Esc to clear",
                     id="email-search")
         table: DataTable[str] = DataTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
-        table.add_columns("ID", "Status", "Tries", "To", "Subject", "Updated", "Last error")
+        table.add_columns("ID", "Status", "Tries", "Updated", "To", "Subject", "Last error")
         yield table
         yield Static("", id="email-page")
         yield VertexFooter()
@@ -75,15 +75,15 @@ class EmailQueueScreen(VertexScreen):
         self.set_class(stats.paused, "-paused")
         oldest = "-" if stats.oldest_pending_at is None else ago(stats.oldest_pending_at, now)
         _update(self.query_one("#email-counts", Static),
-                f"pending {stats.pending}   sending {stats.sending}   sent {stats.sent}   "
-                f"failed {stats.failed}   oldest pending {oldest}   "
-                f"sent last min {stats.sent_last_minute}"
+                f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent} "
+                f"({stats.sent_last_minute} last min)  failed {stats.failed}  "
+                f"oldest {oldest}"
                 + ("   ⏸ PAUSED" if stats.paused else ""))
         self._jobs = jobs
         table = self.query_one("#email-jobs", DataTable)
         rows: list[tuple[str, ...]] = [
-            (str(j.id), j.status, str(j.attempts), j.to[:32], j.subject[:40],
-             clock_time(j.updated_at), (j.last_error or "")[:60]) for j in jobs]
+            (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now), j.to[:24],
+             j.subject[:24], (j.last_error or "")[:60]) for j in jobs]
         # The same page as shown (an idle queue, every 2 s): keep the table. Rebuilding it
         # re-measures and re-renders every cell, ~10% of a core on the periodic refresh.
         if rows != self._rows or table.row_count != len(rows):

@@ -1,0 +1,57 @@
+"""The console's human times: table tests, no terminal needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from vertex_tui.timefmt import ago, clock_time, duration, short_time, size, until
+
+NOW = datetime(2026, 11, 28, 17, 5, 9, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (NOW, "17:05:09"),
+    (NOW - 17 * 3600, "00:05:09"),                  # same UTC day, early
+    (NOW - 18 * 3600, "11-27 23:05"),               # yesterday
+    (NOW + 86_400, "11-29 17:05"),                  # tomorrow (a next run)
+    ("2026-11-28T09:00:00+00:00", "09:00:00"),      # ISO text as stored
+    (None, "-"),
+])
+def test_short_time(value: float | str | None, expected: str) -> None:
+    assert short_time(value, NOW) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (NOW - 180, "3 minutes ago"),
+    (NOW + 120, "in 2 minutes"),                    # a future time reads as "in ..."
+    (None, "never"),
+])
+def test_ago(value: float | None, expected: str) -> None:
+    assert ago(value, NOW) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (NOW + 3 * 3600, "in 3 hours"),
+    (NOW - 5, "due now"),
+    (None, "-"),
+])
+def test_until(value: float | None, expected: str) -> None:
+    assert until(value, NOW) == expected
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (0.25, "250 ms"),
+    (2.5, "2.5 seconds"),
+    (None, "-"),
+])
+def test_duration(seconds: float | None, expected: str) -> None:
+    assert duration(seconds) == expected
+
+
+def test_clock_time_and_size() -> None:
+    assert clock_time(NOW) == "2026-11-28 17:05"
+    assert clock_time(None) == "-"
+    assert size(1536) == "1.5 KiB"
+    assert size(None) == "-"
