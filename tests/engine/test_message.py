@@ -58,6 +58,11 @@ def _prepare(**overrides: Any) -> Any:
         ),
         ("first.last+tag@sub.example.co.uk", ("first.last+tag@sub.example.co.uk",), None),
         ("root@localhost", ("root@localhost",), "root@localhost"),
+        ("<a@b.com>", ("a@b.com",), "<a@b.com>"),
+        ("ops@[192.0.2.1]", ("ops@[192.0.2.1]",), "ops@[192.0.2.1]"),
+        ("ops@[IPv6:2001:db8::1]", ("ops@[IPv6:2001:db8::1]",), None),
+        ("anna@bücher.example", ("anna@bücher.example",), None),
+        ("x-1@a-b.example.com", ("x-1@a-b.example.com",), None),
     ],
 )
 def test_good_recipients(to: Any, recipients: tuple[str, ...], to_header: str | None) -> None:
@@ -94,6 +99,18 @@ def test_recipients_generator_is_accepted() -> None:
         ("a@b.com, bad", r"invalid email address: 'bad'"),
         (["a@b.com", "bad"], r"invalid email address: 'bad'"),
         ([], r"no recipient"),
+        # What the default policy would send malformed, or a host name cannot be.
+        ("Name <a@b.com", r"invalid .*'Name <a@b.com'"),
+        ("a@b.com>", r"invalid .*'a@b.com>'"),
+        ("Name <a@b.com> junk", r"invalid .*junk"),
+        ("Doe, John <j@d.com>", r"invalid email address: 'Doe'"),
+        (["ok@b.com", "Name <a@b.com"], r"invalid recipient list"),
+        ("a@-b.com", r"invalid .*a@-b.com"),
+        ("a@b-.com", r"invalid .*a@b-.com"),
+        ("a@b_c.com", r"invalid .*a@b_c.com"),
+        ("a@b", r"invalid .*'a@b'"),
+        ("a@[1.2.3]", r"invalid .*a@\[1.2.3\]"),
+        ("a@" + "x" * 64 + ".com", r"invalid"),
     ],
 )
 def test_bad_recipients_are_refused_naming_the_culprit(to: Any, pattern: str) -> None:

@@ -118,7 +118,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "SMTP_STARTTLS": ["maybe", "", "required", "2"],
     "SMTP_TLS": NOT_A_BOOL,
     "SMTP_TIMEOUT": BAD_SECONDS,
-    "EMAIL_FROM": ["bad", "", "Vertex AR", "@example.com", "noreply@", "a@b.com\r\nBcc: x@y.z"],
+    "EMAIL_FROM": ["bad", "", "Vertex AR", "@example.com", "noreply@", "a@b.com\r\nBcc: x@y.z",
+                   "Vertex AR <noreply@example.com", "noreply@-example.com"],
     "NOTIFY_ADMIN_EMAIL": ["bad", "admin@", "@example.com", "admin@example.com\nBcc: x@y.z"],
 }
 

@@ -18,6 +18,7 @@ from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store.db import (
     SQLITE_MAGIC,
     Database,
+    check_numbering,
     load_migrations,
     split_statements,
 )
@@ -79,6 +80,38 @@ async def test_migrations_create_the_tables(db: Database) -> None:
     assert versions[0] == 1
     counts = await db.read("SELECT status, n FROM email_status_counts ORDER BY status")
     assert {r[0]: r[1] for r in counts} == {"failed": 0, "pending": 0, "sending": 0, "sent": 0}
+
+
+async def test_a_database_of_a_newer_release_is_refused_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "vertex.db"
+    first = await Database.open(path)
+    newest = load_migrations()[-1][0]
+    await first.write("INSERT INTO schema_migrations (version, name, applied_at)"
+                      " VALUES (?, ?, ?)", (newest + 1, f"{newest + 1:04d}_future.sql", 1.0))
+    await first.close()
+    digest = _digest(path)
+    before = _worker_threads()
+    with pytest.raises(StoreError, match=rf"schema version {newest + 1}, newer .* \({newest}\)"):
+        await Database.open(path)
+    assert _digest(path) == digest
+    await _assert_no_thread_left(before)
+
+
+@pytest.mark.parametrize(("numbers", "problem"), [
+    ([1, 2, 3], None),
+    ([3, 1, 2], None),                     # found in any order
+    ([1, 2, 2, 3], "expected version 3, found 2"),
+    ([1, 3], "expected version 2, found 3"),
+    ([2, 3], "expected version 1, found 2"),
+])
+def test_migration_numbering_has_no_gap_and_no_twin(numbers: list[int],
+                                                     problem: str | None) -> None:
+    migrations = [(n, f"{n:04d}_x.sql") for n in numbers]
+    if problem is None:
+        check_numbering(migrations)
+    else:
+        with pytest.raises(RuntimeError, match=problem):
+            check_numbering(migrations)
 
 
 async def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vertex_tui.engine.errors import ConfigError
+from vertex_tui.engine.errors import ConfigError, InvalidMessage
 
 T = TypeVar("T")
 
@@ -134,13 +133,13 @@ def _host(raw: str) -> str:
 
 
 def _mailbox(raw: str) -> str:
+    from vertex_tui.engine.email.message import parse_address  # the queue's own rules
+
     value = raw.strip()
-    _, addr = parseaddr(value)
-    if "\r" in value or "\n" in value or not addr or "@" not in addr:
-        raise ValueError("an email address such as 'Vertex AR <noreply@example.com>'")
-    local, _, domain = addr.rpartition("@")
-    if not local or not domain:
-        raise ValueError("an email address such as 'Vertex AR <noreply@example.com>'")
+    try:
+        parse_address(value)
+    except InvalidMessage:
+        raise ValueError("an email address such as 'Vertex AR <noreply@example.com>'") from None
     return value
 
 

@@ -8,11 +8,13 @@ to discover at 3 a.m., it is bad input.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
@@ -22,8 +24,9 @@ from vertex_tui.engine.errors import InvalidMessage
 
 _SIMPLE_ADDR = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' or space
 # Headers the queue sets itself; callers may not override them.
 RESERVED_HEADERS = frozenset(
@@ -74,27 +77,59 @@ def _utf8(what: str, value: str) -> None:
         raise InvalidMessage(f"{what} is not valid Unicode text (unpaired surrogate)") from None
 
 
+def valid_domain(domain: str) -> bool:
+    """A host name of letters, digits and inner hyphens (international names through
+    IDNA), at least two labels unless `localhost`; or an address literal like [192.0.2.1]."""
+    if domain.startswith("[") and domain.endswith("]"):
+        literal = domain[1:-1]
+        literal = literal[5:] if literal[:5].lower() == "ipv6:" else literal
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            return False
+        return True
+    try:
+        ascii_name = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError:
+        return False
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or (len(labels) < 2 and ascii_name.lower() != "localhost"):
+        return False
+    return all(_LABEL.match(label) for label in labels)
+
+
+def _addr_spec(addr: str, shown: str) -> str:
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or " " in addr or "@" in local.strip('"') or not valid_domain(domain):
+        raise InvalidMessage(f"invalid email address: {shown!r}")
+    return addr
+
+
+def _header_addresses(value: str) -> list[str]:
+    """The addr-specs of a To-style header as the default policy parses it; a header it finds
+    defects in (an unclosed '<', text after the address, an unquoted comma in a name, ...)
+    is refused, since it would go out malformed."""
+    header = policy.default.header_factory("To", value)
+    if header.defects or not header.addresses:
+        raise InvalidMessage(f"invalid recipient list: {value!r}")
+    return [_addr_spec(a.addr_spec, a.addr_spec) for a in header.addresses]
+
+
 def parse_address(value: str) -> str:
     """The addr-spec of one address ('Name <a@b>' or 'a@b'), or `InvalidMessage`."""
     _no_crlf("address", value)
     value = value.strip()
     if _SIMPLE_ADDR.match(value):
         return value
-    _, addr = parseaddr(value)
-    local, at, domain = addr.rpartition("@")
-    if (
-        not at
-        or not local
-        or not domain
-        or " " in addr
-        or "@" in local.strip('"')
-        or ("." not in domain and domain != "localhost")
-        or domain.startswith(".")
-        or domain.endswith(".")
-        or ".." in domain
-    ):
-        raise InvalidMessage(f"invalid email address: {value!r}")
-    return addr
+    if "<" not in value and ">" not in value:
+        return _addr_spec(parseaddr(value)[1] if '"' in value else value, value)
+    try:
+        addresses = _header_addresses(value)
+    except InvalidMessage:
+        raise InvalidMessage(f"invalid email address: {value!r}") from None
+    if len(addresses) != 1:
+        raise InvalidMessage(f"invalid email address: {value!r} (one address expected)")
+    return addresses[0]
 
 
 def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
@@ -117,12 +152,12 @@ def parse_recipients(to: str | Iterable[str]) -> tuple[tuple[str, ...], str]:
     pairs = getaddresses(items)
     if not pairs or any(not addr for _, addr in pairs):
         raise InvalidMessage(f"invalid recipient list: {', '.join(items)!r}")
-    recipients = []
+    # Each address by itself first, to name the culprit; then the To header as a whole, as
+    # the message will carry it.
     for _, addr in pairs:
-        # Only the addr-spec is checked: re-joining an unquoted display name holding a comma
-        # ("Doe, John" <j@d.com>) would split it in two.
-        recipients.append(parse_address(addr))
-    return tuple(recipients), ", ".join(i.strip() for i in items)
+        _addr_spec(addr, addr)
+    to_header = ", ".join(i.strip() for i in items)
+    return tuple(_header_addresses(to_header)), to_header
 
 
 def prepare(

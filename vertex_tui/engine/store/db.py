@@ -84,7 +84,17 @@ def load_migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
+    check_numbering([(number, name) for number, name, _ in found])
     return found
+
+
+def check_numbering(migrations: Sequence[tuple[int, str]]) -> None:
+    """Versions must run 1, 2, 3, ... with no gap and no number used twice: two branches that
+    each added a migration 0007 would otherwise apply one and silently skip the other."""
+    for expected, (number, name) in enumerate(sorted(migrations), 1):
+        if number != expected:
+            raise RuntimeError(f"migration {name}: expected version {expected}, found {number}"
+                               " (two migrations share a number, or one is missing)")
 
 
 class Database:
@@ -185,8 +195,16 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-        version = 0
-        for number, name, sql in load_migrations():
+        migrations = load_migrations()
+        newest = migrations[-1][0] if migrations else 0
+        found = await self.read("SELECT max(version) FROM schema_migrations")
+        version = found[0][0] or 0
+        if version > newest:
+            raise StoreError(
+                f"database {self.path} has schema version {version}, newer than this vertex-tui"
+                f" knows ({newest}): it was used by a newer release; run that release"
+            )
+        for number, name, sql in migrations:
             async with self.transaction() as conn:
                 rows = await conn.execute_fetchall("SELECT max(version) FROM schema_migrations")
                 version = next(iter(rows))[0] or 0
