@@ -61,6 +61,8 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "BACKUP_DRILL_ENABLED": ("false", False),
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
+    "METRICS_PORT": ("0", 0),
+    "METRICS_ADDRESS": ("127.0.0.1", "127.0.0.1"),
 }
 ALL_DEFAULTS = {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}
 
@@ -106,6 +108,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "BACKUP_MISFIRE_GRACE_SECONDS": ["0", "-1", *NOT_AN_INT],
     "BACKUP_DRILL_ENABLED": NOT_A_BOOL,
     "BACKUP_DRILL_SCHEDULE": BAD_CRON,
+    "METRICS_PORT": ["-1", "65536", *NOT_AN_INT],
+    "METRICS_ADDRESS": ["", " ", "0.0.0.0 ::"],
     "EMAIL_QUEUE_WORKERS": ["0", "-1", "65", "1000", *NOT_AN_INT],
     "EMAIL_RETRY_MAX_ATTEMPTS": ["0", "-3", "101", *NOT_AN_INT],
     "EMAIL_RETRY_DELAYS": ["1,,2", "a,b", "-1", "", " ", ",", "1,2,", "1;2", "1,-2", "nan", "inf"],
@@ -157,6 +161,8 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
     "BACKUP_MISFIRE_GRACE_SECONDS": [("1", 1), ("60", 60)],
     "BACKUP_DRILL_ENABLED": [("true", True)],
     "BACKUP_DRILL_SCHEDULE": [("0 5 1 * *", "0 5 1 * *")],
+    "METRICS_PORT": [("9410", 9410), ("0", 0)],
+    "METRICS_ADDRESS": [("0.0.0.0", "0.0.0.0"), ("::1", "::1")],
     "EMAIL_QUEUE_WORKERS": [("1", 1), ("64", 64)],
     "EMAIL_RETRY_MAX_ATTEMPTS": [("1", 1), ("100", 100)],
     "EMAIL_RETRY_DELAYS": [

@@ -17,22 +17,26 @@ import socket
 import uuid
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.backup.service import BackupService
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
 from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
-from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.events import EventBus
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.lifecycle import LifecycleService
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import backups as backup_store
 from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.videos import VideoService
+
+if TYPE_CHECKING:
+    from vertex_tui.engine.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ class Engine:
         self._heartbeat: asyncio.Task[None] | None = None
         self._requests: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._metrics: MetricsServer | None = None
 
     @property
     def db(self) -> Database:
@@ -153,6 +158,8 @@ class Engine:
             self._backup = BackupService(**common)
             self._lifecycle = LifecycleService(**common, email=self._email)
             self._video = VideoService(**common, email=self._email)
+            if self._run is None and self.settings.metrics_port:
+                self._serve_metrics()  # before any work: a taken port fails the start cleanly
             names = self.registry.names() if self._run is None else self._run
             if names:
                 await self._beat()
@@ -170,6 +177,32 @@ class Engine:
             raise
         return self
 
+    def _serve_metrics(self) -> None:
+        """The Prometheus endpoint of a full engine (headless, or hosted by the console);
+        never of a CLI command or an attached console, which run no services."""
+        # Imported here: prometheus_client costs every other command (and the console's cold
+        # start) import time for nothing.
+        from vertex_tui.engine.metrics import EngineCollector, MetricsServer
+
+        address, port = self.settings.metrics_address, self.settings.metrics_port
+        server = MetricsServer(EngineCollector(self.metrics_snapshot, asyncio.get_running_loop()),
+                               address=address, port=port)
+        try:
+            server.start()
+        except OSError as exc:
+            raise ConfigError("METRICS_PORT", str(port),
+                              f"a port free to listen on at {address} ({exc.strerror})") from None
+        self._metrics = server
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The metrics endpoint's port while it serves (the real one if configured as 0)."""
+        return self._metrics.port if self._metrics is not None else None
+
+    async def metrics_snapshot(self) -> dict[str, Any]:
+        return {"status": await self.status(),
+                "backup_last_success": await backup_store.last_success(self.db)}
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -179,6 +212,9 @@ class Engine:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.stop)  # waits for a scrape in progress
+            self._metrics = None
         # No new passes; the services then wait for the ones in flight. Shutting APScheduler
         # down first would cancel those mid-pass (logged as errors, runs left 'running').
         if self._scheduler is not None:

@@ -216,6 +216,9 @@ class Settings:
     email_from: str = "Vertex AR <noreply@localhost>"
     notify_admin_email: str | None = None
 
+    metrics_port: int = 0  # 0: no metrics endpoint
+    metrics_address: str = "127.0.0.1"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every variable of `_VARIABLES` from `env` (default: `os.environ`)."""
@@ -305,6 +308,8 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("SMTP_TIMEOUT", "smtp_timeout", _positive_float),
     _Var("EMAIL_FROM", "email_from", _mailbox),
     _Var("NOTIFY_ADMIN_EMAIL", "notify_admin_email", _optional_mailbox),
+    _Var("METRICS_PORT", "metrics_port", _int_range(0, 65_535)),
+    _Var("METRICS_ADDRESS", "metrics_address", _host),
 )
 
 VARIABLE_NAMES: tuple[str, ...] = tuple(v.name for v in _VARIABLES)

@@ -108,6 +108,13 @@ async def history(db: Database, *, kind: str | None = None, limit: int = 50,
     return [BackupRecord.from_row(r) for r in rows]
 
 
+async def last_success(db: Database) -> dict[str, float]:
+    """kind -> when its latest successful backup finished (rotation keeps the newest)."""
+    rows = await db.read("SELECT kind, max(finished_at) FROM backups WHERE status = 'ok'"
+                         " AND finished_at IS NOT NULL GROUP BY kind")
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
 async def for_rotation(db: Database, kind: str) -> list[BackupRecord]:
     rows = await db.read(
         f"SELECT {BackupRecord.COLUMNS} FROM backups WHERE kind = ?"

@@ -1,0 +1,149 @@
+"""Prometheus metrics of a running engine (`METRICS_PORT`), for alerting next to the console.
+
+prometheus_client serves them from its own HTTP thread. A scrape asks the engine's event loop
+for the same snapshot the dashboard shows (`Engine.status()` plus each backup kind's last
+success), so the figures are the console's and no query is duplicated here. If the loop does
+not answer within `SCRAPE_TIMEOUT`, the scrape says so (`vertex_up 0`) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from vertex_tui.engine.service import ServiceState
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT = 5.0
+EMAIL_STATUSES = ("pending", "sending", "sent", "failed")
+# Outcomes of a last run that count as success: passes say 'ok', backups 'ok' too.
+OK_OUTCOMES = frozenset({"ok"})
+
+
+def _ts(value: str | None) -> float | None:
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
+    """The metrics of one snapshot: `{"status": Engine.status(), "backup_last_success":
+    {kind: epoch seconds}}`. Pure, so the mapping is tested without a server."""
+    status = snapshot["status"]
+    services: dict[str, dict[str, Any]] = status["services"]
+    up = GaugeMetricFamily("vertex_up", "1 when the engine answered this scrape")
+    up.add_metric([], 1)
+    yield up
+    engines = GaugeMetricFamily("vertex_engines_alive",
+                                "Engine processes with a live heartbeat on this database")
+    engines.add_metric([], len(status["engines"]))
+    yield engines
+
+    state = GaugeMetricFamily("vertex_service_state", "1 for the state each service is in",
+                              labels=["service", "state"])
+    last_run = GaugeMetricFamily("vertex_service_last_run_timestamp_seconds",
+                                 "When the service's last run finished", labels=["service"])
+    last_ok = GaugeMetricFamily("vertex_service_last_run_success",
+                                "1 if the service's last run succeeded", labels=["service"])
+    next_run = GaugeMetricFamily("vertex_service_next_run_timestamp_seconds",
+                                 "When the service runs next", labels=["service"])
+    for name, doc in services.items():
+        for value in ServiceState:
+            state.add_metric([name, str(value)], 1 if doc["state"] == value else 0)
+        if (finished := _ts(doc.get("last_run"))) is not None:
+            last_run.add_metric([name], finished)
+        if doc.get("last_outcome") is not None:
+            last_ok.add_metric([name], 1 if doc["last_outcome"] in OK_OUTCOMES else 0)
+        if (upcoming := _ts(doc.get("next_run"))) is not None:
+            next_run.add_metric([name], upcoming)
+    yield from (state, last_run, last_ok, next_run)
+
+    email = services["email"]
+    jobs = GaugeMetricFamily("vertex_email_jobs", "Email jobs by status", labels=["status"])
+    for name in EMAIL_STATUSES:
+        jobs.add_metric([name], email[name])
+    yield jobs
+    oldest = GaugeMetricFamily("vertex_email_oldest_pending_age_seconds",
+                               "Age of the oldest pending email (0 when none waits)")
+    oldest.add_metric([], email.get("oldest_pending_age_seconds") or 0)
+    yield oldest
+    per_minute = GaugeMetricFamily("vertex_email_sent_last_minute",
+                                   "Emails sent in the last 60 seconds")
+    per_minute.add_metric([], email["sent_last_minute"])
+    yield per_minute
+    paused = GaugeMetricFamily("vertex_email_paused", "1 while delivery is paused")
+    paused.add_metric([], 1 if email["state"] == ServiceState.PAUSED else 0)
+    yield paused
+
+    success = GaugeMetricFamily("vertex_backup_last_success_timestamp_seconds",
+                                "When the latest successful backup of each kind finished",
+                                labels=["kind"])
+    for kind, at in sorted(snapshot["backup_last_success"].items()):
+        success.add_metric([kind], at)
+    yield success
+    drill = services["backup"].get("last_verified_restore")
+    if drill:
+        restore = GaugeMetricFamily("vertex_backup_last_verified_restore_timestamp_seconds",
+                                    "When a backup was last restored and checked (drill)")
+        restore.add_metric([], _ts(drill["at"]) or 0)
+        yield restore
+
+
+class EngineCollector(Collector):
+    """Collects on the HTTP thread by running `snapshot()` on the engine's loop."""
+
+    def __init__(self, snapshot: Callable[[], Awaitable[dict[str, Any]]],
+                 loop: asyncio.AbstractEventLoop, timeout: float = SCRAPE_TIMEOUT) -> None:
+        self._snapshot = snapshot
+        self._loop = loop
+        self._timeout = timeout
+
+    def collect(self) -> Iterator[Metric]:
+        async def take() -> dict[str, Any]:
+            return await self._snapshot()
+
+        future = asyncio.run_coroutine_threadsafe(take(), self._loop)
+        try:
+            snapshot = future.result(self._timeout)
+        except Exception as exc:
+            future.cancel()
+            log.warning("metrics scrape failed: %r", exc)
+            down = GaugeMetricFamily("vertex_up", "1 when the engine answered this scrape")
+            down.add_metric([], 0)
+            yield down
+            return
+        yield from families(snapshot)
+
+
+class MetricsServer:
+    """The HTTP endpoint; `start()` raises OSError if the address cannot be listened on."""
+
+    def __init__(self, collector: Collector, *, address: str, port: int) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(collector)
+        self._address = address
+        self._port = port
+        self._server: WSGIServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one when started with port 0)."""
+        return self._server.server_port if self._server is not None else self._port
+
+    def start(self) -> None:
+        self._server, _ = start_http_server(self._port, self._address, self._registry)
+        log.info("metrics on http://%s:%d/metrics", self._address, self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
