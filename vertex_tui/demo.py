@@ -97,6 +97,10 @@ async def run_demo(base: Settings) -> int:
             handler = console_logging(settings)
             async with Engine(settings) as engine:
                 await seed(engine, rand)
+                # The passes at start saw an empty database: pass over the sample now, so
+                # that no screen shows "not yet computed" until the next interval.
+                for periodic in (engine.lifecycle, engine.video):
+                    await periodic.check(trigger="demo")
                 feed = asyncio.create_task(feeder(engine, rand))
                 try:
                     await VertexApp(engine, log_handler=handler).run_async()

@@ -274,8 +274,23 @@ async def test_enter_opens_job_detail_with_message_id_and_attempt_errors(
         assert f"Message-ID: {detail.job.message_id}" in body
         assert "550" in body and "bounce1@example.org" in body
         assert "mailbox unavailable" in body
+        assert "Finished: " in body and "Next attempt" not in body
         await pilot.press("escape")
         await wait_screen(console, pilot, EmailQueueScreen)
+
+
+async def test_a_pending_job_detail_says_when_it_is_tried_next(console: Console) -> None:
+    engine = await console.engine()
+    job_id = await engine.email.enqueue(**mail("later@example.org"))
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await email_screen(console, pilot)
+        assert console.rows(pilot, "#email-jobs")[0][0] == str(job_id)
+        await pilot.press("enter")
+        await wait_screen(console, pilot, TextDialog)
+        body = dialog_body(pilot)
+        assert "Next attempt: " in body and "(due now)" in body
+        assert "Attempts:\n  none yet" in body
 
 
 async def test_r_retries_the_selected_failed_job(console: Console) -> None:

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
 from vertex_tui.screens.base import VertexFooter, VertexScreen
-from vertex_tui.timefmt import ago, clock_time, short_time
+from vertex_tui.timefmt import ago, clock_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
 
 PAGE = 50
@@ -162,13 +162,22 @@ class EmailQueueScreen(VertexScreen):
                  f"Subject: {job.subject}", f"Status: {job.status}  attempts {job.attempts}/"
                  f"{job.max_attempts}  round {job.round}",
                  f"Created: {clock_time(job.created_at)}"]
+        now = self.now()
+        if job.status == "pending":
+            lines.append(f"Next attempt: {clock_time(job.next_attempt_at)} "
+                         f"({until(job.next_attempt_at, now)})")
+        elif job.finished_at is not None:
+            lines.append(f"Finished: {clock_time(job.finished_at)} ({ago(job.finished_at, now)})")
         if detail.headers:
             lines.append("Headers: " + json.dumps(detail.headers, ensure_ascii=False))
         lines.append("")
         lines.append("Attempts:")
         for a in detail.history or ():
+            error = a.error or ""
+            # Server replies already start with their code ("451 4.3.0 try again later").
+            code = f"{a.code} " if a.code and not error.startswith(str(a.code)) else ""
             lines.append(f"  round {a.round} #{a.attempt}  {clock_time(a.at)}  {a.outcome:9} "
-                         f"{a.code or ''} {a.error or ''}")
+                         f"{code}{error}".rstrip())
         if not detail.history:
             lines.append("  none yet")
         lines += ["", "Body:", detail.body[:2000]]
