@@ -9,6 +9,10 @@ Lifecycle (one database, built through `Database.open` so the migrations apply):
   platform's inserts would).
 - first_pass_seconds: `engine.lifecycle.check()` at `now`: every status, every notice and its
   email job (outbox), in one engine whose connection then runs the hourly pass. Goal <= 1.0.
+- per_row_first_pass_seconds: the same first pass as the per-row loop below, on a byte copy of
+  the database as built; counts, statuses, notices and the mail (Message-ID, recipients,
+  subject) are asserted equal. first_pass_ratio_vs_per_row = per_row / ours, goal >= 1.7 (the
+  issue's 1.0 s was set where such a loop took ~1.7 s).
 - hourly_pass_seconds: `engine.lifecycle.check()` at now + 3600 s: only the rows whose ends
   crossed a threshold in that hour. Goal <= 0.05. hourly_pass_median_[cpu_]seconds: the
   median of the next 5 hourly passes (+2 h ... +6 h), for the noise.
@@ -75,6 +79,9 @@ ADMIN = "admin@example.com"
 EXTRA_HOURS = 5
 GOALS = {
     "first_pass_seconds": ("<=", 1.0),
+    # The issue's 1.0 s was set where a per-row loop took ~1.7 s: the same ratio, measured
+    # side by side here (the loop doing the same work, notices and mail included).
+    "first_pass_ratio_vs_per_row": (">=", 1.7),
     "hourly_pass_seconds": ("<=", 0.05),
     "ratio_vs_per_row": (">=", 20),
 }
@@ -221,7 +228,8 @@ def period_text(end: float) -> str:
 
 
 def per_row_lifecycle(path: Path, now: float, s: Settings) -> tuple[float, float, dict[str, int]]:
-    """The hourly lifecycle pass, one portrait at a time, in one transaction."""
+    """A lifecycle pass (the first or an hourly one), one portrait at a time, in one
+    transaction."""
     domain = parseaddr(s.email_from)[1].rpartition("@")[2] or "localhost"
     headers = json.dumps({"X-Vertex-Notice": "lifecycle"})
     counts = {"changed": 0, "notices": 0, "emails": 0}
@@ -335,11 +343,15 @@ def table_state(path: Path, queries: list[str]) -> list[Any]:
         conn.close()
 
 
-LIFECYCLE_STATE = [
-    "SELECT lifecycle_status, count(*) FROM portraits GROUP BY 1",
-    "SELECT kind, status, count(*) FROM lifecycle_notifications GROUP BY 1, 2",
-    f"SELECT message_id FROM email_jobs WHERE created_at = {NOW + HOUR!r}",
-]
+def lifecycle_state(at: float) -> list[str]:
+    """What a lifecycle pass at `at` leaves behind, for comparing two ways of doing it."""
+    return [
+        "SELECT lifecycle_status, count(*) FROM portraits GROUP BY 1",
+        "SELECT kind, status, count(*) FROM lifecycle_notifications GROUP BY 1, 2",
+        f"SELECT message_id, recipients, subject FROM email_jobs WHERE created_at = {at!r}",
+    ]
+
+
 VIDEO_STATE = [
     "SELECT status, count(*) FROM videos GROUP BY 1",
     "SELECT count(DISTINCT portrait_id) FROM videos WHERE status = 'active'",
@@ -352,17 +364,29 @@ VIDEO_STATE = [
 def run_lifecycle(folder: Path, n: int) -> dict[str, Any]:
     path = folder / "lifecycle.db"
     per_row_db, after_hour = folder / "lifecycle-per-row.db", folder / "lifecycle-1h.db"
+    before_first = folder / "lifecycle-per-row-first.db"
     build_s = build_portraits(path, n)
+    shutil.copyfile(path, before_first)  # checkpointed by the build: the file is whole
     hours = [NOW + h * HOUR for h in range(2 + EXTRA_HOURS)]
     passes = asyncio.run(engine_passes(path, "lifecycle", hours,
                                        {0: per_row_db, 1: after_hour}))
     (first_s, first_cpu, first), (hourly_s, hourly_cpu, hourly) = passes[:2]
     path.unlink()
+    # The first pass as a per-row loop, on the database as built: same counts, same state.
+    pr_first_s, pr_first_cpu, pr_first = per_row_lifecycle(before_first, NOW,
+                                                           bench_settings(before_first))
+    assert lifecycle_counts(first) == pr_first, (
+        f"first lifecycle passes disagree: {lifecycle_counts(first)} vs per-row {pr_first}")
+    assert (table_state(per_row_db, lifecycle_state(NOW))
+            == table_state(before_first, lifecycle_state(NOW))), (
+        "the first lifecycle passes left different states")
+    before_first.unlink()
     per_row_s, per_row_cpu, per_row = per_row_lifecycle(per_row_db, NOW + HOUR,
                                                         bench_settings(per_row_db))
     ours = lifecycle_counts(hourly)
     assert ours == per_row, f"hourly lifecycle passes disagree: {ours} vs per-row {per_row}"
-    a, b = table_state(after_hour, LIFECYCLE_STATE), table_state(per_row_db, LIFECYCLE_STATE)
+    state = lifecycle_state(NOW + HOUR)
+    a, b = table_state(after_hour, state), table_state(per_row_db, state)
     assert a == b, "the hourly lifecycle passes left different states"
     firsts = lifecycle_counts(first)
     return {
@@ -373,6 +397,10 @@ def run_lifecycle(folder: Path, n: int) -> dict[str, Any]:
         "first_pass_changed": firsts["changed"],
         "first_pass_notices": firsts["notices"],
         "first_pass_emails": firsts["emails"],
+        "per_row_first_pass_seconds": pr_first_s,
+        "per_row_first_pass_cpu_seconds": pr_first_cpu,
+        "first_pass_ratio_vs_per_row": pr_first_s / first_s,
+        "first_pass_cpu_ratio_vs_per_row": pr_first_cpu / first_cpu,
         "hourly_pass_seconds": hourly_s,
         "hourly_pass_cpu_seconds": hourly_cpu,
         "hourly_pass_median_seconds": statistics.median(p[0] for p in passes[2:]),
