@@ -340,8 +340,10 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(result)
     else:
+        kept = result["carried_over"]
         print(f"restored {settings.db_path} from {result['restored_from']}; previous database "
-              f"saved as {result['previous_saved_as']}")
+              f"saved as {result['previous_saved_as']}; kept its {kept.get('backups', 0)} "
+              f"backup record(s) and {kept.get('audit_log', 0)} newer audit entries")
     return EXIT_OK
 
 

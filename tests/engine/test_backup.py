@@ -846,6 +846,43 @@ async def test_restore_round_trip_keeps_the_old_database_aside(
         assert again["status"] == "ok", again
 
 
+async def test_restore_keeps_the_backup_records_and_the_newer_audit_trail(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """The restored copy was taken while its own backup ran, and knows no later backup: the
+    backup records (files on disk) and what operators did since come from the replaced
+    database, so history, listing and rotation still see every file."""
+    async with Engine(settings, run=[], clock=clock) as engine:
+        made = await engine.backup.run("database")
+        clock.advance(HOUR)
+        later = await engine.backup.run("database")
+        drill = await engine.backup.drill()
+        await engine.email.pause()  # an audited operator action after the backup
+        before = query(settings.db_path, "SELECT id, kind, status, path, sha256 FROM backups"
+                                         " ORDER BY id")
+        drills = query(settings.db_path, "SELECT id, backup_id, ok FROM restore_drills")
+        actions = [a for (a,) in query(settings.db_path,
+                                       "SELECT action FROM audit_log ORDER BY id")]
+    assert made["status"] == later["status"] == drill["status"] == "ok"
+    # In the copy itself, its own backup is still running and the later one does not exist.
+    copy_rows = query(Path(made["path"]), "SELECT id, status FROM backups ORDER BY id")
+    assert copy_rows == [(before[0][0], "running")]
+
+    clock.advance(HOUR)
+    result = await restore(settings, Path(made["path"]), owner="test-restorer", clock=clock)
+    assert result["carried_over"]["backups"] == len(before) == 2
+    assert query(settings.db_path, "SELECT id, kind, status, path, sha256 FROM backups"
+                                   " ORDER BY id") == before
+    assert query(settings.db_path, "SELECT id, backup_id, ok FROM restore_drills") == drills
+    trail = [a for (a,) in query(settings.db_path, "SELECT action FROM audit_log ORDER BY id")]
+    assert trail == [*actions, "backup.restore"]
+    # Rotation and the next start see both files as good backups: nothing 'interrupted'.
+    async with Engine(settings, run=[], clock=clock) as engine:
+        listed = await engine.backup.history()
+        assert {(r.path, r.status) for r in listed} == {(made["path"], "ok"),
+                                                         (later["path"], "ok")}
+
+
 async def test_restore_is_refused_while_an_engine_is_alive(
     settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:

@@ -3,7 +3,8 @@
 Restore runs with no connection of ours open on the database: it checks (under a
 `maintenance` lease, which engines refuse to start under) that no engine is alive, verifies
 the backup, keeps the current file aside under a timestamped name, swaps the restored copy
-in, checks it, and records the action in the restored database's audit log.
+in, checks it, brings back the replaced database's backup records and newer audit entries
+(`store.backups.carry_over`), and records the action in the restored database's audit log.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         raise
     restored = await Database.open(settings.db_path)
     try:
+        kept = await store.carry_over(restored, aside) if aside.exists() else {}
         async with restored.transaction() as conn:
             # The copy holds the leases of the moment it was taken (a backup job's own lease,
             # with hours to run): their holders hold nothing in this database now.
@@ -77,4 +79,5 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
                                previous_saved_as=str(aside))
     finally:
         await restored.close()
-    return {"restored_from": str(backup), "previous_saved_as": str(aside), **smoke}
+    return {"restored_from": str(backup), "previous_saved_as": str(aside),
+            "carried_over": kept, **smoke}

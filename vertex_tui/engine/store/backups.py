@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vertex_tui.engine.clock import isoformat
@@ -173,3 +174,39 @@ async def last_drill(db: Database, *, ok_only: bool = False) -> dict[str, Any] |
         return None
     return {"at": isoformat(row[0]), "backup_id": row[1], "path": row[2], "ok": bool(row[3]),
             "duration_seconds": row[4], "error": row[5], "detail": json.loads(row[6])}
+
+
+# Tables that describe the backup folder and what operators did rather than the platform's
+# data: a restore keeps the replaced database's view of them (see `carry_over`).
+REPLACED_ON_RESTORE = ("restore_drills", "backups")  # children first: the drills point at backups
+
+
+async def carry_over(db: Database, previous: Path) -> dict[str, int]:
+    """After a restore, bring back from the replaced database (`previous`) the backup records
+    and drills, wholesale, and the audit entries newer than the restored copy's.
+
+    The restored copy knows the backups of the moment it was taken: without this, every later
+    backup would vanish from listing and rotation while its file stays on disk, the restored
+    backup itself would show as still running (it was, when copied), and the trail of what
+    operators did since would be lost. Returns the rows brought back per table.
+    """
+    await db.write("ATTACH DATABASE ? AS previous", (str(previous),))
+    try:
+        counts: dict[str, int] = {}
+        async with db.transaction() as conn:
+            for table in REPLACED_ON_RESTORE:
+                await conn.execute(f"DELETE FROM main.{table}")
+            for table in (*reversed(REPLACED_ON_RESTORE), "audit_log"):
+                ours = [r[1] for r in await conn.execute_fetchall(
+                    f"PRAGMA main.table_info({table})")]
+                theirs = {r[1] for r in await conn.execute_fetchall(
+                    f"PRAGMA previous.table_info({table})")}
+                columns = ", ".join(c for c in ours if c in theirs)
+                newer = ("WHERE id > (SELECT coalesce(max(id), 0) FROM main.audit_log)"
+                         if table == "audit_log" else "")
+                cur = await conn.execute(f"INSERT INTO main.{table} ({columns})"
+                                         f" SELECT {columns} FROM previous.{table} {newer}")
+                counts[table] = cur.rowcount
+        return counts
+    finally:
+        await db.write("DETACH DATABASE previous")
