@@ -261,7 +261,7 @@ def _backup_parser(sub: Any) -> None:
 async def _backup(args: argparse.Namespace, engine: Engine) -> int:
     b = engine.backup
     if args.action == "schedule":
-        jobs = b.schedule()
+        jobs = await b.schedule()
         if args.json:
             _print_json([{k: j[k] for k in ("job", "schedule", "enabled", "next_run")}
                          for j in jobs])

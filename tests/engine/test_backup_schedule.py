@@ -14,6 +14,7 @@ What a 02:30 Europe/Berlin job does on the DST change days (APScheduler 3.11, pi
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -191,7 +192,7 @@ def test_scheduler_fire_sequence_on_dst_days(start: str, fires: list[str]) -> No
     assert got == [utc(f) for f in fires]
 
 
-# ---- engine.backup.schedule() with a fixed clock -------------------------------------------------
+# ---- engine.backup.schedule() with a fixed clock ----------------------------------------------
 
 
 async def test_schedule_lists_every_job_with_next_run_from_the_clock(
@@ -202,7 +203,7 @@ async def test_schedule_lists_every_job_with_next_run_from_the_clock(
     )
     clock = FakeClock(start=utc("2026-01-07T12:00:00").timestamp())  # Wednesday
     async with Engine(settings, run=[], clock=clock) as engine:
-        jobs = {j["job"]: j for j in engine.backup.schedule()}
+        jobs = {j["job"]: j for j in await engine.backup.schedule()}
     assert list(jobs) == list(JOBS)
     assert {k: (j["schedule"], j["enabled"]) for k, j in jobs.items()} == {
         "database": ("0 2 * * *", True),
@@ -236,7 +237,7 @@ async def test_schedule_on_dst_change_days(
     seen = []
     async with Engine(settings, run=[], clock=clock) as engine:
         for _ in expected:
-            job = next(j for j in engine.backup.schedule() if j["job"] == "database")
+            job = next(j for j in await engine.backup.schedule() if j["job"] == "database")
             when = instant(job["next_run"])
             assert when is not None
             seen.append(when)
@@ -260,7 +261,7 @@ async def test_started_service_reports_apscheduler_next_runs(
     )
     before = datetime.now(UTC)
     async with Engine(settings, run=["backup"], clock=FakeClock()) as engine:
-        jobs = {j["job"]: j for j in engine.backup.schedule()}
+        jobs = {j["job"]: j for j in await engine.backup.schedule()}
     after = datetime.now(UTC)
     for name in ("database", "full", "rotation"):
         expr = jobs[name]["schedule"]
@@ -355,3 +356,44 @@ def test_cli_exits_2_naming_a_bad_schedule_variable(
     assert "\n" not in line and "Traceback" not in line
     assert variable in line and value in line
     assert not (tmp_path / "vertex.db").exists()  # refused before touching anything
+
+
+async def test_a_process_that_schedules_nothing_shows_the_running_engines_schedule(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """An attached console (or a CLI command) over SSH rarely has the engine's environment:
+    it shows the schedule the running engine published, not its own defaults; once that
+    engine is gone, its own configuration again."""
+    engine_settings = settings_factory(
+        backup_database_schedule="0 0 29 2 *", backup_storage_enabled=True,
+        backup_storage_schedule="15 1 * * 3", backup_full_enabled=False,
+        lifecycle_check_interval=900,
+    )
+    shell_settings = settings_factory()  # the same database, SPEC's defaults otherwise
+    clock = FakeClock()
+    async with Engine(engine_settings, run=["backup", "lifecycle"], clock=clock) as running:
+        theirs = {j["job"]: j for j in await running.backup.schedule()}
+        async with Engine(shell_settings, run=[], clock=clock) as attached:
+            seen = {j["job"]: j for j in await attached.backup.schedule()}
+            lifecycle = await attached.lifecycle.status()
+        expected_lifecycle = (await running.lifecycle.status())["next_run"]
+    assert {k: (j["schedule"], j["enabled"], j["next_run"]) for k, j in seen.items()} == {
+        k: (j["schedule"], j["enabled"], j["next_run"]) for k, j in theirs.items()}
+    assert seen["database"]["schedule"] == "0 0 29 2 *"
+    assert (seen["storage"]["enabled"], seen["full"]["enabled"]) == (True, False)
+    assert seen["full"]["next_run"] is None
+    assert lifecycle["next_run"] == expected_lifecycle is not None
+
+    async with Engine(shell_settings, run=[], clock=clock) as alone:
+        own = {j["job"]: j for j in await alone.backup.schedule()}
+        assert own["database"]["schedule"] == "0 2 * * *" and own["storage"]["enabled"] is False
+        assert query_flags(shell_settings) == [], "the engine withdrew what it published"
+
+
+def query_flags(settings: Settings) -> list[tuple[str]]:
+    conn = sqlite3.connect(settings.db_path)
+    try:
+        return conn.execute(
+            "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%'").fetchall()
+    finally:
+        conn.close()

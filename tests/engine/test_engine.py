@@ -126,17 +126,27 @@ async def test_an_engine_that_stopped_beating_is_no_longer_alive(
 async def test_an_attached_view_shows_next_passes_only_while_an_engine_runs_them(
     settings: Settings, clock: FakeClock
 ) -> None:
-    """A process that runs no service (an attached console) shows lifecycle and video as
-    idle with the next pass an interval after the last one while another engine is alive,
-    and as stopped with no next pass when none is."""
+    """A process that runs no service (an attached console) shows lifecycle as idle with the
+    next pass the running engine published; from an engine that published none (an older
+    release), an interval after the last pass; and as stopped with no next pass when no engine
+    is alive."""
     async with Engine(settings, clock=clock, run=[]) as attached:
         async with Engine(settings, clock=clock, run=["lifecycle"]) as runner:
             assert (await runner.lifecycle.check())["status"] == "ok"
-            started = query(settings.db_path, "SELECT max(started_at) FROM service_runs"
-                            " WHERE service = 'lifecycle'")[0][0]
+            published = (await runner.lifecycle.status())["next_run"]
             seen = (await attached.status())["services"]["lifecycle"]
             assert seen["state"] == "idle"
-            assert seen["next_run"] == isoformat(started + attached.lifecycle.interval)
+            assert seen["next_run"] == published is not None
+        started = query(settings.db_path, "SELECT max(started_at) FROM service_runs"
+                        " WHERE service = 'lifecycle'")[0][0]
+        # An engine alive that published no schedule.
+        await attached.db.write(
+            "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)",
+            ("engine:older", "older", clock.time(), clock.time() + HEARTBEAT_TTL))
+        seen = (await attached.status())["services"]["lifecycle"]
+        assert seen["state"] == "idle"
+        assert seen["next_run"] == isoformat(started + attached.lifecycle.interval)
+        await attached.db.write("DELETE FROM leases WHERE name = 'engine:older'")
         alone = (await attached.status())["services"]["lifecycle"]
         assert (alone["state"], alone["next_run"]) == ("stopped", None)
 

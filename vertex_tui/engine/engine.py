@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +24,7 @@ from vertex_tui.engine.backup.service import BackupService
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
 from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
 from vertex_tui.engine.errors import ConfigError, StoreError
-from vertex_tui.engine.events import EventBus
+from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.lifecycle import LifecycleService
 from vertex_tui.engine.scheduling import Scheduler
@@ -32,6 +32,7 @@ from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import backups as backup_store
 from vertex_tui.engine.store import requests as requests_store
+from vertex_tui.engine.store import schedules
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.videos import VideoService
 
@@ -106,6 +107,8 @@ class Engine:
         self._requests: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._metrics: MetricsServer | None = None
+        self._republish = asyncio.Event()  # a job ran: publish the schedule before the beat
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def db(self) -> Database:
@@ -172,6 +175,9 @@ class Engine:
                 self._started.append(service)
                 log.info("service %s started", name, extra={"service": name})
             self._scheduler.start()
+            if names:
+                await self._publish_schedule()
+                self._unsubscribe = self.events.subscribe(self._on_event)
         except BaseException:
             await self._shutdown()
             raise
@@ -235,10 +241,18 @@ class Engine:
             self._requests.cancel()
             await asyncio.gather(self._requests, return_exceptions=True)
             self._requests = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
+            if self._db is not None:
+                try:
+                    await schedules.withdraw(self._db, self.owner)
+                except Exception:
+                    log.exception("withdrawing the published schedule failed")
         if self._db is not None:
             try:
                 if self._leases is not None:
@@ -250,12 +264,26 @@ class Engine:
     async def _beat(self) -> None:
         await self.leases.acquire(self.heartbeat_name, self.clock.time(), HEARTBEAT_TTL)
 
+    async def _publish_schedule(self) -> None:
+        """This engine's jobs and next runs, for consoles and commands that schedule nothing
+        (see store.schedules)."""
+        if self._scheduler is None:
+            return
+        now = self.clock.time()
+        await schedules.publish(self.db, self.owner, self._scheduler.jobs(), at=now,
+                                alive=await self.leases.alive_engines(now))
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, (PassCompleted, BackupFinished, JobSkipped)):
+            self._republish.set()
+
     async def _heartbeat_loop(self) -> None:
-        stop = asyncio.Event()
         while True:
-            await self.clock.wait(stop, HEARTBEAT_EVERY)
+            await self.clock.wait(self._republish, HEARTBEAT_EVERY)
+            self._republish.clear()
             try:
-                await self._beat()
+                await self._beat()  # always: events every few seconds must not starve it
+                await self._publish_schedule()
             except Exception:
                 log.exception("engine heartbeat failed")
 

@@ -22,7 +22,7 @@ from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import ServiceState
-from vertex_tui.engine.store import runs
+from vertex_tui.engine.store import runs, schedules
 from vertex_tui.engine.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -169,13 +169,22 @@ class PeriodicService(ABC):
             return ServiceState.ERROR
         return ServiceState.IDLE
 
+    async def _published(self) -> dict[str, Any] | None:
+        """This service's job as another (running) engine published it, if one did."""
+        alive = await self._leases.alive_engines(self._clock.time())
+        jobs = await schedules.published_by_others(self._db, alive, self._owner)
+        return jobs.get(self.name)
+
     async def status(self) -> dict[str, Any]:
         last = (await runs.last_runs(self._db, self.name)).get("pass")
         if self._scheduler is not None:
             nxt = self._scheduler.next_run(self.name)
+        elif (job := await self._published()) is not None:
+            # Not scheduled here (an attached console): as the running engine published it.
+            at = job["next_run"] if job["enabled"] else None
+            nxt = None if at is None else datetime.fromtimestamp(at, UTC)
         elif self.enabled and last is not None:
-            # Not scheduled here (an attached console): the engine that runs the passes runs
-            # the next one an interval after the last one started.
+            # No engine published a schedule: an interval after the last pass started.
             nxt = datetime.fromtimestamp(last["started_at"] + self.interval, UTC)
         else:
             nxt = None

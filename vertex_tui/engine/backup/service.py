@@ -29,7 +29,7 @@ from vertex_tui.engine.scheduling import Scheduler, next_cron_time
 from vertex_tui.engine.service import ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import backups as store
-from vertex_tui.engine.store import runs
+from vertex_tui.engine.store import runs, schedules
 from vertex_tui.engine.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -87,19 +87,31 @@ class BackupService:
     def enabled(self, job: str) -> bool:
         return bool(getattr(self._settings, f"backup_{job}_enabled"))
 
-    def schedule(self) -> list[dict[str, Any]]:
-        """Every job with its cron schedule, enabled flag and next run (None if disabled)."""
-        now = datetime.fromtimestamp(self._clock.time(), UTC)
+    async def schedule(self) -> list[dict[str, Any]]:
+        """Every job with its cron schedule, enabled flag and next run (None if disabled).
+
+        Where this process schedules nothing (an attached console, a CLI command), the jobs
+        are those a running engine published (its configuration, not this shell's); with no
+        engine running, this process's own configuration."""
+        now = self._clock.time()
+        published = {}
+        if self._scheduler is None:
+            alive = await self._leases.alive_engines(now)
+            published = await schedules.published_by_others(self._db, alive, self._owner)
         out = []
         for job in JOBS:
-            nxt = None
-            if self.enabled(job):
-                if self._scheduler is not None:
-                    nxt = self._scheduler.next_run(job)
-                else:
-                    nxt = next_cron_time(self.schedule_of(job), self._settings.timezone, now)
-            out.append({"job": job, "schedule": self.schedule_of(job),
-                        "enabled": self.enabled(job),
+            spec, enabled, nxt = self.schedule_of(job), self.enabled(job), None
+            if (theirs := published.get(job)) is not None:
+                spec = str(theirs["schedule"]).removeprefix("cron ")
+                enabled = bool(theirs["enabled"])
+                at = theirs["next_run"] if enabled else None
+                nxt = None if at is None else datetime.fromtimestamp(at, UTC)
+            elif enabled and self._scheduler is not None:
+                nxt = self._scheduler.next_run(job)
+            elif enabled:
+                nxt = next_cron_time(spec, self._settings.timezone,
+                                     datetime.fromtimestamp(now, UTC))
+            out.append({"job": job, "schedule": spec, "enabled": enabled,
                         "next_run": None if nxt is None else nxt.isoformat(timespec="seconds"),
                         "running": job in self._running})
         return out
@@ -162,7 +174,7 @@ class BackupService:
         return ServiceState.IDLE
 
     async def status(self) -> dict[str, Any]:
-        jobs = self.schedule()
+        jobs = await self.schedule()
         upcoming = sorted(j["next_run"] for j in jobs if j["next_run"])
         last = await store.history(self._db, limit=1)
         return {"state": str(self.state()),
