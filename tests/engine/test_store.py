@@ -403,3 +403,35 @@ def test_shipped_migrations_split_with_triggers_whole() -> None:
     triggers = [s for s in foundation if s.upper().startswith("CREATE TRIGGER")]
     assert len(triggers) >= 3
     assert all(t.rstrip().upper().endswith("END;") for t in triggers)
+
+
+async def test_a_transaction_cancelled_while_waiting_to_begin_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """aiosqlite runs a BEGIN whose caller was cancelled (at shutdown, say) once the lock it
+    waits for frees. Left open, the next statements would run inside it and vanish at close:
+    a released lease would still be there after the process exits."""
+    path = tmp_path / "vertex.db"
+    db = await Database.open(path, lock_wait=30)
+    try:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+        async def write_in_transaction() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO audit_log (at, actor, action)"
+                                   " VALUES (1, 'test', 'never')")
+
+        task = asyncio.create_task(write_in_transaction())
+        await asyncio.sleep(0.3)  # its BEGIN IMMEDIATE now waits in aiosqlite's thread
+        task.cancel()
+        other.execute("ROLLBACK")  # the lock frees: that BEGIN now runs
+        other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'kept')")
+        with sqlite3.connect(path) as check:  # another connection sees it: it was committed
+            rows = check.execute("SELECT action FROM audit_log").fetchall()
+        assert rows == [("kept",)]
+    finally:
+        await db.close()

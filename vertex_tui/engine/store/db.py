@@ -9,6 +9,7 @@ waited for; a file that is not SQLite is refused and never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
@@ -225,7 +226,15 @@ class Database:
         """A write transaction (`BEGIN IMMEDIATE`), committed on success, rolled back on error."""
         async with self._write_lock:
             conn = self._writer
-            await self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                await self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+            except asyncio.CancelledError:
+                # aiosqlite still runs a BEGIN its caller stopped waiting for: left open, every
+                # later statement on this connection (a lease release at shutdown...) would
+                # run inside it and be lost at close. End it; without one, nothing to end.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
             try:
                 yield conn
             except BaseException:
