@@ -297,3 +297,25 @@ async def test_a_full_queue_does_not_starve_other_subscribers() -> None:
         bus.publish(_started(i))
     assert got == [_started(i) for i in range(5)]
     assert q.get_nowait() == _started(4)
+
+
+async def test_system_clock_wait_never_swallows_a_cancellation() -> None:
+    """The event fires and the waiter is cancelled in the same loop step (a service loop
+    stopped at shutdown just as work arrived): the cancellation wins, or the loop runs on."""
+    clock = SystemClock()
+    event = asyncio.Event()
+    task = asyncio.create_task(clock.wait(event, 10.0))
+    await asyncio.sleep(0)  # the task now waits on the event
+    event.set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_system_clock_wait_reports_event_or_timeout() -> None:
+    clock = SystemClock()
+    event = asyncio.Event()
+    assert await clock.wait(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await clock.wait(event, 5.0) is True
+    assert await clock.wait(event, 0.0) is True  # already set

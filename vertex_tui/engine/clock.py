@@ -53,8 +53,11 @@ class SystemClock:
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         if event.is_set():
             return True
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that lands as the event fires, and a loop cancelled at shutdown would run on.
         try:
-            await asyncio.wait_for(event.wait(), max(0.0, timeout))
+            async with asyncio.timeout(max(0.0, timeout)):
+                await event.wait()
         except TimeoutError:
             return False
         return True

@@ -252,19 +252,21 @@ class EmailQueue:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            self._wake.set()
             # Query first, then read the counters: a claim that commits while the query
             # runs is then seen as claiming or in flight, never missed.
             due = await store.any_due(self._db, self._clock.time())
             if not due and self._claiming == 0 and self._inflight == 0:
                 break
+            if due:
+                # Only then: waking idle workers on every round made them claim (nothing)
+                # over and over, and a claim in progress at each check kept this loop going.
+                self._wake.set()
             if deadline is not None and loop.time() > deadline:
                 raise VertexError(f"drain did not finish within {timeout:g} s")
             self._progress.clear()
-            try:
-                await asyncio.wait_for(self._progress.wait(), 0.05)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self._progress.wait()
         after = self._outcomes - before
         result = {"sent": after["sent"], "failed": after["failed"], "retrying": after["pending"]}
         await store.record_action(
@@ -466,7 +468,8 @@ class EmailQueue:
             items = [await self._completions.get()]
             if self._completions.empty() and not self._flush.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._flush.wait(), COMMIT_WINDOW)
+                    async with asyncio.timeout(COMMIT_WINDOW):  # see SystemClock.wait
+                        await self._flush.wait()
             # No await from here to the drain: every worker that asked for a flush has all
             # its outcomes queued already, so they go into this commit.
             self._flush.clear()
