@@ -30,6 +30,7 @@ from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import ConfigError
 from vertex_tui.engine.scheduling import cron_trigger, next_cron_time, validate_cron
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import schedules
 
 BERLIN = "Europe/Berlin"
 SETTING_PREFIXES = (
@@ -397,3 +398,20 @@ def query_flags(settings: Settings) -> list[tuple[str]]:
             "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%'").fetchall()
     finally:
         conn.close()
+
+
+async def test_a_process_that_schedules_nothing_does_not_hide_the_engines_schedule(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """`email drain` runs the email workers only: it is alive and publishes no job, and must
+    not stand in for the engine that runs the schedules, whichever sorts first."""
+    settings = settings_factory()
+    async with Engine(settings, run=[], clock=FakeClock()) as engine:
+        for owner, doc in (("a-drain", "{}"),
+                           ("b-engine", '{"database": {"schedule": "cron 5 * * * *",'
+                                        ' "enabled": true, "next_run": 1800000300.0}}')):
+            await engine.db.write("INSERT INTO engine_flags (name, value, updated_at)"
+                                  " VALUES (?, ?, 0)", (f"schedule:{owner}", doc))
+        got = await schedules.published(engine.db, ["b-engine", "a-drain"])
+    assert got == {"database": {"schedule": "cron 5 * * * *", "enabled": True,
+                                "next_run": 1800000300.0}}

@@ -43,7 +43,8 @@ async def withdraw(db: Database, owner: str) -> None:
 
 async def published(db: Database, owners: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Job name -> {"schedule", "enabled", "next_run" (epoch or None)}, from the first of
-    `owners` (in sorted order) that published any."""
+    `owners` (in sorted order) that published any job (a process that runs only the email
+    workers, e.g. `email drain`, schedules nothing)."""
     if not owners:
         return {}
     names = [f"{PREFIX}{o}" for o in sorted(owners)]
@@ -52,8 +53,8 @@ async def published(db: Database, owners: Sequence[str]) -> dict[str, dict[str, 
         names)
     by_name = {str(r[0]): str(r[1]) for r in rows}
     for name in names:
-        if name in by_name:
-            doc: dict[str, dict[str, Any]] = json.loads(by_name[name])
+        doc: dict[str, dict[str, Any]] = json.loads(by_name.get(name, "{}"))
+        if doc:
             return doc
     return {}
 
