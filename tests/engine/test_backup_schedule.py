@@ -395,7 +395,7 @@ def query_flags(settings: Settings) -> list[tuple[str]]:
     conn = sqlite3.connect(settings.db_path)
     try:
         return conn.execute(
-            "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%'").fetchall()
+            "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%' ORDER BY name").fetchall()
     finally:
         conn.close()
 
@@ -404,14 +404,22 @@ async def test_a_process_that_schedules_nothing_does_not_hide_the_engines_schedu
     settings_factory: Callable[..., Settings],
 ) -> None:
     """`email drain` runs the email workers only: it is alive and publishes no job, and must
-    not stand in for the engine that runs the schedules, whichever sorts first."""
+    not stand in for the engine that runs the schedules, whichever sorts first. Entries of
+    engines no longer alive are never read, and the next publish drops them."""
     settings = settings_factory()
-    async with Engine(settings, run=[], clock=FakeClock()) as engine:
-        for owner, doc in (("a-drain", "{}"),
-                           ("b-engine", '{"database": {"schedule": "cron 5 * * * *",'
-                                        ' "enabled": true, "next_run": 1800000300.0}}')):
+    clock = FakeClock()
+    now = clock.time()
+    theirs = '{"database": {"schedule": "cron 5 * * * *", "enabled": true, "next_run": 1.0}}'
+    async with Engine(settings, run=[], clock=clock) as engine:
+        for owner, doc, expires in (("a-drain", "{}", now + 30), ("b-engine", theirs, now + 30),
+                                    ("0-dead", theirs.replace("5 *", "7 *"), now - 1)):
+            await engine.db.write("INSERT INTO leases (name, owner, acquired_at, expires_at)"
+                                  " VALUES (?, ?, 0, ?)", (f"engine:{owner}", owner, expires))
             await engine.db.write("INSERT INTO engine_flags (name, value, updated_at)"
                                   " VALUES (?, ?, 0)", (f"schedule:{owner}", doc))
-        got = await schedules.published(engine.db, ["b-engine", "a-drain"])
-    assert got == {"database": {"schedule": "cron 5 * * * *", "enabled": True,
-                                "next_run": 1800000300.0}}
+        got = await schedules.published(engine.db, now=now, reader=engine.owner)
+        assert got == {"database": {"schedule": "cron 5 * * * *", "enabled": True,
+                                    "next_run": 1.0}}
+        assert await schedules.published(engine.db, now=now, reader="b-engine") == {}
+        await schedules.publish(engine.db, "b-engine", [], at=now)
+    assert query_flags(settings) == [("schedule:a-drain",), ("schedule:b-engine",)]

@@ -269,9 +269,8 @@ class Engine:
         (see store.schedules)."""
         if self._scheduler is None:
             return
-        now = self.clock.time()
-        await schedules.publish(self.db, self.owner, self._scheduler.jobs(), at=now,
-                                alive=await self.leases.alive_engines(now))
+        await schedules.publish(self.db, self.owner, self._scheduler.jobs(),
+                                at=self.clock.time())
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, (PassCompleted, BackupFinished, JobSkipped)):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from vertex_tui.engine.store.db import Database
 
+# Owners of unexpired engine heartbeat leases (`engine:<owner>`), as a subquery to reuse.
+ALIVE_ENGINES = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > :now"
+
 
 class Leases:
     """Lease operations for one owner (one engine process)."""
@@ -62,7 +65,5 @@ class Leases:
 
     async def alive_engines(self, now: float) -> list[str]:
         """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
-        rows = await self._db.read(
-            "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > ?", (now,)
-        )
+        rows = await self._db.read(ALIVE_ENGINES, {"now": now})
         return [str(r[0]) for r in rows]

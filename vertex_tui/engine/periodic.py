@@ -171,8 +171,7 @@ class PeriodicService(ABC):
 
     async def _published(self) -> dict[str, Any] | None:
         """This service's job as another (running) engine published it, if one did."""
-        alive = await self._leases.alive_engines(self._clock.time())
-        jobs = await schedules.published_by_others(self._db, alive, self._owner)
+        jobs = await schedules.published(self._db, now=self._clock.time(), reader=self._owner)
         return jobs.get(self.name)
 
     async def status(self) -> dict[str, Any]:

@@ -94,10 +94,8 @@ class BackupService:
         are those a running engine published (its configuration, not this shell's); with no
         engine running, this process's own configuration."""
         now = self._clock.time()
-        published = {}
-        if self._scheduler is None:
-            alive = await self._leases.alive_engines(now)
-            published = await schedules.published_by_others(self._db, alive, self._owner)
+        published = {} if self._scheduler is not None else await schedules.published(
+            self._db, now=now, reader=self._owner)
         out = []
         for job in JOBS:
             spec, enabled, nxt = self.schedule_of(job), self.enabled(job), None
