@@ -515,12 +515,18 @@ async def test_t_runs_the_selected_backup_job_after_confirmation(console: Consol
         assert console.audit("backup.run.storage")
 
 
-async def test_t_then_n_runs_nothing(console: Console) -> None:
+async def test_t_then_n_runs_nothing_and_app_keys_wait_for_the_answer(
+        console: Console) -> None:
     app = console.app(await console.engine())
     async with app.run_test(size=SIZE) as pilot:
         await backups_screen(console, pilot)
         await pilot.press("t")
         await wait_screen(console, pilot, ConfirmDialog)
+        # Quit, switch screen, help: not while the dialog asks.
+        await pilot.press("q", "e", "d", "question_mark")
+        await console.settle(pilot)
+        assert app.is_running and isinstance(app.screen, ConfirmDialog)
+        assert app.current_mode == "backups"
         await pilot.press("n")
         await wait_screen(console, pilot, BackupsScreen)
         await console.settle(pilot)
@@ -759,24 +765,6 @@ async def test_text_dialog_q_closes_the_dialog_not_the_app(console: Console) -> 
         await pilot.press("q")
         await wait_screen(console, pilot, BackupsScreen)
         assert app.is_running
-
-
-async def test_app_keys_do_not_act_under_a_confirm_dialog(console: Console) -> None:
-    app = console.app(await console.engine())
-    async with app.run_test(size=SIZE) as pilot:
-        await backups_screen(console, pilot)
-        await pilot.press("t")
-        await wait_screen(console, pilot, ConfirmDialog)
-        await pilot.press("q", "e", "d", "question_mark")
-        await console.settle(pilot)
-        assert app.is_running
-        assert isinstance(app.screen, ConfirmDialog)  # still asking, on the same screen
-        assert app.current_mode == "backups"
-        await pilot.press("n")
-        await wait_screen(console, pilot, BackupsScreen)
-        await pilot.press("q")
-        await console.wait_for(lambda: not app.is_running, message="the app to quit")
-        assert console.query("SELECT COUNT(*) FROM backups") == [(0,)]
 
 
 async def test_palette_engine_command_runs_while_a_dialog_is_open(console: Console) -> None:

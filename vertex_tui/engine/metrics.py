@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -34,14 +34,18 @@ def _ts(value: str | None) -> float | None:
     return None if value is None else datetime.fromisoformat(value).timestamp()
 
 
+def _up(value: int) -> Metric:
+    up = GaugeMetricFamily("vertex_up", "1 when the engine answered this scrape")
+    up.add_metric([], value)
+    return up
+
+
 def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
     """The metrics of one snapshot: `{"status": Engine.status(), "backup_last_success":
     {kind: epoch seconds}}`. Pure, so the mapping is tested without a server."""
     status = snapshot["status"]
     services: dict[str, dict[str, Any]] = status["services"]
-    up = GaugeMetricFamily("vertex_up", "1 when the engine answered this scrape")
-    up.add_metric([], 1)
-    yield up
+    yield _up(1)
     engines = GaugeMetricFamily("vertex_engines_alive",
                                 "Engine processes with a live heartbeat on this database")
     engines.add_metric([], len(status["engines"]))
@@ -100,25 +104,20 @@ def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
 class EngineCollector(Collector):
     """Collects on the HTTP thread by running `snapshot()` on the engine's loop."""
 
-    def __init__(self, snapshot: Callable[[], Awaitable[dict[str, Any]]],
+    def __init__(self, snapshot: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
                  loop: asyncio.AbstractEventLoop, timeout: float = SCRAPE_TIMEOUT) -> None:
         self._snapshot = snapshot
         self._loop = loop
         self._timeout = timeout
 
     def collect(self) -> Iterator[Metric]:
-        async def take() -> dict[str, Any]:
-            return await self._snapshot()
-
-        future = asyncio.run_coroutine_threadsafe(take(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._snapshot(), self._loop)
         try:
             snapshot = future.result(self._timeout)
         except Exception as exc:
             future.cancel()
             log.warning("metrics scrape failed: %r", exc)
-            down = GaugeMetricFamily("vertex_up", "1 when the engine answered this scrape")
-            down.add_metric([], 0)
-            yield down
+            yield _up(0)
             return
         yield from families(snapshot)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vertex_tui.engine.email.message import parse_address  # the queue's own rules
 from vertex_tui.engine.errors import ConfigError, InvalidMessage
 
 T = TypeVar("T")
@@ -133,8 +134,6 @@ def _host(raw: str) -> str:
 
 
 def _mailbox(raw: str) -> str:
-    from vertex_tui.engine.email.message import parse_address  # the queue's own rules
-
     value = raw.strip()
     try:
         parse_address(value)

@@ -22,11 +22,12 @@ from typing import Any
 from vertex_tui.engine.clock import to_datetime
 from vertex_tui.engine.errors import InvalidMessage
 
+_LABEL_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # one host-name label
+_LABEL = re.compile(f"^{_LABEL_PATTERN}$")
 _SIMPLE_ADDR = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    rf"@{_LABEL_PATTERN}(?:\.{_LABEL_PATTERN})+$"
 )
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' or space
 # Headers the queue sets itself; callers may not override them.
 RESERVED_HEADERS = frozenset(
