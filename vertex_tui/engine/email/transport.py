@@ -158,12 +158,11 @@ class SmtpTransport:
         self._encrypted: bool | None = None
         self._mode = tls_mode(starttls=settings.smtp_starttls, implicit=settings.smtp_tls)
         self._context: ssl.SSLContext | None = None  # built on first use (loads CAs)
+        self._helo: str | None = settings.smtp_helo_name
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self._settings
         mode = self._mode
-        if self._context is None:
-            self._context = client_context(mode, s.smtp_ca_file)
         start_tls = {TlsMode.OPPORTUNISTIC: None, TlsMode.REQUIRED: True}.get(mode, False)
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
@@ -172,7 +171,7 @@ class SmtpTransport:
             use_tls=mode is TlsMode.IMPLICIT,
             start_tls=start_tls,
             tls_context=self._context,
-            local_hostname=helo_name(s),
+            local_hostname=self._helo,
             username=s.smtp_username or None,
             password=s.smtp_password.reveal() or None,
         )
@@ -187,6 +186,14 @@ class SmtpTransport:
                 return smtp
             except (aiosmtplib.SMTPException, OSError):
                 await self.close()
+        if self._helo is None:
+            # The host's FQDN may take a DNS lookup: off the event loop, once per process.
+            self._helo = await asyncio.to_thread(helo_name, self._settings)
+        if self._context is None and self._mode is not TlsMode.OFF:
+            # Loading the system store reads many files: off the loop too, once per transport.
+            self._context = await asyncio.to_thread(
+                client_context, self._mode, self._settings.smtp_ca_file
+            )
         smtp = self._client()
         self._encrypted = None
         try:
@@ -198,7 +205,12 @@ class SmtpTransport:
                 raise exc.__cause__ from None
             raise
         except aiosmtplib.SMTPException as exc:
-            if self._mode is TlsMode.REQUIRED and "STARTTLS" in str(exc):
+            # aiosmtplib's own "STARTTLS extension not supported" (not a server reply).
+            if (
+                self._mode is TlsMode.REQUIRED
+                and type(exc) is aiosmtplib.SMTPException
+                and "STARTTLS" in str(exc)
+            ):
                 raise ssl.SSLError(
                     "TLS required (SMTP_STARTTLS=true) but the relay does not offer STARTTLS"
                 ) from None
