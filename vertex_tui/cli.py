@@ -422,7 +422,7 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
             for a in detail.history:
                 print(
                     f"    round {a.round} attempt {a.attempt}  {isoformat(a.at)}  "
-                    f"{a.outcome:9} {a.error or ''}"
+                    f"{a.outcome:9} {a.session:10} {a.error or ''}".rstrip()
                 )
         return EXIT_OK
     if action == "retry":

@@ -57,6 +57,8 @@ SPEC_VARIABLES = [
     "SMTP_TIMEOUT",
     "EMAIL_FROM",
     "NOTIFY_ADMIN_EMAIL",
+    "SMTP_CA_FILE",
+    "SMTP_HELO_NAME",
 ]
 
 
@@ -343,6 +345,8 @@ BAD_SETTINGS = [
     ("EMAIL_POLL_INTERVAL", "-1"),
     ("SMTP_STARTTLS", "sometimes"),
     ("NOTIFY_ADMIN_EMAIL", "admin"),
+    ("SMTP_CA_FILE", "/nonexistent/relay-ca.pem"),
+    ("SMTP_HELO_NAME", "not a host"),
 ]
 
 

@@ -56,6 +56,8 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "SMTP_TIMEOUT": ("30", 30.0),
     "EMAIL_FROM": ("Vertex AR <noreply@localhost>", "Vertex AR <noreply@localhost>"),
     "NOTIFY_ADMIN_EMAIL": (None, None),
+    "SMTP_CA_FILE": (None, None),
+    "SMTP_HELO_NAME": (None, None),
 }
 # Variables the code adds beyond SPEC's table, with the code's defaults.
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
@@ -125,6 +127,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "EMAIL_FROM": ["bad", "", "Vertex AR", "@example.com", "noreply@", "a@b.com\r\nBcc: x@y.z",
                    "Vertex AR <noreply@example.com", "noreply@-example.com"],
     "NOTIFY_ADMIN_EMAIL": ["bad", "admin@", "@example.com", "admin@example.com\nBcc: x@y.z"],
+    # Missing, a directory, a file without a PEM certificate (more in test_smtp_tls.py).
+    "SMTP_CA_FILE": ["/nonexistent/vertex-ca.pem", "/", __file__],
+    "SMTP_HELO_NAME": ["mail example.com", "-bad.example", "bad-.example", "under_score.example",
+                       "a..b", ".", "[300.1.1.1]", "[mail]", "x" * 64 + ".example", "Ä.example",
+                       "mail.example.com\r"],
 }
 
 GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
@@ -185,6 +192,14 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
         ("Vertex <noreply@example.com>", "Vertex <noreply@example.com>"),
     ],
     "NOTIFY_ADMIN_EMAIL": [("ops@example.com", "ops@example.com"), ("", None), ("  ", None)],
+    "SMTP_CA_FILE": [("", None)],  # a real PEM file: test_smtp_tls.py
+    "SMTP_HELO_NAME": [
+        ("mail.example.com", "mail.example.com"),
+        (" relay-01 ", "relay-01"),
+        ("[192.0.2.1]", "[192.0.2.1]"),
+        ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+        ("", None),
+    ],
 }
 
 
@@ -349,7 +364,9 @@ def test_describe_output_reads_back_to_the_same_settings() -> None:
             "BACKUP_STORAGE_ENABLED": "yes",
         }
     )
-    env = {name: value for name, value in settings.describe() if value != "(not set)"}
+    env = {
+        name: value for name, value in settings.describe() if not value.startswith("(not set")
+    }
     assert Settings.from_env(env) == settings
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vertex_tui.engine.email.message import parse_address  # the queue's own rules
+from vertex_tui.engine.email.tls import default_helo_name, load_ca_file, valid_host_name
 from vertex_tui.engine.errors import ConfigError, InvalidMessage
 
 T = TypeVar("T")
@@ -133,6 +134,24 @@ def _host(raw: str) -> str:
     return value
 
 
+def _ca_file(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip())
+    load_ca_file(path)
+    return path
+
+
+def _helo_name(raw: str) -> str | None:
+    value = _text(raw).strip()
+    if not value:
+        return None
+    if not valid_host_name(value):
+        raise ValueError("a host name such as mail.example.com (ASCII letters, digits, hyphens)"
+                         " or an address literal such as [192.0.2.1]")
+    return value
+
+
 def _mailbox(raw: str) -> str:
     value = raw.strip()
     try:
@@ -211,6 +230,8 @@ class Settings:
     smtp_starttls: str = "auto"
     smtp_tls: bool = False
     smtp_timeout: float = 30.0
+    smtp_ca_file: Path | None = None  # CAs trusted when TLS is required; None: system store
+    smtp_helo_name: str | None = None  # None: the host's FQDN (email/tls.py)
 
     email_from: str = "Vertex AR <noreply@localhost>"
     notify_admin_email: str | None = None
@@ -248,6 +269,10 @@ class Settings:
                 shown = "********" if value else "(not set)"
             elif isinstance(value, tuple):
                 shown = ",".join(f"{v:g}" for v in value)
+            elif var.field == "smtp_helo_name" and value is None:
+                shown = f"(not set: this host's name, {default_helo_name()})"
+            elif var.field == "smtp_ca_file" and value is None:
+                shown = "(not set: the system store)"
             elif isinstance(value, bool):
                 shown = "true" if value else "false"
             elif value is None or value == "":
@@ -305,6 +330,8 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("SMTP_STARTTLS", "smtp_starttls", _starttls),
     _Var("SMTP_TLS", "smtp_tls", _bool),
     _Var("SMTP_TIMEOUT", "smtp_timeout", _positive_float),
+    _Var("SMTP_CA_FILE", "smtp_ca_file", _ca_file),
+    _Var("SMTP_HELO_NAME", "smtp_helo_name", _helo_name),
     _Var("EMAIL_FROM", "email_from", _mailbox),
     _Var("NOTIFY_ADMIN_EMAIL", "notify_admin_email", _optional_mailbox),
     _Var("METRICS_PORT", "metrics_port", _int_range(0, 65_535)),

@@ -177,7 +177,7 @@ class EmailQueueScreen(VertexScreen):
             # Server replies already start with their code ("451 4.3.0 try again later").
             code = f"{a.code} " if a.code and not error.startswith(str(a.code)) else ""
             lines.append(f"  round {a.round} #{a.attempt}  {clock_time(a.at)}  {a.outcome:9} "
-                         f"{code}{error}".rstrip())
+                         f"{a.session:10} {code}{error}".rstrip())
         if not detail.history:
             lines.append("  none yet")
         lines += ["", "Body:", detail.body[:2000]]

@@ -23,6 +23,15 @@ class EmailAttempt:
     code: int | None
     error: str | None
     owner: str
+    encrypted: bool | None = None  # TLS on the SMTP session; None: no session (or older row)
+
+    @property
+    def session(self) -> str:
+        """The SMTP session as an operator reads it: TLS, plaintext, or "-" (no session
+        was established, or the attempt was lost or recorded before this was kept)."""
+        if self.encrypted is None:
+            return "-"
+        return "TLS" if self.encrypted else "plaintext"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +42,7 @@ class EmailAttempt:
             "code": self.code,
             "error": self.error,
             "owner": self.owner,
+            "encrypted": self.encrypted,
         }
 
 

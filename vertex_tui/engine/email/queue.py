@@ -457,6 +457,7 @@ class EmailQueue:
             code=result.code,
             error=result.error,
             message_id=job.message_id,
+            encrypted=result.encrypted,
         )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._completions.put_nowait((completion, future))

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 
+from vertex_tui.engine.email.envelope import prepare_envelope
 from vertex_tui.engine.email.retry import Outcome
+from vertex_tui.engine.email.tls import TlsMode, client_context, helo_name, tls_mode
 from vertex_tui.engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ class SendResult:
     outcome: Outcome
     code: int | None = None
     error: str | None = None
+    # Whether the SMTP session was encrypted; None: no session was established.
+    encrypted: bool | None = None
 
 
 SENT = SendResult(outcome=Outcome.SENT)
@@ -140,24 +146,32 @@ class NullTransport:
 
 
 class SmtpTransport:
-    """A reused aiosmtplib connection, opened lazily and reopened after any failure."""
+    """A reused aiosmtplib connection, opened lazily and reopened after any failure.
+
+    TLS follows `email/tls.py` (opportunistic by default, verified when required); every
+    result says whether its session was encrypted."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._smtp: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
+        self._encrypted: bool | None = None
+        self._mode = tls_mode(starttls=settings.smtp_starttls, implicit=settings.smtp_tls)
+        self._context: ssl.SSLContext | None = None  # built on first use (loads CAs)
+        self._helo: str | None = settings.smtp_helo_name
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self._settings
-        start_tls: bool | None = {"auto": None, "true": True, "false": False}[s.smtp_starttls]
-        if s.smtp_tls:
-            start_tls = False
+        mode = self._mode
+        start_tls = {TlsMode.OPPORTUNISTIC: None, TlsMode.REQUIRED: True}.get(mode, False)
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
             timeout=s.smtp_timeout,
-            use_tls=s.smtp_tls,
+            use_tls=mode is TlsMode.IMPLICIT,
             start_tls=start_tls,
+            tls_context=self._context,
+            local_hostname=self._helo,
             username=s.smtp_username or None,
             password=s.smtp_password.reveal() or None,
         )
@@ -172,33 +186,89 @@ class SmtpTransport:
                 return smtp
             except (aiosmtplib.SMTPException, OSError):
                 await self.close()
+        if self._helo is None:
+            # The host's FQDN may take a DNS lookup: off the event loop, once per process.
+            self._helo = await asyncio.to_thread(helo_name, self._settings)
+        if self._context is None and self._mode is not TlsMode.OFF:
+            # Loading the system store reads many files: off the loop too, once per transport.
+            self._context = await asyncio.to_thread(
+                client_context, self._mode, self._settings.smtp_ca_file
+            )
         smtp = self._client()
-        await smtp.connect()
+        self._encrypted = None
+        try:
+            await smtp.connect()
+        except aiosmtplib.SMTPConnectError as exc:
+            # Implicit TLS: aiosmtplib wraps the handshake's SSLError in SMTPConnectError;
+            # surface the TLS error itself, so it is classified (and shown) as one.
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise exc.__cause__ from None
+            raise
+        except aiosmtplib.SMTPException as exc:
+            # aiosmtplib's own "STARTTLS extension not supported" (not a server reply).
+            if (
+                self._mode is TlsMode.REQUIRED
+                and type(exc) is aiosmtplib.SMTPException
+                and "STARTTLS" in str(exc)
+            ):
+                raise ssl.SSLError(
+                    "TLS required (SMTP_STARTTLS=true) but the relay does not offer STARTTLS"
+                ) from None
+            raise
         self._smtp = smtp
+        self._encrypted = smtp.get_transport_info("sslcontext") is not None
         return smtp
 
     async def send(self, job: Deliverable) -> SendResult:
         try:
             message = job.message()
+            envelope = prepare_envelope(job.sender, job.recipients, message)
         except Exception as exc:  # stored content the email package cannot serialize
             return SendResult(outcome=Outcome.PERMANENT, error=f"message cannot be built: {exc}")
         try:
             smtp = await self._connection()
-            errors, _ = await smtp.send_message(
-                message, sender=job.sender, recipients=list(job.recipients)
-            )
+            if envelope.needs_utf8 is None:
+                errors, _ = await smtp.send_message(
+                    message, sender=envelope.sender, recipients=list(envelope.recipients)
+                )
+            else:
+                if smtp.is_ehlo_or_helo_needed:
+                    await smtp.ehlo()
+                if not smtp.supports_extension("smtputf8"):
+                    self._last_used = time.monotonic()
+                    return SendResult(
+                        outcome=Outcome.PERMANENT,
+                        encrypted=self._encrypted,
+                        error=f"address {envelope.needs_utf8!r} has a non-ASCII local part,"
+                        " which needs SMTPUTF8 (RFC 6531); the relay does not offer it",
+                    )
+                errors, _ = await self._send_utf8(smtp, message, envelope.sender,
+                                                  envelope.recipients)
         except asyncio.CancelledError:
             # Stopped mid-send (e.g. past the stop grace): the server may never answer, so
             # drop the connection at once instead of waiting for a polite QUIT.
             self.abort()
             raise
         except Exception as exc:
-            result = classify(exc)
+            result = replace(classify(exc), encrypted=self._encrypted)
             await self._after_failure(exc)
             return result
         self._last_used = time.monotonic()
-        return partial_refusal(errors) if errors else SENT
+        result = partial_refusal(errors) if errors else SENT
+        return replace(result, encrypted=self._encrypted)
 
+    @staticmethod
+    async def _send_utf8(
+        smtp: aiosmtplib.SMTP, message: EmailMessage, sender: str, recipients: tuple[str, ...]
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """Send with SMTPUTF8 and the headers in UTF-8 (RFC 6532), whichever address needs
+        it (`send_message` looks at the envelope only)."""
+        options = ["SMTPUTF8"]
+        eight_bit = smtp.supports_extension("8bitmime")
+        if eight_bit:
+            options.append("BODY=8BITMIME")
+        data = flatten_message(message, utf8=True, cte_type="8bit" if eight_bit else "7bit")
+        return await smtp.sendmail(sender, list(recipients), data, mail_options=options)
     async def _after_failure(self, exc: BaseException) -> None:
         """Keep the connection after a plain refusal (RSET); drop it after anything else."""
         smtp = self._smtp

@@ -43,11 +43,13 @@ _FENCE = "id = ? AND status = 'sending' AND lease_owner = ? AND attempts = ?"
 STATEMENT_ROWS = 500  # rows per statement: at most 12 parameters each, far below 32,766
 _JOB_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
 
-# VALUES columns: job_id, owner, attempt | at, outcome, code, error
+# VALUES columns: job_id, owner, attempt | at, outcome, code, error, encrypted
 _RECORD_ATTEMPTS = (
-    "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome, code, error)"
+    "INSERT INTO email_attempts"
+    " (job_id, round, attempt, owner, at, outcome, code, error, encrypted)"
     " SELECT j.id, j.round, j.attempts, j.lease_owner, v.column4, v.column5, v.column6,"
-    " v.column7 FROM (VALUES {values}) AS v CROSS JOIN email_jobs AS j ON j.id = v.column1"
+    " v.column7, v.column8"
+    " FROM (VALUES {values}) AS v CROSS JOIN email_jobs AS j ON j.id = v.column1"
     " WHERE j.status = 'sending' AND j.lease_owner = v.column2 AND j.attempts = v.column3"
     " RETURNING job_id, owner, attempt"
 )
@@ -85,6 +87,7 @@ class Completion:
     code: int | None
     error: str | None
     message_id: str = ""
+    encrypted: bool | None = None  # the SMTP session's TLS; None: no session
 
 
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
@@ -126,10 +129,13 @@ async def complete(db: Database, items: Sequence[Completion]) -> list[Completion
             chunk = items[start : start + STATEMENT_ROWS]
             # The fenced INSERT returns exactly the attempts whose lease is still held.
             recorded = await conn.execute_fetchall(
-                _RECORD_ATTEMPTS.format(values=_values("(?, ?, ?, ?, ?, ?, ?)", len(chunk))),
+                _RECORD_ATTEMPTS.format(
+                    values=_values("(?, ?, ?, ?, ?, ?, ?, ?)", len(chunk))
+                ),
                 _flat(
                     [
-                        (i.job_id, i.owner, i.attempt, i.at, i.outcome, i.code, i.error)
+                        (i.job_id, i.owner, i.attempt, i.at, i.outcome, i.code, i.error,
+                         None if i.encrypted is None else int(i.encrypted))
                         for i in chunk
                     ]
                 ),
@@ -308,7 +314,7 @@ async def get_job(db: Database, job_id: int) -> EmailJobDetail:
     if row is None:
         raise NotFound(f"no email job with id {job_id}")
     attempts = await db.read(
-        "SELECT round, attempt, at, outcome, code, error, owner FROM email_attempts"
+        "SELECT round, attempt, at, outcome, code, error, owner, encrypted FROM email_attempts"
         " WHERE job_id = ? ORDER BY id",
         (job_id,),
     )
@@ -321,7 +327,8 @@ async def get_job(db: Database, job_id: int) -> EmailJobDetail:
         headers=json.loads(row[18]),
         history=tuple(
             EmailAttempt(
-                round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4], error=a[5], owner=a[6]
+                round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4], error=a[5],
+                owner=a[6], encrypted=None if a[7] is None else bool(a[7]),
             )
             for a in attempts
         ),
