@@ -85,6 +85,7 @@ class Completion:
     code: int | None
     error: str | None
     message_id: str = ""
+    created_at: float | None = None  # when the job was enqueued (for the latency metric)
 
 
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
