@@ -319,6 +319,8 @@ async def test_failed_runs_and_backup_sizes(
     (ev.RestoreDrillFinished(at=0, ok=True, path="p"), None),
     (ev.ServiceErrored(at=0, service="email", error="claim failed"), None),  # not a run
     (ev.PassCompleted(at=0, service="plugin", ok=False, counts={}, error="x"), "plugin"),
+    # A backup run is counted from its own event (above), not again from a PassCompleted.
+    (ev.PassCompleted(at=0, service="backup", ok=False, counts={}, error="x"), None),
 ])
 def test_which_events_are_failed_runs(event: ev.Event, counted: str | None) -> None:
     registry = CollectorRegistry()

@@ -35,6 +35,7 @@ SCRAPE_TIMEOUT = 5.0
 EMAIL_STATUSES = ("pending", "sending", "sent", "failed")
 # Outcomes of a last run that count as success: passes say 'ok', backups 'ok' too.
 OK_OUTCOMES = frozenset({"ok"})
+BACKUP_SERVICE = "backup"
 # Enqueue-to-sent latency: from an idle queue's fraction of a second to a day of retries.
 DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
                     600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
@@ -150,13 +151,15 @@ class ProcessMetrics:
         elif isinstance(event, ev.EmailFailed):
             (self.failed if event.retry_at is None else self.retried).inc()
         elif isinstance(event, ev.PassCompleted):
-            if not event.ok:
+            # The backup service's runs are counted from its own events below, once, whether
+            # or not a run also publishes PassCompleted.
+            if not event.ok and event.service != BACKUP_SERVICE:
                 self.run_failures.labels(event.service).inc()
         elif isinstance(event, (ev.BackupFinished, ev.RestoreDrillFinished)):
             if not event.ok:
-                self.run_failures.labels("backup").inc()
+                self.run_failures.labels(BACKUP_SERVICE).inc()
         elif isinstance(event, ev.RotationFinished) and event.error is not None:
-            self.run_failures.labels("backup").inc()
+            self.run_failures.labels(BACKUP_SERVICE).inc()
 
 
 class EngineCollector(Collector):
