@@ -96,14 +96,12 @@ def test_a_frozen_engines_jobs_are_delivered_by_another_and_its_late_outcomes_re
     held, received_at_stop = freeze_mid_batch(ws, sink, zombie, zombie_owner)
     assert 0 < len(held) <= CLAIM_BATCH  # one worker: one claim batch
     sent_unrecorded = held & received_at_stop
-    frozen_at = time.monotonic()
 
     # A second engine reaps the frozen one's expired claims and delivers everything.
     peer = ws.start_engine(env, "peer")
     peer_owner = peer.wait_running()
     ws.wait_for(lambda: ws.stats()["sent"] == TOTAL, timeout=120, what="every job sent",
                 interval=0.2)
-    assert time.monotonic() - frozen_at > LEASE  # the peer could only take them after it
     peer.proc.send_signal(signal.SIGTERM)
     assert peer.proc.wait(30) == 0
     delivered_before_thaw = sink.count()
