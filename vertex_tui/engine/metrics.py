@@ -189,10 +189,14 @@ class MetricsServer:
     def __init__(self, collector: Collector, *, address: str, port: int) -> None:
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(collector)
-        self.registry = self._registry  # where more collectors (ProcessMetrics) register
         self._address = address
         self._port = port
         self._server: WSGIServer | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Where more collectors (`ProcessMetrics`) register to be served here too."""
+        return self._registry
 
     @property
     def port(self) -> int:
