@@ -18,6 +18,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,27 +95,33 @@ def job_when() -> JobWhen:
     return when
 
 
-Idle = Callable[[Engine, FakeClock], Awaitable[None]]
+Idle = Callable[..., Awaitable[None]]
 
 
 @pytest.fixture
 def idle() -> Idle:
     """`await idle(engine, clock)`: wait until the engine's email workers and housekeeper all
     sleep a full poll interval on the fake `clock` (true once nothing is pending).
+    `await idle(engine, clock, other, ...)`: the same for several engines on one clock.
 
-    From then on, mail enqueued through another database object is not seen until something
-    wakes the workers or the clock moves, so a test can tell what woke them.
+    Each of them went to sleep after the clock last moved, so each has looked at the current
+    time (claimed, reaped) and found nothing to do: a negative check made after this proves
+    something. From then on, mail enqueued through another database object is not seen until
+    something wakes the workers or the clock moves, so a test can tell what woke them.
     """
 
-    async def until_idle(engine: Engine, clock: FakeClock) -> None:
-        settings = engine.settings
-        count = settings.email_workers + 1
+    async def until_idle(engine: Engine, clock: FakeClock, *more: Engine) -> None:
+        engines = (engine, *more)
+        count = sum(e.settings.email_workers + 1 for e in engines)
 
         def sleeping() -> bool:
-            due = clock.time() + settings.email_poll_interval
+            now = clock.time()
             # FakeClock keeps a heap of (deadline, seq, future), one per sleeper.
-            waiting = [d for d, _, fut in clock._sleepers if not fut.done() and d == due]
-            return len(waiting) >= count
+            waiting = Counter(d for d, _, fut in clock._sleepers if not fut.done())
+            needed: Counter[float] = Counter()
+            for e in engines:
+                needed[now + e.settings.email_poll_interval] += e.settings.email_workers + 1
+            return all(waiting[due] >= n for due, n in needed.items())
 
         await poll_until(sleeping, message=f"{count} email tasks idle on the fake clock")
 

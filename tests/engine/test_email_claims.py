@@ -207,6 +207,7 @@ async def test_job_of_a_dead_worker_is_due_again_after_its_lease_and_delivered(
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0)
     [job_id] = await fill(settings, clock, 1)
@@ -221,7 +222,7 @@ async def test_job_of_a_dead_worker_is_due_again_after_its_lease_and_delivered(
 
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         clock.advance(30)  # the lease still holds: nobody may touch the job
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)  # the housekeeper and the worker looked at +30 s
         held = await engine.email.get_job(job_id)
         assert held.job.status == "sending"
         assert sink.handler.attempts == 0

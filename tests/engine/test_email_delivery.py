@@ -3,7 +3,6 @@ FakeClock that the tests move to reach each retry instead of sleeping through it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -19,7 +18,7 @@ from vertex_tui.engine.settings import Settings
 EMAIL = ["email"]
 
 if TYPE_CHECKING:
-    from conftest import JobWhen, TestSink, WaitFor
+    from conftest import Idle, JobWhen, TestSink, WaitFor
 
 JITTER = 0.1  # retry_delay() adds up to 10 % of the base delay
 
@@ -37,7 +36,11 @@ def assert_retry_at(value: float, now: float, delay: float) -> None:
 
 
 async def test_delivers_once_with_message_id_subject_headers_and_html(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, job_when: JobWhen
+    settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     settings = settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
@@ -49,9 +52,10 @@ async def test_delivers_once_with_message_id_subject_headers_and_html(
             headers={"X-Vertex-Kind": "portrait-ready", "Reply-To": "support@vertex.test"},
         )
         detail = await job_when(engine, job_id, is_sent, "sent")
-        # Time passing (leases, polls) must not send it again.
+        # Time passing (leases, polls) must not send it again: every worker and the
+        # housekeeper have looked at the new time and gone back to sleep.
         clock.advance(600)
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)
 
     assert len(sink.received) == 1
     got = sink.received[0]
@@ -116,6 +120,7 @@ async def test_451_is_retried_after_each_configured_delay_then_sent(
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     sink = make_sink(fail_451=1.0)
     settings = settings_factory(sink=sink, email_retry_delays=(5.0, 10.0, 20.0))
@@ -131,9 +136,9 @@ async def test_451_is_retried_after_each_configured_delay_then_sent(
         assert "451" in (first.job.last_error or "")
         assert [(a.attempt, a.outcome, a.code) for a in first.history] == [(1, "transient", 451)]
 
-        # Before the delay has passed nothing is tried again.
+        # Before the delay has passed nothing is tried again (the workers looked at 4 s).
         clock.advance(4.0)
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)
         assert sink.handler.attempts == 1
         assert (await engine.email.get_job(job_id)).job.attempts == 1
 
@@ -168,6 +173,7 @@ async def test_repeated_451_fails_after_max_attempts(
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     sink = make_sink(fail_451=1.0)
     settings = settings_factory(
@@ -183,7 +189,7 @@ async def test_repeated_451_fails_after_max_attempts(
         done = await job_when(engine, job_id, lambda d: d.job.status == "failed", "failed")
         # Failed for good: no more attempts however much time passes.
         clock.advance(3600)
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)
         after = await engine.email.get_job(job_id)
 
     assert done.job.attempts == 3
@@ -206,6 +212,7 @@ async def test_550_fails_at_once_without_retry(
     sink_550: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         seen: list[ev.Event] = []
@@ -213,7 +220,7 @@ async def test_550_fails_at_once_without_retry(
         job_id = await engine.email.enqueue(to="bounce@example.com", subject="s", body="b")
         done = await job_when(engine, job_id, lambda d: d.job.status == "failed", "failed")
         clock.advance(3600)
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)
         after = await engine.email.get_job(job_id)
 
     assert done.job.attempts == 1
@@ -232,6 +239,7 @@ async def test_partial_refusal_is_sent_with_the_refusal_recorded(
     sink_550: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
+    idle: Idle,
 ) -> None:
     async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(
@@ -239,7 +247,7 @@ async def test_partial_refusal_is_sent_with_the_refusal_recorded(
         )
         done = await job_when(engine, job_id, is_sent, "sent")
         clock.advance(3600)
-        await asyncio.sleep(0.2)
+        await idle(engine, clock)
         after = await engine.email.get_job(job_id)
 
     assert after.job.status == "sent"

@@ -295,6 +295,7 @@ async def test_pause_stops_delivery_everywhere_and_resume_delivers(
     sink: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
+    idle: Idle,
 ) -> None:
     poll = 2.0
     settings = settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
@@ -319,7 +320,7 @@ async def test_pause_stops_delivery_everywhere_and_resume_delivers(
         await two.email.enqueue_many([msg(f"b{i}@example.com") for i in range(3)])
         for _ in range(5):  # polls come and go; nothing is sent while paused
             clock.advance(poll)
-            await asyncio.sleep(0.05)
+            await idle(one, clock, two)  # every task of both engines looked and slept again
         assert sink.handler.attempts == 0
         stats = await two.email.stats()
         assert (stats.pending, stats.sending, stats.sent, stats.paused) == (6, 0, 0, True)
@@ -337,7 +338,7 @@ async def test_pause_stops_delivery_everywhere_and_resume_delivers(
 
 
 async def test_pause_survives_a_restart(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock
+    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, idle: Idle
 ) -> None:
     settings = settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=[]) as ops:
@@ -346,7 +347,7 @@ async def test_pause_survives_a_restart(
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         assert engine.email.state() is ServiceState.PAUSED
         clock.advance(5)
-        await asyncio.sleep(0.1)
+        await idle(engine, clock)
         assert (await engine.email.stats()).pending == 1
     assert sink.received == []
 

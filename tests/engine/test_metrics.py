@@ -11,15 +11,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
+from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import ConfigError
-from vertex_tui.engine.metrics import EngineCollector, families
+from vertex_tui.engine.metrics import EngineCollector, ProcessMetrics, families
 from vertex_tui.engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -186,3 +189,146 @@ async def test_only_a_full_engine_serves_metrics(settings_factory: Callable[...,
         assert engine.metrics_port is None
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             await asyncio.to_thread(scrape, port)
+
+
+# ---- what this process did: counters from the engine's events ----------------------------
+
+SERVICES = ("email", "backup", "lifecycle", "video")
+KINDS = ("database", "storage", "full")
+COUNTERS = ("vertex_email_sent_total", "vertex_email_failed_total",
+            "vertex_email_retried_total")
+
+
+def bucket(got: Samples, le: str) -> float:
+    return got[("vertex_email_delivery_seconds_bucket", (("le", le),))]
+
+
+async def scraped(port: int) -> Samples:
+    return await asyncio.to_thread(scrape, port)
+
+
+async def test_every_series_is_there_at_zero_from_the_start(
+    settings_factory: Callable[..., Settings], sink: TestSink
+) -> None:
+    settings = settings_factory(sink=sink, metrics_port=free_port())
+    async with Engine(settings, clock=FakeClock()) as engine:
+        assert engine.metrics_port is not None
+        got = await scraped(engine.metrics_port)
+    for name in COUNTERS:
+        assert got[(name, ())] == 0, name
+    assert got[("vertex_email_delivery_seconds_count", ())] == 0
+    assert got[("vertex_email_delivery_seconds_sum", ())] == 0
+    buckets = {dict(labels)["le"]: value for (name, labels), value in got.items()
+               if name == "vertex_email_delivery_seconds_bucket"}
+    assert len(buckets) > 10 and set(buckets.values()) == {0}
+    for service_name in SERVICES:
+        assert got[("vertex_service_run_failures_total", (("service", service_name),))] == 0
+    for kind in KINDS:
+        assert got[("vertex_backup_size_bytes", (("kind", kind),))] == 0
+
+
+async def test_sends_failures_retries_and_latency_follow_real_deliveries(
+    settings_factory: Callable[..., Settings], make_sink: Callable[..., TestSink],
+    wait_for: WaitFor,
+) -> None:
+    sink = make_sink(reject=("bounce*@*",), fail_451=1.0)
+    clock = FakeClock()
+    settings = settings_factory(sink=sink, metrics_port=free_port())
+    async with Engine(settings, clock=clock) as engine:
+        port = engine.metrics_port
+        assert port is not None
+
+        async def value(name: str) -> float:
+            return (await scraped(port))[(name, ())]
+
+        # One message answered 451: an attempt to be retried, not a failure.
+        await engine.email.enqueue(to="later@example.com", subject="s", body="b")
+        await wait_for(lambda: value("vertex_email_retried_total"), message="one retry counted")
+        sink.behaviour.fail_451 = 0.0
+        # Three delivered at once (the clock stands still: 0 s after their enqueue), one 550.
+        for n in range(3):
+            await engine.email.enqueue(to=f"user{n}@example.com", subject="s", body="b")
+        await engine.email.enqueue(to="bounce@example.com", subject="s", body="b")
+
+        async def three_sent_one_failed() -> bool:
+            got = await scraped(port)
+            return (got[("vertex_email_sent_total", ())] == 3
+                    and got[("vertex_email_failed_total", ())] == 1)
+
+        await wait_for(three_sent_one_failed, message="three sent and one failed counted")
+        # The deferred one goes out on its retry, 4 s after it was enqueued.
+        clock.advance(4.0)
+        await wait_for(lambda: len(sink.received) == 4, message="the retry delivered")
+        await wait_for(lambda: value_is(port, "vertex_email_sent_total", 4),
+                       message="four sent counted")
+        got = await scraped(port)
+    assert got[("vertex_email_sent_total", ())] == 4 == len(sink.received)
+    assert got[("vertex_email_failed_total", ())] == 1
+    assert got[("vertex_email_retried_total", ())] == 1
+    assert got[("vertex_email_delivery_seconds_count", ())] == 4
+    assert got[("vertex_email_delivery_seconds_sum", ())] == pytest.approx(4.0)
+    assert bucket(got, "0.05") == 3
+    assert bucket(got, "2.5") == 3
+    assert bucket(got, "5.0") == 4
+    assert bucket(got, "+Inf") == 4
+
+
+async def value_is(port: int, name: str, expected: float) -> bool:
+    return (await scraped(port))[(name, ())] == expected
+
+
+async def test_failed_runs_and_backup_sizes(
+    settings_factory: Callable[..., Settings], tmp_path: Path, wait_for: WaitFor
+) -> None:
+    blocked = tmp_path / "backups-is-a-file"
+    blocked.write_text("not a folder")
+    clock = FakeClock()
+    settings = settings_factory(metrics_port=free_port(), backup_dir=blocked)
+    async with Engine(settings, clock=clock) as engine:
+        port = engine.metrics_port
+        assert port is not None
+        assert (await engine.backup.run("database"))["status"] == "failed"
+        # A lifecycle pass whose outbox insert the database refuses.
+        await engine.lifecycle.add_portrait(title="p", owner="p@example.com",
+                                            subscription_end=clock.time() + 3600)
+        await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                              " BEGIN SELECT RAISE(ABORT, 'mail store unavailable'); END")
+        assert (await engine.lifecycle.check())["status"] == "error"
+        await engine.db.write("DROP TRIGGER boom")
+        got = await scraped(port)
+        failures = {s: got[("vertex_service_run_failures_total", (("service", s),))]
+                    for s in SERVICES}
+        assert failures == {"email": 0, "backup": 1, "lifecycle": 1, "video": 0}
+        assert got[("vertex_backup_size_bytes", (("kind", "database"),))] == 0  # none yet
+
+        blocked.unlink()
+        done = await engine.backup.run("database")
+        assert done["status"] == "ok" and done["size"] > 0
+        got = await scraped(port)
+    assert got[("vertex_backup_size_bytes", (("kind", "database"),))] == done["size"]
+    assert got[("vertex_backup_size_bytes", (("kind", "full"),))] == 0
+    assert got[("vertex_service_run_failures_total", (("service", "backup"),))] == 1
+
+
+@pytest.mark.parametrize(("event", "counted"), [
+    (ev.PassCompleted(at=0, service="video", ok=False, counts={}, error="x"), "video"),
+    (ev.PassCompleted(at=0, service="video", ok=True, counts={}), None),
+    (ev.BackupFinished(at=0, kind="full", ok=False, path=None, size=None, error="x"), "backup"),
+    (ev.BackupFinished(at=0, kind="full", ok=True, path="p", size=1), None),
+    (ev.RotationFinished(at=0, deleted=0, error="x"), "backup"),
+    (ev.RotationFinished(at=0, deleted=3), None),
+    (ev.RestoreDrillFinished(at=0, ok=False, path=None, error="x"), "backup"),
+    (ev.RestoreDrillFinished(at=0, ok=True, path="p"), None),
+    (ev.ServiceErrored(at=0, service="email", error="claim failed"), None),  # not a run
+    (ev.PassCompleted(at=0, service="plugin", ok=False, counts={}, error="x"), "plugin"),
+    # A backup run is counted from its own event (above), not again from a PassCompleted.
+    (ev.PassCompleted(at=0, service="backup", ok=False, counts={}, error="x"), None),
+])
+def test_which_events_are_failed_runs(event: ev.Event, counted: str | None) -> None:
+    registry = CollectorRegistry()
+    metrics = ProcessMetrics(registry, services=SERVICES)
+    metrics.observe(event)
+    got = samples(registry.collect())
+    failures = {dict(labels)["service"]: value for (name, labels), value in got.items()
+                if name == "vertex_service_run_failures_total" and value}
+    assert failures == ({} if counted is None else {counted: 1})

@@ -188,11 +188,14 @@ class Engine:
         never of a CLI command or an attached console, which run no services."""
         # Imported here: prometheus_client costs every other command (and the console's cold
         # start) import time for nothing.
-        from vertex_tui.engine.metrics import EngineCollector, MetricsServer
+        from vertex_tui.engine.metrics import EngineCollector, MetricsServer, ProcessMetrics
 
         address, port = self.settings.metrics_address, self.settings.metrics_port
         server = MetricsServer(EngineCollector(self.metrics_snapshot, asyncio.get_running_loop()),
                                address=address, port=port)
+        # Subscribed before any service starts: every event of this process is counted.
+        counted = ProcessMetrics(server.registry, services=self.registry.names())
+        self.events.subscribe(counted.observe)
         try:
             server.start()
         except OSError as exc:
@@ -207,7 +210,8 @@ class Engine:
 
     async def metrics_snapshot(self) -> dict[str, Any]:
         return {"status": await self.status(),
-                "backup_last_success": await backup_store.last_success(self.db)}
+                "backup_last_success": await backup_store.last_success(self.db),
+                "backup_last_size": await backup_store.last_success_size(self.db)}
 
     async def __aexit__(
         self,

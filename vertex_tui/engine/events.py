@@ -46,9 +46,13 @@ class EmailEnqueued(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class EmailSent(Event):
+    """`created_at`: when the job was enqueued (engine clock), so `at - created_at` is its
+    enqueue-to-sent latency; None from publishers that do not know it."""
+
     job_id: int
     attempt: int
     message_id: str
+    created_at: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,24 +2,31 @@
 
 prometheus_client serves them from its own HTTP thread. A scrape asks the engine's event loop
 for the same snapshot the dashboard shows (`Engine.status()` plus each backup kind's last
-success), so the figures are the console's and no query is duplicated here. If the loop does
-not answer within `SCRAPE_TIMEOUT`, the scrape says so (`vertex_up 0`) instead of hanging.
+success and its size), so the figures are the console's and no query is duplicated here. If
+the loop does not answer within `SCRAPE_TIMEOUT`, the scrape says so (`vertex_up 0`) instead
+of hanging.
+
+What this process did (sends, failures, retries, delivery latency, failed runs) is counted
+from the engine's events by `ProcessMetrics`: counters that start at 0 with the process, every
+labelled series present from the start, so "absent" never stands for "zero".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.backup.service import KINDS as BACKUP_KINDS
 from vertex_tui.engine.service import ServiceState
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,10 @@ SCRAPE_TIMEOUT = 5.0
 EMAIL_STATUSES = ("pending", "sending", "sent", "failed")
 # Outcomes of a last run that count as success: passes say 'ok', backups 'ok' too.
 OK_OUTCOMES = frozenset({"ok"})
+BACKUP_SERVICE = "backup"
+# Enqueue-to-sent latency: from an idle queue's fraction of a second to a day of retries.
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                    600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
 def _ts(value: str | None) -> float | None:
@@ -93,12 +104,62 @@ def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
     for kind, at in sorted(snapshot["backup_last_success"].items()):
         success.add_metric([kind], at)
     yield success
+    size = GaugeMetricFamily("vertex_backup_size_bytes",
+                             "Size of the latest successful backup of each kind (0: none yet)",
+                             labels=["kind"])
+    sizes: dict[str, int] = snapshot.get("backup_last_size", {})
+    for kind in sorted({*BACKUP_KINDS, *sizes}):
+        size.add_metric([kind], sizes.get(kind, 0))
+    yield size
     drill = services["backup"].get("last_verified_restore")
     if drill:
         restore = GaugeMetricFamily("vertex_backup_last_verified_restore_timestamp_seconds",
                                     "When a backup was last restored and checked (drill)")
         restore.add_metric([], _ts(drill["at"]) or 0)
         yield restore
+
+
+class ProcessMetrics:
+    """What this process did, counted from the engine's events: subscribe `observe` to the
+    bus. prometheus_client's counters are thread-safe, so the HTTP thread reads them while
+    the loop counts."""
+
+    def __init__(self, registry: CollectorRegistry, *, services: Iterable[str]) -> None:
+        self.sent = Counter("vertex_email_sent", "Emails this process delivered",
+                            registry=registry)
+        self.failed = Counter("vertex_email_failed",
+                              "Emails this process gave up on (permanent failure, or the last "
+                              "attempt)", registry=registry)
+        self.retried = Counter("vertex_email_retried",
+                               "Failed attempts of this process that will be tried again",
+                               registry=registry)
+        self.delivery = Histogram("vertex_email_delivery_seconds",
+                                  "From enqueue to delivery, for emails this process sent",
+                                  buckets=DELIVERY_BUCKETS, registry=registry)
+        self.run_failures = Counter("vertex_service_run_failures",
+                                    "Failed passes and backup jobs (backups, rotation, "
+                                    "restore drills) run by this process", labelnames=["service"],
+                                    registry=registry)
+        for name in services:
+            self.run_failures.labels(name)  # present, at 0, before the first failure
+
+    def observe(self, event: ev.Event) -> None:
+        if isinstance(event, ev.EmailSent):
+            self.sent.inc()
+            if event.created_at is not None:
+                self.delivery.observe(max(0.0, event.at - event.created_at))
+        elif isinstance(event, ev.EmailFailed):
+            (self.failed if event.retry_at is None else self.retried).inc()
+        elif isinstance(event, ev.PassCompleted):
+            # The backup service's runs are counted from its own events below, once, whether
+            # or not a run also publishes PassCompleted.
+            if not event.ok and event.service != BACKUP_SERVICE:
+                self.run_failures.labels(event.service).inc()
+        elif isinstance(event, (ev.BackupFinished, ev.RestoreDrillFinished)):
+            if not event.ok:
+                self.run_failures.labels(BACKUP_SERVICE).inc()
+        elif isinstance(event, ev.RotationFinished) and event.error is not None:
+            self.run_failures.labels(BACKUP_SERVICE).inc()
 
 
 class EngineCollector(Collector):
@@ -131,6 +192,11 @@ class MetricsServer:
         self._address = address
         self._port = port
         self._server: WSGIServer | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Where more collectors (`ProcessMetrics`) register to be served here too."""
+        return self._registry
 
     @property
     def port(self) -> int:

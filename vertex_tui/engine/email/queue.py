@@ -458,6 +458,7 @@ class EmailQueue:
             error=result.error,
             message_id=job.message_id,
             encrypted=result.encrypted,
+            created_at=job.created_at,
         )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._completions.put_nowait((completion, future))
@@ -507,7 +508,8 @@ class EmailQueue:
         if c.outcome == Outcome.SENT:
             log.debug("email job %d sent", c.job_id, extra={"job_id": c.job_id})
             self._events.publish(
-                ev.EmailSent(at=c.at, job_id=c.job_id, attempt=c.attempt, message_id=c.message_id)
+                ev.EmailSent(at=c.at, job_id=c.job_id, attempt=c.attempt, message_id=c.message_id,
+                             created_at=c.created_at)
             )
             return
         level = logging.WARNING if c.status == "failed" else logging.INFO

@@ -116,6 +116,17 @@ async def last_success(db: Database) -> dict[str, float]:
     return {str(r[0]): float(r[1]) for r in rows}
 
 
+async def last_success_size(db: Database) -> dict[str, int]:
+    """kind -> size in bytes of its latest successful backup."""
+    rows = await db.read(
+        "SELECT b.kind, b.size FROM backups AS b WHERE b.status = 'ok' AND b.size IS NOT NULL"
+        " AND b.id = (SELECT n.id FROM backups AS n WHERE n.kind = b.kind AND n.status = 'ok'"
+        "             AND n.finished_at IS NOT NULL ORDER BY n.finished_at DESC, n.id DESC"
+        "             LIMIT 1)"
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 async def for_rotation(db: Database, kind: str) -> list[BackupRecord]:
     rows = await db.read(
         f"SELECT {BackupRecord.COLUMNS} FROM backups WHERE kind = ?"

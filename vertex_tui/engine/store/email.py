@@ -88,6 +88,7 @@ class Completion:
     error: str | None
     message_id: str = ""
     encrypted: bool | None = None  # the SMTP session's TLS; None: no session
+    created_at: float | None = None  # when the job was enqueued (for the latency metric)
 
 
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
