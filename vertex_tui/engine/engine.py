@@ -343,9 +343,10 @@ class Engine:
                                 at=self.clock.time())
 
     async def _follow(self) -> None:
-        """Pause flags set by any process, applied here within a poll."""
+        """Pause flags set by any process, applied here within a poll (and published)."""
         try:
-            await self.jobs.follow_pauses()
+            if await self.jobs.follow_pauses():
+                self._republish.set()
         except Exception:
             log.exception("following job pauses failed")
 
@@ -405,6 +406,7 @@ class Engine:
                     task.add_done_callback(self._handlers.discard)
             except Exception:
                 log.exception("picking requests failed")
+            await self._follow()
             await self.clock.wait(stop, REQUEST_POLL)
 
     async def _handle(self, req: requests_store.Request) -> None:

@@ -108,13 +108,16 @@ class JobBoard:
         await self.follow_pauses()
         return changed
 
-    async def follow_pauses(self) -> None:
-        """Apply the database's pause flags to this process's scheduler (every poll)."""
+    async def follow_pauses(self) -> bool:
+        """Apply the database's pause flags to this process's scheduler (every poll);
+        True if that changed anything (the published schedule is then out of date)."""
         if not self._scheduled:
-            return
+            return False
         flags = await jobs_store.paused(self._engine.db)
+        changed = False
         for name in self._scheduled:
-            self._engine.scheduler.set_paused(name, name in flags)
+            changed |= self._engine.scheduler.set_paused(name, name in flags)
+        return changed
 
     async def history(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         job = self.get(name)

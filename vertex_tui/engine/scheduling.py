@@ -138,11 +138,12 @@ class Scheduler:
                               first_run=first)
         self._params[job.name] = dict(job.params)
 
-    def set_paused(self, name: str, paused: bool) -> None:
-        """Pause or resume one job (`jobs pause`); a disabled job stays paused regardless."""
+    def set_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume one job (`jobs pause`); a disabled job stays paused regardless.
+        True if that changed the job's state."""
         job = self._scheduler.get_job(name)
         if job is None or paused == (name in self._paused):
-            return
+            return False
         if paused:
             self._paused.add(name)
             job.pause()
@@ -150,6 +151,7 @@ class Scheduler:
             self._paused.discard(name)
             if self._enabled.get(name):
                 job.resume()
+        return True
 
     def names(self) -> list[str]:
         return list(self._schedules)
