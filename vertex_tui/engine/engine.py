@@ -450,7 +450,9 @@ class Engine:
         leases = {lease for name in self.jobs.names() if (lease := self.jobs.get(name).lease)}
         holders = await engines_store.holders(self.db, sorted(leases), now)
         services: dict[str, Any] = {}
-        for name in self.registry.names():
+        snapshot = await self.jobs.snapshot()
+        names = self.registry.names()
+        for name in [*names, *(n for n in self._broken if n not in names)]:
             if name in self._broken:
                 services[name] = {"state": str(ServiceState.ERROR), "error": self._broken[name],
                                   "last_run": None, "next_run": None, "holder": None}
@@ -462,6 +464,13 @@ class Engine:
                 log.exception("status of service %s failed", name, extra={"service": name})
                 doc = {"state": str(ServiceState.ERROR), "error": f"status failed: {exc}",
                        "last_run": None, "next_run": None}
+            if "last_run" not in doc or "next_run" not in doc:
+                # A service that leaves them out (a plug-in): from its jobs.
+                mine = [j for j in snapshot if j["service"] == name]
+                runs = sorted(j["last_run"] for j in mine if j["last_run"])
+                nexts = sorted(j["next_run"] for j in mine if j["next_run"])
+                doc.setdefault("last_run", runs[-1] if runs else None)
+                doc.setdefault("next_run", nexts[0] if nexts else None)
             holder = self._holder(name, holders)
             if name not in running and doc.get("state") == ServiceState.STOPPED and (
                     holder is not None or others):
