@@ -26,14 +26,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
-from vertex_tui.engine.backup.service import BackupService
+from vertex_tui.engine.builtin import BUILTIN, default_registry
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
-from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
 from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
 from vertex_tui.engine.jobs import JobBoard
 from vertex_tui.engine.leases import Leases
-from vertex_tui.engine.lifecycle import LifecycleService
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
@@ -42,10 +40,13 @@ from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store import schedules
 from vertex_tui.engine.store.db import Database
-from vertex_tui.engine.videos import VideoService
 
 if TYPE_CHECKING:
+    from vertex_tui.engine.backup.service import BackupService
+    from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
+    from vertex_tui.engine.lifecycle import LifecycleService
     from vertex_tui.engine.metrics import MetricsServer
+    from vertex_tui.engine.videos import VideoService
 
 log = logging.getLogger(__name__)
 
@@ -54,36 +55,11 @@ HEARTBEAT_EVERY = 10.0
 # How long a stop waits for in-flight work (every service at once), leaving room for the
 # rest of the shutdown under the 10 s a headless engine has to exit after SIGTERM.
 STOP_GRACE = 6.0
-SERVICES = ("email", "backup", "lifecycle", "video")  # the built-in ones
+SERVICES = BUILTIN  # the built-in services' names
 # Besides every service's own actions (`Service.actions()`), what an attached console or a
 # CLI command may ask a running engine to do (see `submit_request`).
 JOB_RUN = "job.run"
 REQUEST_POLL = 1.0
-
-
-def _email(engine: Engine) -> Service:
-    return EmailQueue(db=engine.db, settings=engine.settings, clock=engine.clock,
-                      events=engine.events, owner=engine.owner,
-                      transport_factory=engine.transport_factory)
-
-
-def builtin_registry() -> ServiceRegistry:
-    """The four services of SPEC, in the order they are built (later ones use `email`)."""
-    registry = ServiceRegistry()
-    registry.register("email", _email)
-    registry.register("backup", lambda engine: BackupService(**engine.service_parts()))
-    registry.register("lifecycle", lambda engine: LifecycleService(
-        **engine.service_parts(), email=engine.email))
-    registry.register("video", lambda engine: VideoService(
-        **engine.service_parts(), email=engine.email))
-    return registry
-
-
-def default_registry() -> ServiceRegistry:
-    """The built-in services, then those other packages declare (entry points)."""
-    registry = builtin_registry()
-    registry.load_entry_points()
-    return registry
 
 
 T = TypeVar("T")
@@ -151,19 +127,19 @@ class Engine:
 
     @property
     def email(self) -> EmailQueue:
-        return cast(EmailQueue, self.service("email"))
+        return cast("EmailQueue", self.service("email"))
 
     @property
     def backup(self) -> BackupService:
-        return cast(BackupService, self.service("backup"))
+        return cast("BackupService", self.service("backup"))
 
     @property
     def lifecycle(self) -> LifecycleService:
-        return cast(LifecycleService, self.service("lifecycle"))
+        return cast("LifecycleService", self.service("lifecycle"))
 
     @property
     def video(self) -> VideoService:
-        return cast(VideoService, self.service("video"))
+        return cast("VideoService", self.service("video"))
 
     @property
     def scheduler(self) -> Scheduler:

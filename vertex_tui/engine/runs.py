@@ -146,11 +146,17 @@ class LeasedRun:
             return await self._skip(now, host.owner)
         if job.lease is not None and not await self._take_lease(now):
             return await self._skip(now, await host.leases.holder(job.lease, now))
-        self.acquired = True
         _in_flight.add(self._key)
-        if job.record == "always":
-            self._run_id = await runs_store.start_run(host.db, service=job.service,
-                                                      job=job.run_key, owner=host.owner, at=now)
+        try:
+            if job.record == "always":
+                self._run_id = await runs_store.start_run(
+                    host.db, service=job.service, job=job.run_key, owner=host.owner, at=now)
+        except BaseException:
+            _in_flight.discard(self._key)
+            if job.lease is not None:
+                await asyncio.shield(host.leases.release(job.lease))
+            raise
+        self.acquired = True
         self._t0 = asyncio.get_running_loop().time()
         return self
 
@@ -160,8 +166,9 @@ class LeasedRun:
         if await leases.acquire(lease, now, self.job.lease_ttl):
             return True
         holder = await leases.holder(lease, now)
-        if holder is None or holder == self.host.owner or not await is_dead(self.host.db,
-                                                                              holder, now):
+        if holder is None:  # it expired in between
+            return await leases.acquire(lease, now, self.job.lease_ttl)
+        if holder == self.host.owner or not await is_dead(self.host.db, holder, now):
             return False
         log.warning("lease %s was held by %s, which no longer runs; taking it over", lease,
                     holder, extra={"service": self.job.service})
