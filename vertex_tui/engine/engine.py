@@ -445,7 +445,10 @@ class Engine:
                 mine = [j for j in snapshot if j["service"] == name]
                 runs = sorted(j["last_run"] for j in mine if j["last_run"])
                 nexts = sorted(j["next_run"] for j in mine if j["next_run"])
+                latest = max((j for j in mine if j["last_run"]), default=None,
+                             key=lambda j: j["last_run"])
                 doc.setdefault("last_run", runs[-1] if runs else None)
+                doc.setdefault("last_outcome", latest["last_outcome"] if latest else None)
                 doc.setdefault("next_run", nexts[0] if nexts else None)
             holder = self._holder(name, holders)
             if name not in running and doc.get("state") == ServiceState.STOPPED and (
