@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, logsetup
+from vertex_tui import __version__, cli_jobs, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.models import STATUSES, EmailJob
@@ -109,6 +109,7 @@ def build_parser() -> Parser:
     email.add_parser("resume", help="resume delivering")
     _backup_parser(sub)
     _entity_parsers(sub)
+    cli_jobs.add_parser(sub, Parser, _positive_int)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
     enqueue.add_argument("--subject")
@@ -521,7 +522,7 @@ async def _status(args: argparse.Namespace, engine: Engine) -> int:
     if args.json:
         _print_json(doc)
         return EXIT_OK
-    engines = doc["engines"]
+    engines = [e["owner"] for e in doc["engines"]]
     print(f"engines alive: {len(engines)}" + (f" ({', '.join(engines)})" if engines else ""))
     for name, svc in doc["services"].items():
         print(
@@ -598,6 +599,8 @@ def main(argv: list[str]) -> int:
             return EXIT_OK
         if args.command == "status":
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
+        if args.command == "jobs":
+            return asyncio.run(_with_engine(settings, [], lambda e: cli_jobs.command(args, e)))
         if args.command in ("lifecycle", "video", "project", "portrait"):
             return asyncio.run(_with_engine(settings, [], lambda e: _entities(args, e)))
         if args.command == "backup":

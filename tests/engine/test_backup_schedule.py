@@ -284,13 +284,14 @@ async def test_backup_jobs_use_max_instances_coalesce_and_misfire_grace(
         scheduler = engine.backup._scheduler  # the APScheduler behind the service
         assert scheduler is not None
         for name in JOBS:
-            job = scheduler._scheduler.get_job(name)
+            job = scheduler._scheduler.get_job(f"backup.{name}")  # the job's dotted name
             assert job is not None, name
             assert job.max_instances == 1 and job.coalesce is True
             assert job.misfire_grace_time == 1234
             assert str(job.trigger.timezone) == "UTC"
         listed = {j.name: j for j in scheduler.jobs()}
-        assert listed["storage"].enabled is False and listed["storage"].next_run is None
+        assert listed["backup.storage"].enabled is False
+        assert listed["backup.storage"].next_run is None
 
 
 # ---- bad expressions ----------------------------------------------------------------------------

@@ -96,7 +96,7 @@ async def test_heartbeat_lease_is_held_renewed_and_released(
         assert query(db, "SELECT name, owner, expires_at FROM leases") == [
             (name, engine.owner, t0 + HEARTBEAT_TTL)
         ]
-        assert (await engine.status())["engines"] == [engine.owner]
+        assert [e["owner"] for e in (await engine.status())["engines"]] == [engine.owner]
 
         clock.advance(HEARTBEAT_EVERY)
         renewed = t0 + HEARTBEAT_EVERY + HEARTBEAT_TTL
@@ -108,7 +108,7 @@ async def test_heartbeat_lease_is_held_renewed_and_released(
         )
         # Another engine on the same database sees this one alive.
         async with Engine(settings, clock=clock, run=[]) as other:
-            assert engine.owner in (await other.status())["engines"]
+            assert engine.owner in [e["owner"] for e in (await other.status())["engines"]]
     assert query(db, "SELECT count(*) FROM leases") == [(0,)]
 
 
@@ -120,7 +120,7 @@ async def test_an_engine_that_stopped_beating_is_no_longer_alive(
             settings, clock=FakeClock(clock.time() + HEARTBEAT_TTL + 1), run=[]
         ) as later:
             # Seen from a clock past the lease, the heartbeat has expired.
-            assert engine.owner not in (await later.status())["engines"]
+            assert engine.owner not in [e["owner"] for e in (await later.status())["engines"]]
 
 
 async def test_an_attached_view_shows_next_passes_only_while_an_engine_runs_them(

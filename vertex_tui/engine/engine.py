@@ -6,6 +6,12 @@
 `run` names the services whose background work starts (default: every registered one that is
 enabled); the others are still usable for queries and operator actions, which is how the CLI
 works against a database that an engine elsewhere is serving.
+
+The engine knows no service by name: it builds each from the registry (the four built-in
+ones, then those of other packages' `vertex_tui.services` entry points), starts them, puts
+their jobs on its scheduler (`JobBoard`), and reports them in `status()`. A service that fails
+to build or start is reported with state `error` and the reason; the others run regardless.
+`email`, `backup`, `lifecycle` and `video` are typed accessors for the CLI and the console.
 """
 
 from __future__ import annotations
@@ -17,27 +23,30 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
-from vertex_tui.engine.backup.service import BackupService
+from vertex_tui.engine.builtin import BUILTIN, default_registry
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
-from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
 from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
+from vertex_tui.engine.jobs import JobBoard
 from vertex_tui.engine.leases import Leases
-from vertex_tui.engine.lifecycle import LifecycleService
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import backups as backup_store
+from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store import schedules
 from vertex_tui.engine.store.db import Database
-from vertex_tui.engine.videos import VideoService
 
 if TYPE_CHECKING:
+    from vertex_tui.engine.backup.service import BackupService
+    from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
+    from vertex_tui.engine.lifecycle import LifecycleService
     from vertex_tui.engine.metrics import MetricsServer
+    from vertex_tui.engine.videos import VideoService
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +55,11 @@ HEARTBEAT_EVERY = 10.0
 # How long a stop waits for in-flight work (every service at once), leaving room for the
 # rest of the shutdown under the 10 s a headless engine has to exit after SIGTERM.
 STOP_GRACE = 6.0
-SERVICES = ("email", "backup", "lifecycle", "video")
-# What an attached console may ask a running engine to do (see `submit_request`).
-ACTIONS = ("backup.run", "lifecycle.check", "video.check", "email.drain")
+SERVICES = BUILTIN  # the built-in services' names
+# Besides every service's own actions (`Service.actions()`), what an attached console or a
+# CLI command may ask a running engine to do (see `submit_request`).
+JOB_RUN = "job.run"
 REQUEST_POLL = 1.0
-
-
-def default_registry() -> ServiceRegistry:
-    registry = ServiceRegistry()
-    registry.register("email", lambda engine: engine.email)
-    registry.register("backup", lambda engine: engine.backup)
-    registry.register("lifecycle", lambda engine: engine.lifecycle)
-    registry.register("video", lambda engine: engine.video)
-    return registry
 
 
 T = TypeVar("T")
@@ -96,11 +97,10 @@ class Engine:
         self._run = None if run is None else list(run)
         self._transport_factory = transport_factory
         self._db: Database | None = None
-        self._email: EmailQueue | None = None
-        self._backup: BackupService | None = None
-        self._lifecycle: LifecycleService | None = None
-        self._video: VideoService | None = None
+        self._services: dict[str, Service] = {}
+        self._broken: dict[str, str] = dict(self.registry.broken)  # name -> why
         self._scheduler: Scheduler | None = None
+        self.jobs = JobBoard(self)
         self._leases: Leases | None = None
         self._started: list[Service] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -114,21 +114,46 @@ class Engine:
     def db(self) -> Database:
         return _opened(self._db)
 
+    def service(self, name: str) -> Service:
+        """A built service by name (KeyError if there is none, or it failed to build)."""
+        if self._db is None:
+            raise RuntimeError("the engine is not open; use 'async with Engine(...)'")
+        return self._services[name]
+
+    @property
+    def services(self) -> dict[str, Service]:
+        """Every built service, in registry order."""
+        return dict(self._services)
+
     @property
     def email(self) -> EmailQueue:
-        return _opened(self._email)
+        return cast("EmailQueue", self.service("email"))
 
     @property
     def backup(self) -> BackupService:
-        return _opened(self._backup)
+        return cast("BackupService", self.service("backup"))
 
     @property
     def lifecycle(self) -> LifecycleService:
-        return _opened(self._lifecycle)
+        return cast("LifecycleService", self.service("lifecycle"))
 
     @property
     def video(self) -> VideoService:
-        return _opened(self._video)
+        return cast("VideoService", self.service("video"))
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return _opened(self._scheduler)
+
+    @property
+    def transport_factory(self) -> TransportFactory | None:
+        return self._transport_factory
+
+    def service_parts(self) -> dict[str, Any]:
+        """The keyword arguments the built-in services (and plug-ins, if they like) take."""
+        return {"db": self.db, "settings": self.settings, "clock": self.clock,
+                "events": self.events, "leases": self.leases, "owner": self.owner,
+                "scheduler": self.scheduler}
 
     @property
     def leases(self) -> Leases:
@@ -145,22 +170,8 @@ class Engine:
             holder = await self._leases.holder(MAINTENANCE_LEASE, self.clock.time())
             if holder is not None:
                 raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
-            self._email = EmailQueue(
-                db=self._db,
-                settings=self.settings,
-                clock=self.clock,
-                events=self.events,
-                owner=self.owner,
-                transport_factory=self._transport_factory,
-            )
             self._scheduler = Scheduler(self.settings.timezone)
-            common: dict[str, Any] = {"db": self._db, "settings": self.settings,
-                                      "clock": self.clock, "events": self.events,
-                                      "leases": self._leases, "owner": self.owner,
-                                      "scheduler": self._scheduler}
-            self._backup = BackupService(**common)
-            self._lifecycle = LifecycleService(**common, email=self._email)
-            self._video = VideoService(**common, email=self._email)
+            self._build()
             if self._run is None and self.settings.metrics_port:
                 self._serve_metrics()  # before any work: a taken port fails the start cleanly
             names = self.registry.names() if self._run is None else self._run
@@ -170,10 +181,8 @@ class Engine:
             if self._run is None:  # a full engine serves attached consoles' requests
                 self._requests = asyncio.create_task(self._request_loop(), name="requests")
             for name in names:
-                service = self.registry.factory(name)(self)
-                await service.start()
-                self._started.append(service)
-                log.info("service %s started", name, extra={"service": name})
+                await self._start(name)
+            await self.jobs.follow_pauses()
             self._scheduler.start()
             if names:
                 await self._publish_schedule()
@@ -182,6 +191,42 @@ class Engine:
             await self._shutdown()
             raise
         return self
+
+    def _build(self) -> None:
+        for name in self.registry.names():
+            try:
+                service = self.registry.factory(name)(self)
+                if not isinstance(service, Service):
+                    missing = [m for m in ("name", "settings", "jobs", "start", "stop", "state",
+                                           "status", "actions") if not hasattr(service, m)]
+                    raise TypeError(f"not a service: lacks {', '.join(missing)}")
+                self.jobs.add(service.jobs())
+            except Exception as exc:
+                if name in SERVICES:
+                    raise  # a bug of ours, not a plug-in's
+                log.exception("service %s could not be built", name, extra={"service": name})
+                self._broken[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            self._services[name] = service
+
+    async def _start(self, name: str) -> None:
+        service = self._services.get(name)
+        if service is None:
+            if name not in self._broken:
+                raise ValueError(f"unknown service {name!r}")
+            return
+        try:
+            await service.start()
+        except Exception as exc:
+            if name in SERVICES:
+                raise
+            log.exception("service %s failed to start", name, extra={"service": name})
+            self._broken[name] = f"start failed: {type(exc).__name__}: {exc}"
+            return
+        self._started.append(service)
+        for job in service.jobs():
+            self.jobs.schedule(job)
+        log.info("service %s started", name, extra={"service": name})
 
     def _serve_metrics(self) -> None:
         """The Prometheus endpoint of a full engine (headless, or hosted by the console);
@@ -237,7 +282,8 @@ class Engine:
                 log.exception("stopping service %s failed", service.name)
 
         # Concurrently: one grace for all, not one per service in turn.
-        await asyncio.gather(*(stop(service) for service in reversed(self._started)))
+        await asyncio.gather(*(stop(service) for service in reversed(self._started)),
+                             self.jobs.wait_idle(STOP_GRACE))
         self._started = []
         if self._scheduler is not None:
             self._scheduler.shutdown()
@@ -276,6 +322,14 @@ class Engine:
         await schedules.publish(self.db, self.owner, self._scheduler.jobs(),
                                 at=self.clock.time())
 
+    async def _follow(self) -> None:
+        """Pause flags set by any process, applied here within a poll (and published)."""
+        try:
+            if await self.jobs.follow_pauses():
+                self._republish.set()
+        except Exception:
+            log.exception("following job pauses failed")
+
     def _on_event(self, event: Event) -> None:
         if isinstance(event, (PassCompleted, BackupFinished, JobSkipped)):
             self._republish.set()
@@ -286,28 +340,34 @@ class Engine:
             self._republish.clear()
             try:
                 await self._beat()  # always: events every few seconds must not starve it
+                await self._follow()
                 await self._publish_schedule()
             except Exception:
                 log.exception("engine heartbeat failed")
 
+    def actions(self) -> dict[str, Any]:
+        """Every operator action of every service (`Service.actions()`), by name."""
+        found: dict[str, Any] = {}
+        for service in self._services.values():
+            found.update(service.actions())
+        return found
+
     async def perform(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run an operator action in this process (the console hosting the engine)."""
         args = args or {}
-        if action == "backup.run":
-            return await self.backup.run(str(args["job"]))
-        if action == "lifecycle.check":
-            return await self.lifecycle.check()
-        if action == "video.check":
-            return await self.video.check()
-        if action == "email.drain":
-            return await self.email.drain(timeout=float(args.get("timeout", 300)))
-        raise ValueError(f"unknown action {action!r}")
+        if action == JOB_RUN:
+            return await self.jobs.run(str(args["job"]))
+        func = self.actions().get(action)
+        if func is None:
+            raise ValueError(f"unknown action {action!r}")
+        result: dict[str, Any] = await func(**args)
+        return result
 
     async def submit_request(self, action: str, args: dict[str, Any] | None = None) -> int:
         """Ask whichever engine runs on this database to perform `action` (attach mode)."""
         from vertex_tui.engine.audit import current_actor
 
-        if action not in ACTIONS:
+        if action != JOB_RUN and action not in self.actions():
             raise ValueError(f"unknown action {action!r}")
         return await requests_store.submit(self.db, action=action, args=args or {},
                                            actor=current_actor(), at=self.clock.time())
@@ -326,6 +386,7 @@ class Engine:
                     task.add_done_callback(self._handlers.discard)
             except Exception:
                 log.exception("picking requests failed")
+            await self._follow()
             await self.clock.wait(stop, REQUEST_POLL)
 
     async def _handle(self, req: requests_store.Request) -> None:
@@ -354,33 +415,59 @@ class Engine:
         """Names of the services this engine runs."""
         return [s.name for s in self._started]
 
+    async def engines(self) -> list[dict[str, Any]]:
+        """The live engines: owner, host, pid, since, heartbeat_at, leases they hold."""
+        return await engines_store.alive(self.db, self.clock.time(),
+                                         heartbeat_ttl=HEARTBEAT_TTL)
+
     async def status(self) -> dict[str, Any]:
-        """State, last and next run of every service of SPEC, as seen from this process."""
+        """State, last and next run and holder of every service, as seen from this process;
+        the live engines."""
         now = self.clock.time()
-        engines = await self.leases.alive_engines(now)
-        others = [e for e in engines if e != self.owner]
+        engines = await self.engines()
+        others = any(e["owner"] != self.owner for e in engines)
+        running = self.running()
+        leases = {lease for name in self.jobs.names() if (lease := self.jobs.get(name).lease)}
+        holders = await engines_store.holders(self.db, sorted(leases), now)
         services: dict[str, Any] = {}
-        email = await self.email.status()
-        if "email" not in self.running():
-            paused = email["state"] == ServiceState.PAUSED
-            email["state"] = str(
-                ServiceState.PAUSED
-                if paused
-                else (ServiceState.RUNNING if others else ServiceState.STOPPED)
-            )
-        services["email"] = email
-        backup = await self.backup.status()
-        if "backup" not in self.running() and backup["state"] == ServiceState.STOPPED:
-            backup["state"] = str(ServiceState.IDLE if others else ServiceState.STOPPED)
-        services["backup"] = backup
-        for name, periodic in (("lifecycle", self.lifecycle), ("video", self.video)):
-            doc = await periodic.status()
-            if name not in self.running() and doc["state"] == ServiceState.STOPPED:
-                holder = await self.leases.holder(periodic.lease_name, now)
-                doc["state"] = str(
-                    ServiceState.IDLE if holder or others else ServiceState.STOPPED
-                )
-                if doc["state"] == ServiceState.STOPPED:
-                    doc["next_run"] = None  # no engine runs the passes: none is coming
+        snapshot = await self.jobs.snapshot()
+        names = self.registry.names()
+        for name in [*names, *(n for n in self._broken if n not in names)]:
+            if name in self._broken:
+                services[name] = {"state": str(ServiceState.ERROR), "error": self._broken[name],
+                                  "last_run": None, "next_run": None, "holder": None}
+                continue
+            service = self._services[name]
+            try:
+                doc = await service.status()
+            except Exception as exc:
+                log.exception("status of service %s failed", name, extra={"service": name})
+                doc = {"state": str(ServiceState.ERROR), "error": f"status failed: {exc}",
+                       "last_run": None, "next_run": None}
+            if "last_run" not in doc or "next_run" not in doc:
+                # A service that leaves them out (a plug-in): from its jobs.
+                mine = [j for j in snapshot if j["service"] == name]
+                runs = sorted(j["last_run"] for j in mine if j["last_run"])
+                nexts = sorted(j["next_run"] for j in mine if j["next_run"])
+                latest = max((j for j in mine if j["last_run"]), default=None,
+                             key=lambda j: j["last_run"])
+                doc.setdefault("last_run", runs[-1] if runs else None)
+                doc.setdefault("last_outcome", latest["last_outcome"] if latest else None)
+                doc.setdefault("next_run", nexts[0] if nexts else None)
+            holder = self._holder(name, holders)
+            if name not in running and doc.get("state") == ServiceState.STOPPED and (
+                    holder is not None or others):
+                # Not run here, but an engine elsewhere runs it.
+                doc["state"] = str(getattr(service, "state_elsewhere", ServiceState.IDLE))
+            doc["holder"] = holder
             services[name] = doc
         return {"at": isoformat(now), "engines": engines, "services": services}
+
+    def _holder(self, service: str, holders: dict[str, str]) -> str | None:
+        """The owner holding the lease of one of `service`'s jobs (a pass held between
+        runs, or a run in progress), if any."""
+        for name in self.jobs.names():
+            job = self.jobs.get(name)
+            if job.service == service and job.lease and job.lease in holders:
+                return holders[job.lease]
+        return None

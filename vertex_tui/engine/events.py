@@ -134,12 +134,14 @@ class JobSkipped(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class PassCompleted(Event):
-    """A scheduler pass (lifecycle, videos) finished; `counts` say what it did."""
+    """A job run finished (every job goes through runs.LeasedRun, which publishes this);
+    `job` is its dotted name, `counts` say what it did."""
 
     service: str
     ok: bool
     counts: dict[str, Any]
     error: str | None = None
+    job: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +18,9 @@ from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.runs import Host, LeasedRun
 from vertex_tui.engine.scheduling import Scheduler
-from vertex_tui.engine.service import ServiceState
+from vertex_tui.engine.service import Interval, Job, ServiceState
 from vertex_tui.engine.store import runs, schedules
 from vertex_tui.engine.store.db import Database
 
@@ -50,6 +49,7 @@ class PeriodicService(ABC):
         self._idle.set()
         self._standby_holder: str | None = None
         self.last_error: str | None = None
+        self._host = Host(db=db, clock=clock, events=events, leases=leases, owner=owner)
 
     @property
     def lease_name(self) -> str:
@@ -64,11 +64,28 @@ class PeriodicService(ABC):
     async def run_pass(self, now: float) -> dict[str, Any]:
         """Do the work of one pass at `now`; returns counts for service_runs."""
 
+    def job(self) -> Job:
+        """This service's one job, `<name>.check`: a pass every `interval` seconds."""
+        return Job(name=f"{self.name}.check", trigger=Interval(seconds=self.interval),
+                   run=self._pass, enabled=self.enabled, lease=self.lease_name,
+                   lease_ttl=self.lease_ttl, hold_between=True, record_as="pass",
+                   params=self.published_params(), invoke=self._invoke)
+
+    def jobs(self) -> list[Job]:
+        return [self.job()]
+
+    def published_params(self) -> dict[str, Any]:
+        """Settings readers of this service's figures need from the engine that runs it."""
+        return {}
+
+    def actions(self) -> dict[str, Any]:
+        return {f"{self.name}.check": self.check}
+
+    def settings(self) -> dict[str, Any]:
+        return {"interval_seconds": self.interval, "enabled": self.enabled}
+
     async def start(self) -> None:
-        self._scheduler = scheduler = self._jobs
-        first = datetime.fromtimestamp(self._clock.time(), UTC)
-        scheduler.add_interval(self.name, self.interval, self._scheduled, enabled=self.enabled,
-                               first_run=first)
+        self._scheduler = self._jobs  # the engine schedules `jobs()` on it
         self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
 
     async def stop(self, grace: float = 8.0) -> None:
@@ -85,13 +102,16 @@ class PeriodicService(ABC):
         async with self._lock:
             await self._idle.wait()
 
-    async def _scheduled(self) -> None:
+    async def _invoke(self, trigger: str) -> dict[str, Any]:
+        if trigger != "schedule":
+            return await self.check(trigger=trigger)
         if self._scheduler is None:  # stopping
-            return
+            return {"status": "stopped"}
         try:
-            await self.check(trigger="schedule")
+            return await self.check(trigger="schedule")
         except Exception:
             log.exception("%s pass failed", self.name, extra={"service": self.name})
+            return {"status": "error"}
 
     async def check(self, *, trigger: str = "manual") -> dict[str, Any]:
         """One pass now, if this process can hold the lease; returns what happened.
@@ -99,62 +119,31 @@ class PeriodicService(ABC):
         A manual check (console, CLI) is an operator action and goes to the audit log.
         """
         async with self._lock:
-            now = self._clock.time()
             if trigger == "manual":
                 async with self._db.transaction() as conn:
-                    await audit.record(conn, at=now, action=f"{self.name}.check")
-            if not (await self._leases.acquire(self.lease_name, now, self.lease_ttl)
-                    or await self._take_over_dead(now)):
-                holder = await self._leases.holder(self.lease_name, now)
-                self._standby_holder = holder
-                reason = f"lease held by {holder}"
-                await runs.record_skip(self._db, service=self.name, job="pass",
-                                       owner=self._owner, at=now, reason=reason)
-                self._events.publish(ev.JobSkipped(at=now, service=self.name, job="pass",
-                                                   holder=holder))
-                return {"status": "skipped", "reason": reason, "holder": holder}
-            self._standby_holder = None
-            run_id = await runs.start_run(self._db, service=self.name, job="pass",
-                                          owner=self._owner, at=now)
-            self._running = True
-            self._idle.clear()
-            started = asyncio.get_running_loop().time()
-            try:
-                counts = await self.run_pass(now)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                log.exception("%s pass failed", self.name, extra={"service": self.name})
-                self.last_error = error
-                await runs.finish_run(self._db, run_id, at=self._clock.time(),
-                                      outcome="error", error=error)
-                self._events.publish(ev.PassCompleted(at=self._clock.time(), service=self.name,
-                                                      ok=False, counts={}, error=error))
-                return {"status": "error", "error": error}
-            finally:
-                self._running = False
-                self._idle.set()
-            seconds = asyncio.get_running_loop().time() - started
-            counts = {**counts, "seconds": round(seconds, 4)}
-            self.last_error = None
-            await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="ok",
-                                  counts=counts)
-            self._events.publish(ev.PassCompleted(at=self._clock.time(), service=self.name,
-                                                  ok=True, counts=counts))
-            return {"status": "ok", **counts}
+                    await audit.record(conn, at=self._clock.time(), action=f"{self.name}.check")
+            async with LeasedRun(self._host, self.job(), trigger=trigger) as run:
+                if run.acquired:
+                    self._standby_holder = None
+                    self._running = True
+                    self._idle.clear()
+                    try:
+                        run.result = await self._pass(run)
+                    finally:
+                        self._running = False
+                        self._idle.set()
+            if run.result.get("status") == "skipped":
+                self._standby_holder = run.holder
+            elif run.acquired:
+                self.last_error = run.error
+            return run.result
 
-    async def _take_over_dead(self, now: float) -> bool:
-        """Take the lease from a holder on this host whose process is gone (killed mid-pass),
-        rather than standing by until its TTL (hours) runs out; its run was interrupted."""
-        holder = await self._leases.holder(self.lease_name, now)
-        if holder is None or not _gone_here(holder):
-            return False
-        log.warning("lease %s was held by %s, which no longer runs; taking it over",
-                    self.lease_name, holder, extra={"service": self.name})
-        if not await self._leases.take_over(self.lease_name, holder, now, self.lease_ttl):
-            return False
-        alive = [*await self._leases.alive_engines(now), self._owner]
-        await runs.mark_interrupted(self._db, service=self.name, alive_owners=alive, at=now)
-        return True
+    async def _pass(self, run: LeasedRun) -> dict[str, Any]:
+        started = asyncio.get_running_loop().time()
+        counts = await self.run_pass(run.started_at)
+        seconds = asyncio.get_running_loop().time() - started
+        run.counts = {**counts, "seconds": round(seconds, 4)}
+        return {"status": "ok", **run.counts}
 
     def state(self) -> ServiceState:
         if not self.enabled:
@@ -172,17 +161,23 @@ class PeriodicService(ABC):
     async def _published(self) -> dict[str, Any] | None:
         """This service's job as another (running) engine published it, if one did."""
         jobs = await schedules.published(self._db, now=self._clock.time(), reader=self._owner)
-        return jobs.get(self.name)
+        return jobs.get(f"{self.name}.check")
+
+    async def _served_elsewhere(self) -> bool:
+        """Some other process holds this service's lease, or another engine is alive."""
+        now = self._clock.time()
+        return bool(await self._leases.holder(self.lease_name, now)) or any(
+            e != self._owner for e in await self._leases.alive_engines(now))
 
     async def status(self) -> dict[str, Any]:
         last = (await runs.last_runs(self._db, self.name)).get("pass")
         if self._scheduler is not None:
-            nxt = self._scheduler.next_run(self.name)
+            nxt = self._scheduler.next_run(f"{self.name}.check")
         elif (job := await self._published()) is not None:
             # Not scheduled here (an attached console): as the running engine published it.
             at = job["next_run"] if job["enabled"] else None
             nxt = None if at is None else datetime.fromtimestamp(at, UTC)
-        elif self.enabled and last is not None:
+        elif self.enabled and last is not None and await self._served_elsewhere():
             # No engine published a schedule: an interval after the last pass started.
             nxt = datetime.fromtimestamp(last["started_at"] + self.interval, UTC)
         else:
@@ -197,19 +192,3 @@ class PeriodicService(ABC):
             "last_error": self.last_error or (last["error"] if last and
                                               last["outcome"] == "error" else None),
         }
-
-
-def _gone_here(owner: str) -> bool:
-    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
-    that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

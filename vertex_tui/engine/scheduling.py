@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+if TYPE_CHECKING:
+    from vertex_tui.engine.service import Job as ServiceJob
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class ScheduledJob:
     schedule: str
     enabled: bool
     next_run: datetime | None
+    paused: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -114,6 +120,41 @@ class Scheduler:
         self._scheduler = AsyncIOScheduler(timezone=ZoneInfo(timezone))
         self._schedules: dict[str, str] = {}
         self._enabled: dict[str, bool] = {}
+        self._paused: set[str] = set()
+        self._params: dict[str, dict[str, Any]] = {}
+
+    def add_job(self, job: ServiceJob, func: JobFunc, *, now: float) -> None:
+        """Schedule a service's `Job` (its cron or interval trigger); an interval job's first
+        run is `first_after` seconds after `now` (the engine's clock)."""
+        from vertex_tui.engine.service import Cron
+
+        trigger = job.trigger
+        if isinstance(trigger, Cron):
+            self.add_cron(job.name, trigger.expr, func, enabled=job.enabled,
+                          misfire_grace=trigger.misfire_grace)
+        else:
+            first = datetime.fromtimestamp(now + trigger.first_after, UTC)
+            self.add_interval(job.name, trigger.seconds, func, enabled=job.enabled,
+                              first_run=first)
+        self._params[job.name] = dict(job.params)
+
+    def set_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume one job (`jobs pause`); a disabled job stays paused regardless.
+        True if that changed the job's state."""
+        job = self._scheduler.get_job(name)
+        if job is None or paused == (name in self._paused):
+            return False
+        if paused:
+            self._paused.add(name)
+            job.pause()
+        else:
+            self._paused.discard(name)
+            if self._enabled.get(name):
+                job.resume()
+        return True
+
+    def names(self) -> list[str]:
+        return list(self._schedules)
 
     def add_cron(self, name: str, expr: str, func: JobFunc, *, enabled: bool = True,
                  misfire_grace: int = 3600) -> None:
@@ -159,4 +200,6 @@ class Scheduler:
 
     def jobs(self) -> list[ScheduledJob]:
         return [ScheduledJob(name=n, schedule=s, enabled=self._enabled[n],
-                             next_run=self.next_run(n)) for n, s in self._schedules.items()]
+                             next_run=self.next_run(n), paused=n in self._paused,
+                             params=self._params.get(n, {}))
+                for n, s in self._schedules.items()]

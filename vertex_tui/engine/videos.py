@@ -112,9 +112,29 @@ class VideoService(PeriodicService):
         tail = f"\n... and {more} more\n" if more > 0 else "\n"
         return "Changes made by the video scheduler:\n\n" + "\n".join(r.lines) + tail
 
+    def published_params(self) -> dict[str, Any]:
+        return {"rotation_interval": float(self._settings.video_rotation_interval)}
+
+    async def rotation_interval(self) -> float:
+        """The rotation interval of the engine that rotates: ours if this process runs the
+        passes, else the one the running engine published (over SSH, the operator's shell
+        rarely has the service's environment), else ours."""
+        if self._scheduler is None and (job := await self._published()) is not None:
+            theirs = (job.get("params") or {}).get("rotation_interval")
+            if isinstance(theirs, (int, float)):
+                return float(theirs)
+        return float(self._settings.video_rotation_interval)
+
     async def summary(self) -> dict[str, Any]:
+        """Counts, upcoming changes and current rotations. A rotation that cannot happen
+        (no other eligible video, or a sequential one at its end) is not listed as coming."""
+        def possible(c: store.RotationCandidate) -> bool:
+            return next_video(c.mode, (c.position, c.video_id), c.eligible,
+                              random.Random(0)) is not None
+
         return await store.summary(self._db, now=self._clock.time(),
-                                   rotation_interval=self._settings.video_rotation_interval)
+                                   rotation_interval=await self.rotation_interval(),
+                                   rotatable=possible)
 
     async def add_video(self, *, portrait_id: int, title: str, start: float | None = None,
                         end: float | None = None, rotation: str = "none") -> int:

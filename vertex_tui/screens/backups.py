@@ -62,12 +62,17 @@ class BackupsScreen(VertexScreen):
         for job in self._jobs:
             name = str(job["job"])
             last = last_by_kind.get(name)
+            # Rotation and drill write no backup row: their last run comes from the job's
+            # runs (service_runs, by any engine), as for every job in `vertex-tui jobs`.
+            ran = job.get("last_run")
+            outcome = last.status if last else ("failed" if job.get("last_outcome") == "error"
+                                                else job.get("last_outcome"))
             table.add_row(
                 name, str(job["schedule"]), "yes" if job["enabled"] else "disabled",
                 clock_time(job["next_run"]) if job["enabled"] else "-",  # type: ignore[arg-type]
                 until(job["next_run"], now) if job["enabled"] else "",  # type: ignore[arg-type]
-                ago(last.started_at, now) if last else "-",
-                ("RUNNING" if job.get("running") else (last.status if last else "-")),
+                ago(last.started_at, now) if last else (ago(ran, now) if ran else "-"),  # type: ignore[arg-type]
+                ("RUNNING" if job.get("running") else str(outcome or "-")),
                 duration(last.duration) if last else "-", key=name)
         table.move_cursor(row=min(cursor, max(0, len(self._jobs) - 1)))
         drill = status.get("last_verified_restore")

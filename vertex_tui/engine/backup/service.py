@@ -8,11 +8,11 @@ and emits events; operator triggers, verifies and restores go to `audit_log`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ from typing import Any
 from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.backup import manager
-from vertex_tui.engine.backup.files import _alive, remove, stale_temps
+from vertex_tui.engine.backup.files import remove, stale_temps
 from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.runs import Host, LeasedRun, mark_interrupted
 from vertex_tui.engine.scheduling import Scheduler, next_cron_time
-from vertex_tui.engine.service import ServiceState
+from vertex_tui.engine.service import Cron, Job, ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import backups as store
 from vertex_tui.engine.store import runs, schedules
@@ -78,6 +79,10 @@ class BackupService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._standby: set[str] = set()
         self.last_error: str | None = None
+        self._host = Host(db=db, clock=clock, events=events, leases=leases, owner=owner)
+        self._bodies: dict[str, Callable[[LeasedRun], Awaitable[dict[str, Any]]]] = {
+            **{kind: functools.partial(self._backup, kind) for kind in KINDS},
+            "rotation": self._rotate, "drill": self._drill}
 
     # ---- configuration ------------------------------------------------------------------
 
@@ -88,7 +93,8 @@ class BackupService:
         return bool(getattr(self._settings, f"backup_{job}_enabled"))
 
     async def schedule(self) -> list[dict[str, Any]]:
-        """Every job with its cron schedule, enabled flag and next run (None if disabled).
+        """Every job with its cron schedule, enabled flag, next run (None if disabled) and
+        last real run (epoch seconds, outcome; skips do not count).
 
         Where this process schedules nothing (an attached console, a CLI command), the jobs
         are those a running engine published (its configuration, not this shell's); with no
@@ -96,47 +102,77 @@ class BackupService:
         now = self._clock.time()
         published = {} if self._scheduler is not None else await schedules.published(
             self._db, now=now, reader=self._owner)
+        last = await runs.last_runs(self._db, self.name)
         out = []
         for job in JOBS:
             spec, enabled, nxt = self.schedule_of(job), self.enabled(job), None
-            if (theirs := published.get(job)) is not None:
+            if (theirs := published.get(f"backup.{job}")) is not None:
                 spec = str(theirs["schedule"]).removeprefix("cron ")
                 enabled = bool(theirs["enabled"])
                 at = theirs["next_run"] if enabled else None
                 nxt = None if at is None else datetime.fromtimestamp(at, UTC)
             elif enabled and self._scheduler is not None:
-                nxt = self._scheduler.next_run(job)
+                nxt = self._scheduler.next_run(f"backup.{job}")
             elif enabled:
                 nxt = next_cron_time(spec, self._settings.timezone,
                                      datetime.fromtimestamp(now, UTC))
+            run = last.get(job)
             out.append({"job": job, "schedule": spec, "enabled": enabled,
                         "next_run": None if nxt is None else nxt.isoformat(timespec="seconds"),
-                        "running": job in self._running})
+                        "running": job in self._running,
+                        # From service_runs, by any process: rotation and drill write no
+                        # backup row, so backup history alone cannot say when they last ran.
+                        "last_run": isoformat(run["finished_at"]) if run else None,
+                        "last_outcome": run["outcome"] if run else None,
+                        "last_error": run["error"] if run and run["outcome"] == "error"
+                        else None})
         return out
 
     # ---- service lifecycle --------------------------------------------------------------------
 
+    def job(self, job: str) -> Job:
+        """`backup.<job>` on its cron schedule, under the lease `backup:<job>`."""
+        return Job(name=f"backup.{job}",
+                   trigger=Cron(expr=self.schedule_of(job),
+                                misfire_grace=self._settings.backup_misfire_grace_seconds),
+                   run=self._bodies[job], enabled=self.enabled(job), lease=f"backup:{job}",
+                   lease_ttl=LEASE_TTL,
+                   invoke=functools.partial(self._invoke, job))
+
+    def jobs(self) -> list[Job]:
+        return [self.job(j) for j in JOBS]
+
+    def actions(self) -> dict[str, Any]:
+        return {"backup.run": self.run}
+
+    def settings(self) -> dict[str, Any]:
+        s = self._settings
+        return {**{f"{j}_schedule": self.schedule_of(j) for j in JOBS},
+                **{f"{j}_enabled": self.enabled(j) for j in JOBS},
+                "keep_last": s.backup_keep_last, "backup_dir": str(s.backup_dir)}
+
     async def start(self) -> None:
         await self.recover()
         self._cancel.clear()
-        scheduler = self._jobs or Scheduler(self._settings.timezone)
-        for job in JOBS:
-            scheduler.add_cron(job, self.schedule_of(job), self._job_func(job),
-                               enabled=self.enabled(job),
-                               misfire_grace=self._settings.backup_misfire_grace_seconds)
-        if self._jobs is None:
+        if self._jobs is None:  # a service on its own (no engine): its own scheduler
+            scheduler = Scheduler(self._settings.timezone)
+            for job in self.jobs():
+                scheduler.add_job(job, functools.partial(self._invoke, job.run_key, "schedule"),
+                                  now=self._clock.time())
             scheduler.start()
-        self._scheduler = scheduler
+            self._scheduler = scheduler
+        else:
+            self._scheduler = self._jobs  # the engine schedules `jobs()` on it
         self._events.publish(ev.ServiceStarted(at=self._clock.time(), service=self.name))
 
-    def _job_func(self, job: str) -> Callable[[], Any]:
-        async def scheduled() -> None:
-            try:
-                await self.run(job, trigger="schedule")
-            except Exception:
-                log.exception("scheduled backup job %s failed", job, extra={"service": "backup"})
-
-        return scheduled
+    async def _invoke(self, job: str, trigger: str) -> dict[str, Any]:
+        if trigger != "schedule":
+            return await self.run(job, trigger=trigger)
+        try:
+            return await self.run(job, trigger="schedule")
+        except Exception:
+            log.exception("scheduled backup job %s failed", job, extra={"service": "backup"})
+            return {"job": job, "status": "error"}
 
     async def stop(self, grace: float = 8.0) -> None:
         if self._scheduler is not None:
@@ -154,7 +190,7 @@ class BackupService:
         # Alive: engines with a heartbeat, and any process holding a lease (a CLI run).
         alive = [*await self._leases.live_owners(now), self._owner]
         await store.mark_interrupted(self._db, alive_owners=alive, at=now)
-        await runs.mark_interrupted(self._db, service=self.name, alive_owners=alive, at=now)
+        await mark_interrupted(self._host, self.name)
         for kind in KINDS:
             for leftover in stale_temps(self._settings.backup_dir.absolute() / kind):
                 log.warning("removing leftover temp file %s", leftover)
@@ -189,65 +225,40 @@ class BackupService:
         """Run one job now (if this process can take its lease); returns what happened."""
         if job not in JOBS:
             raise UsageError(f"unknown backup job {job!r}; expected one of {', '.join(JOBS)}")
-        now = self._clock.time()
-        lease = f"backup:{job}"
-        if job in self._running or not (await self._leases.acquire(lease, now, LEASE_TTL)
-                                        or await self._take_over_dead(lease, now)):
-            holder = await self._leases.holder(lease, now)
-            self._standby.add(job)
-            reason = f"another run holds the lease ({holder or 'this process'})"
-            await runs.record_skip(self._db, service=self.name, job=job, owner=self._owner,
-                                   at=now, reason=reason)
-            self._events.publish(ev.JobSkipped(at=now, service=self.name, job=job,
-                                               holder=holder))
-            return {"job": job, "status": "skipped", "reason": reason}
-        self._standby.discard(job)
-        if self._scheduler is None:
-            # A one-off run (CLI) cleans up after a killed run as a starting service would.
-            await self.recover()
-        self._running.add(job)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
-            if trigger == "manual":
-                async with self._db.transaction() as conn:
-                    await audit.record(conn, at=now, action=f"backup.run.{job}")
-            if job in KINDS:
-                return await self._backup(job, trigger)
-            if job == "rotation":
-                return await self._rotate()
-            run_id = await runs.start_run(self._db, service=self.name, job=job,
-                                          owner=self._owner, at=now)
-            result = await self.drill()
-            await runs.finish_run(self._db, run_id, at=self._clock.time(),
-                                  outcome="ok" if result["status"] == "ok" else "error",
-                                  error=result.get("error"))
-            return result
+            async with LeasedRun(self._host, self.job(job), trigger=trigger) as run:
+                if run.acquired:
+                    self._standby.discard(job)
+                    self._running.add(job)
+                    try:
+                        if self._scheduler is None:
+                            # A one-off run (CLI) cleans up after a killed run as a starting
+                            # service would.
+                            await self.recover()
+                        if trigger == "manual":
+                            async with self._db.transaction() as conn:
+                                await audit.record(conn, at=run.started_at,
+                                                   action=f"backup.run.{job}")
+                        run.result = await self._bodies[job](run)
+                    finally:
+                        self._running.discard(job)
+            if run.result.get("status") == "skipped":
+                self._standby.add(job)
+                return {"job": job, **run.result}
+            return run.result
         finally:
-            self._running.discard(job)
             if task is not None:
                 self._tasks.discard(task)
-            await self._leases.release(lease)
 
-    async def _take_over_dead(self, lease: str, now: float) -> bool:
-        """Take `lease` from a holder on this host whose process is gone (killed mid-run),
-        rather than leaving the job skipped until LEASE_TTL runs out."""
-        holder = await self._leases.holder(lease, now)
-        if holder is None or not _dead_here(holder):
-            return False
-        log.warning("lease %s was held by %s, which no longer runs; taking it over", lease,
-                    holder, extra={"service": self.name})
-        return await self._leases.take_over(lease, holder, now, LEASE_TTL)
-
-    async def _backup(self, kind: str, trigger: str) -> dict[str, Any]:
+    async def _backup(self, kind: str, run: LeasedRun) -> dict[str, Any]:
         s = self._settings
         started = self._clock.time()
         backup_id = await store.insert_running(self._db, kind=kind, at=started,
-                                               trigger=trigger, owner=self._owner)
-        run_id = await runs.start_run(self._db, service=self.name, job=kind,
-                                      owner=self._owner, at=started)
-        self._events.publish(ev.BackupStarted(at=started, kind=kind, trigger=trigger))
+                                               trigger=run.trigger, owner=self._owner)
+        self._events.publish(ev.BackupStarted(at=started, kind=kind, trigger=run.trigger))
         try:
             # Inside the try: a backup folder that cannot be made is a failed backup, recorded.
             if not s.backup_dir.exists():
@@ -268,7 +279,7 @@ class BackupService:
             log.error("%s backup failed: %s", kind, error, extra={"service": self.name})
             await store.finish_failed(self._db, backup_id, at=now, started_at=started,
                                       error=error)
-            await runs.finish_run(self._db, run_id, at=now, outcome="error", error=error)
+            run.fail(error)
             self.last_error = f"{kind} backup failed: {error}"
             self._events.publish(ev.BackupFinished(at=now, kind=kind, ok=False, path=None,
                                                    size=None, error=error))
@@ -280,8 +291,7 @@ class BackupService:
                               duration=artifact.copy_seconds,
                               verify_seconds=artifact.verify_seconds, warnings=warnings,
                               detail=artifact.detail)
-        await runs.finish_run(self._db, run_id, at=now, outcome="ok",
-                              counts={"bytes": artifact.size}, error=warnings)
+        run.counts, run.note = {"bytes": artifact.size}, warnings
         self.last_error = None
         if warnings:
             log.warning("%s backup %s: %s", kind, artifact.path, warnings)
@@ -294,15 +304,12 @@ class BackupService:
                 "size": artifact.size, "sha256": artifact.sha256,
                 "seconds": round(artifact.copy_seconds, 3), "warnings": warnings}
 
-    async def _rotate(self) -> dict[str, Any]:
+    async def _rotate(self, run: LeasedRun) -> dict[str, Any]:
         s = self._settings
         policy = RetentionPolicy(keep_last=s.backup_keep_last, keep_daily=s.backup_keep_daily,
                                  keep_weekly=s.backup_keep_weekly,
                                  keep_monthly=s.backup_keep_monthly, timezone=s.timezone)
-        started = self._clock.time()
-        run_id = await runs.start_run(self._db, service=self.name, job="rotation",
-                                      owner=self._owner, at=started)
-        deleted: dict[str, int] = {}
+        deleted: dict[str, int] = run.counts
         try:
             for kind in KINDS:
                 records = await store.for_rotation(self._db, kind)
@@ -318,17 +325,17 @@ class BackupService:
                 deleted[kind] = len(doomed)
         except Exception as exc:
             error = _describe(exc)
-            await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="error",
-                                  counts=deleted, error=error)
+            run.fail(error)
             self.last_error = f"rotation failed: {error}"
             self._events.publish(ev.RotationFinished(at=self._clock.time(),
                                                      deleted=sum(deleted.values()), error=error))
             return {"job": "rotation", "status": "failed", "error": error, "deleted": deleted}
-        await runs.finish_run(self._db, run_id, at=self._clock.time(), outcome="ok",
-                              counts=deleted)
         self._events.publish(ev.RotationFinished(at=self._clock.time(),
                                                  deleted=sum(deleted.values())))
         return {"job": "rotation", "status": "ok", "deleted": deleted}
+
+    async def _drill(self, run: LeasedRun) -> dict[str, Any]:
+        return await self.drill()
 
     async def drill(self) -> dict[str, Any]:
         """Restore the newest verified database backup into a temp folder and check it."""
@@ -386,14 +393,6 @@ class BackupService:
 
     async def last_drill(self) -> dict[str, Any] | None:
         return await store.last_drill(self._db)
-
-
-def _dead_here(owner: str) -> bool:
-    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
-    that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock, isoformat
+from vertex_tui.engine.email.housekeeping import EmailJobs
 from vertex_tui.engine.email.message import MessageIds, PreparedEmail, prepare
 from vertex_tui.engine.email.models import ClaimedJob, EmailJob, EmailJobDetail, QueueStats
 from vertex_tui.engine.email.retry import Outcome, decide
@@ -45,7 +46,7 @@ ERROR_STATE_SECONDS = 60.0
 TransportFactory = Callable[[], Transport]
 
 
-class EmailQueue:
+class EmailQueue(EmailJobs):
     """The durable email queue of one engine process."""
 
     name = "email"
@@ -538,8 +539,9 @@ class EmailQueue:
         while not self._stop.is_set():
             try:
                 now = self._clock.time()
-                if await store.reap_expired(self._db, now):
-                    self._wake.set()
+                reaped = await self.reap()  # email.reap, through LeasedRun (housekeeping.py)
+                if reaped.get("status") == "error":
+                    self._note_error(f"housekeeping failed: {reaped.get('error')}")
                 self._set_paused(await store.is_paused(self._db), now)
             except Exception as exc:
                 log.exception("email housekeeping failed")

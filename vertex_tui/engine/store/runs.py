@@ -36,11 +36,12 @@ async def record_skip(db: Database, *, service: str, job: str, owner: str, at: f
 
 
 async def last_runs(db: Database, service: str) -> dict[str, dict[str, Any]]:
-    """The latest finished run of each job of `service`."""
+    """The latest finished run of each job of `service`, by any process. Skips do not count:
+    a standby engine's skip must not hide the holder's real run."""
     rows = await db.read(
         "SELECT job, started_at, finished_at, outcome, counts, error FROM service_runs"
         " WHERE id IN (SELECT max(id) FROM service_runs WHERE service = ?"
-        "              AND outcome <> 'running' GROUP BY job)",
+        "              AND outcome NOT IN ('running', 'skipped') GROUP BY job)",
         (service,),
     )
     return {
@@ -73,3 +74,43 @@ async def recent_errors(db: Database, limit: int = 10) -> list[dict[str, Any]]:
         "  ORDER BY finished_at DESC LIMIT :n)"
         " ORDER BY 3 DESC LIMIT :n", {"n": limit})
     return [{"service": r[0], "job": r[1], "at": r[2], "error": r[3]} for r in rows]
+
+
+async def record_run(db: Database, *, service: str, job: str, owner: str, started_at: float,
+                     finished_at: float, outcome: str, counts: dict[str, Any] | None = None,
+                     error: str | None = None) -> None:
+    """A finished run in one statement (jobs that record only runs that changed something)."""
+    await db.write(
+        "INSERT INTO service_runs (service, job, owner, started_at, finished_at, outcome,"
+        " counts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (service, job, owner, started_at, finished_at, outcome,
+         json.dumps(counts or {}, default=str), error),
+    )
+
+
+def _run_doc(r: Any) -> dict[str, Any]:
+    counts = json.loads(r["counts"])
+    seconds = counts.get("seconds") if isinstance(counts, dict) else None
+    if not isinstance(seconds, (int, float)):
+        seconds = None if r["finished_at"] is None else r["finished_at"] - r["started_at"]
+    return {"id": r["id"], "service": r["service"], "job": r["job"], "owner": r["owner"],
+            "started_at": r["started_at"], "finished_at": r["finished_at"],
+            "outcome": r["outcome"], "counts": counts, "error": r["error"],
+            "duration_s": None if seconds is None else round(float(seconds), 4)}
+
+
+async def last_real_runs(db: Database) -> dict[tuple[str, str], dict[str, Any]]:
+    """(service, job) -> its latest finished run that was not a skip, by any process."""
+    rows = await db.read(
+        "SELECT * FROM service_runs WHERE id IN (SELECT max(id) FROM service_runs"
+        " WHERE outcome NOT IN ('running', 'skipped') GROUP BY service, job)")
+    return {(r["service"], r["job"]): _run_doc(r) for r in rows}
+
+
+async def history(db: Database, *, service: str, job: str, limit: int = 20) -> list[
+        dict[str, Any]]:
+    """Runs of one job (skips included), newest first."""
+    rows = await db.read(
+        "SELECT * FROM service_runs WHERE service = ? AND job = ? ORDER BY id DESC LIMIT ?",
+        (service, job, limit))
+    return [_run_doc(r) for r in rows]

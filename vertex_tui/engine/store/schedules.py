@@ -22,8 +22,9 @@ PREFIX = "schedule:"
 
 async def publish(db: Database, owner: str, jobs: Iterable[ScheduledJob], *, at: float) -> None:
     """Write `owner`'s jobs, and drop the entries of engines no longer alive."""
-    doc = {j.name: {"schedule": j.schedule, "enabled": j.enabled,
-                    "next_run": None if j.next_run is None else j.next_run.timestamp()}
+    doc = {j.name: {"schedule": j.schedule, "enabled": j.enabled, "paused": j.paused,
+                    "next_run": None if j.next_run is None else j.next_run.timestamp(),
+                    "params": j.params}
            for j in jobs}
     params = {"name": f"{PREFIX}{owner}", "doc": json.dumps(doc, sort_keys=True), "now": at}
     async with db.transaction() as conn:
@@ -41,7 +42,9 @@ async def withdraw(db: Database, owner: str) -> None:
 
 
 async def published(db: Database, *, now: float, reader: str) -> dict[str, dict[str, Any]]:
-    """Job name -> {"schedule", "enabled", "next_run" (epoch or None)}, as published by an
+    """Job name -> {"schedule", "enabled", "paused", "next_run" (epoch or None), "params"}
+    (`params`: settings of the job readers need, e.g. the video rotation interval), as
+    published by an
     engine alive at `now` other than `reader`: the first by owner that published any job (a
     process that runs only the email workers, e.g. `email drain`, schedules nothing)."""
     rows = await db.read(

@@ -9,7 +9,7 @@ portraits whose subscription ended since then. Rotation decisions are made by th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,23 @@ async def rotation_candidates(conn: aiosqlite.Connection,
                               eligible=tuple(eligible.get(r[1], ()))) for r in due]
 
 
+async def _eligible(db: Database, portraits: Sequence[int],
+                    now: float) -> dict[int, list[tuple[int, int]]]:
+    """Portrait -> its (position, id) videos eligible for activation at `now`, in order."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    for chunk in range(0, len(portraits), 500):
+        part = list(portraits[chunk:chunk + 500])
+        marks = ",".join("?" * len(part))
+        rows = await db.read(
+            "SELECT v.portrait_id, v.position, v.id FROM videos v"
+            f" WHERE v.portrait_id IN ({marks}) AND "
+            + ELIGIBLE.replace(":now", "?") + " ORDER BY v.portrait_id, v.position, v.id",
+            [*part, now, now])
+        for portrait_id, position, video_id in rows:
+            found.setdefault(portrait_id, []).append((position, video_id))
+    return found
+
+
 async def rotate(conn: aiosqlite.Connection, moves: Sequence[tuple[int, int, int]],
                  now: float, result: VideoPass) -> None:
     """(portrait, from video, to video): one active video per portrait at every moment."""
@@ -200,7 +217,12 @@ async def add_video(db: Database, *, portrait_id: int, title: str, start: float 
 
 
 async def summary(db: Database, *, now: float, rotation_interval: float,
-                  upcoming: int = 20) -> dict[str, Any]:
+                  upcoming: int = 20,
+                  rotatable: Callable[[RotationCandidate], bool] | None = None
+                  ) -> dict[str, Any]:
+    """Counts by status, the next changes, and the current rotations. `rotatable` (the
+    rotation policy) says whether an active video's rotation can happen at all; those that
+    cannot are not listed as upcoming."""
     counts = {"scheduled": 0, "active": 0, "inactive": 0, "archived": 0}
     for r in await db.read("SELECT status, count(*) FROM videos GROUP BY status"):
         counts[r[0]] = r[1]
@@ -216,11 +238,22 @@ async def summary(db: Database, *, now: float, rotation_interval: float,
             (now, upcoming)):
         changes.append({"what": "deactivate", "video": r[0], "portrait": r[1], "title": r[2],
                         "at": r[3]})
-    for r in await db.read(
-            "SELECT id, portrait_id, title, activated_at FROM videos WHERE status = 'active'"
-            " AND rotation <> 'none' ORDER BY activated_at LIMIT ?", (upcoming,)):
+    active = await db.read(
+        "SELECT id, portrait_id, title, activated_at, rotation, position FROM videos"
+        " WHERE status = 'active' AND rotation <> 'none' ORDER BY activated_at LIMIT ?",
+        (upcoming if rotatable is None else upcoming * 5,))
+    eligible = {} if rotatable is None else await _eligible(db, [r[1] for r in active], now)
+    listed = 0
+    for r in active:
+        if rotatable is not None and not rotatable(RotationCandidate(
+                video_id=r[0], portrait_id=r[1], mode=r[4], position=r[5],
+                eligible=tuple(eligible.get(r[1], ())))):
+            continue
         changes.append({"what": "rotate", "video": r[0], "portrait": r[1], "title": r[2],
                         "at": max(now, r[3] + rotation_interval)})
+        listed += 1
+        if listed == upcoming:
+            break
     changes.sort(key=lambda c: c["at"])
     rotating = [
         {"portrait": r[0], "portrait_title": r[1], "video": r[2], "title": r[3],

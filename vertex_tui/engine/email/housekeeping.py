@@ -1,0 +1,70 @@
+"""The email queue's side of the service interface: its job, actions and settings.
+
+Its one periodic job is `email.reap`: jobs whose worker died (claim lease expired) become
+due again. It runs every `EMAIL_POLL_INTERVAL` from the queue's housekeeper loop (driver
+"service": that loop also follows pause/resume, and tests drive it with the fake clock), in
+every engine with workers (no singleton lease: the reclaim is one idempotent statement), and
+goes through LeasedRun like every job; only runs that reclaimed something or failed are
+recorded, or a job every second would write 86,400 rows a day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.clock import Clock
+from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.runs import Host, LeasedRun, run_job
+from vertex_tui.engine.service import Interval, Job, ServiceState
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store.db import Database
+
+REAP = "email.reap"
+
+
+class EmailJobs:
+    """Mixed into `EmailQueue` (which sets the attributes declared here)."""
+
+    # Not started here but another engine runs: its workers deliver.
+    state_elsewhere = ServiceState.RUNNING
+
+    _db: Database
+    _settings: Settings
+    _clock: Clock
+    _events: ev.EventBus
+    _owner: str
+    _wake: asyncio.Event
+
+    if TYPE_CHECKING:
+        async def drain(self, *, timeout: float | None = None) -> dict[str, int]: ...
+
+    def jobs(self) -> list[Job]:
+        return [Job(name=REAP, trigger=Interval(seconds=self._settings.email_poll_interval),
+                    run=self._reap_run, record="changes", driver="service", invoke=self.reap)]
+
+    def actions(self) -> dict[str, Any]:
+        async def drain(timeout: float = 300) -> dict[str, Any]:
+            return dict(await self.drain(timeout=float(timeout)))
+
+        return {"email.drain": drain}
+
+    def settings(self) -> dict[str, Any]:
+        s = self._settings
+        return {"workers": s.email_workers, "retry_max_attempts": s.email_retry_max_attempts,
+                "lease_seconds": s.email_lease_seconds, "poll_interval": s.email_poll_interval}
+
+    async def _reap_run(self, run: LeasedRun) -> dict[str, Any]:
+        reaped = await store.reap_expired(self._db, run.started_at)
+        run.counts = {"reaped": reaped}
+        if reaped:
+            self._wake.set()
+        return {"status": "ok", "reaped": reaped}
+
+    async def reap(self, trigger: str = "schedule") -> dict[str, Any]:
+        """One `email.reap` run (the housekeeper's every poll, or an operator's run now)."""
+        host = Host(db=self._db, clock=self._clock, events=self._events,
+                    leases=Leases(self._db, self._owner), owner=self._owner)
+        return await run_job(host, self.jobs()[0], trigger=trigger)
