@@ -44,17 +44,14 @@ Row = tuple[str, tuple[Any, ...]]  # (key, cells): the shape StableTable.show_ro
 def compact_span(seconds: float) -> str:
     """'45s', '12m', '3h 5m', '2d 4h': the two largest units, rounded down (a table cell)."""
     left = int(max(0.0, seconds))
-    if left == 0:
-        return "0s"
-    parts = []
-    for unit, size in UNITS:
-        if left >= size or parts:
-            count, left = divmod(left, size)
-            if count:
-                parts.append(f"{count}{unit}")
-            if len(parts) == 2 or not left:
-                break
-    return " ".join(parts)
+    for index, (unit, size) in enumerate(UNITS):
+        if left >= size:
+            count, rest = divmod(left, size)
+            text = f"{count}{unit}"
+            if index + 1 < len(UNITS) and rest // UNITS[index + 1][1]:
+                text += f" {rest // UNITS[index + 1][1]}{UNITS[index + 1][0]}"
+            return text
+    return "0s"
 
 
 def sort_key(job: dict[str, Any]) -> tuple[bool, str, str]:
