@@ -134,9 +134,7 @@ class JobsScreen(VertexScreen):
         disabled = sum(1 for j in jobs if not j["enabled"])
         services = len({j["service"] for j in jobs})
         self.query_one("#jobs-summary", Static).update(
-            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled"
-            + ("" if not self.bridge.attached else
-               " · times from the running engine's published schedule"))
+            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled")
         self.show_detail()
 
     def show_rows(self, rows: list[Row]) -> None:
