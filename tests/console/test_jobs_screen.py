@@ -51,7 +51,7 @@ async def jobs_screen(console: Console, pilot: Pilot[Any]) -> JobsScreen:
 async def select(pilot: Pilot[Any], screen: JobsScreen, job: str) -> None:
     """Move the cursor to `job` with the arrow keys, as an operator does."""
     table = screen.query_one("#jobs-table", DataTable)
-    await pilot.click("#jobs-table")
+    assert table.has_focus  # the keys go to the table
     for _ in range(table.row_count):
         if screen.selected_job() == job:
             return
@@ -268,6 +268,9 @@ async def test_a_plug_in_service_has_a_card_palette_entries_jobs_and_log_filter(
         assert list(cards) == ["email", "backup", "lifecycle", "video", "diskspace",
                                "certwatch"]
         assert "last run  never" in card_text(cards["diskspace"])
+        for card in cards.values():  # on screen, not clipped below the first four
+            widget, _ = app.screen.get_widget_at(*card.region.center)
+            assert card in (widget, *widget.ancestors), card.service
         assert cards["certwatch"].has_class("-error")
         assert "error: import failed: ModuleNotFoundError" in card_text(cards["certwatch"])
 

@@ -36,7 +36,9 @@ class ServiceCard(Vertical):
         last = ago(status.get("last_run"), now)
         if outcome and status.get("last_run"):
             last += f" ({outcome})"
-        lines = [f"last run  {last}", f"next run  {until(status.get('next_run'), now)}", figures]
+        lines = [f"last run  {last}", f"next run  {until(status.get('next_run'), now)}"]
+        if figures:
+            lines.append(figures)
         # A pass's error (last_error), or why a service could not load or start (error).
         error = status.get("last_error") or status.get("error")
         if error and state == "error":
