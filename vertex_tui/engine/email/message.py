@@ -320,6 +320,8 @@ def fold_addresses(name: str, value: str) -> str | None:
     """The value of address header `name` (To, Reply-To, ...) with display names encoded (as
     `fold_unstructured`), folded between words; None when the email package should write it
     (groups, non-ASCII or very long addresses)."""
+    if _SIMPLE_ADDR.match(value) and len(name) + 2 + len(value) <= _LINE:
+        return value  # one bare address (the common case): nothing to encode or fold
     parsed = policy.default.header_factory(name, value)
     if any(g.display_name is not None for g in parsed.groups):
         return None
