@@ -343,6 +343,8 @@ def fold_addresses(name: str, value: str) -> str | None:
             0 < len(w) <= 60 for w in words
         ):
             tokens.extend(words)
+        elif display.isascii() and "=?" not in display and len(plain) <= size:
+            tokens.append(plain)  # a quoted string ("Doe, J."): readable, in one piece
         else:
             tokens.extend(_encoded_words(display, iter(lambda: size, None)))
         tokens.append(f"<{address.addr_spec}>")
@@ -414,7 +416,7 @@ def build_message(
 ) -> EmailMessage:
     """The `EmailMessage` (default policy) for a stored job; same Message-ID on every attempt."""
     msg = EmailMessage()
-    msg["From"] = sender
+    _set_addresses(msg, "From", sender)
     _set_addresses(msg, "To", to_header)
     _set_text(msg, "Subject", subject)
     msg["Date"] = format_datetime(to_datetime(created_at))  # type: ignore[arg-type]
