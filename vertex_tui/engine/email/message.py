@@ -2,8 +2,11 @@
 
 Addresses are parsed with the stdlib `email` package; a strict addr-spec pattern is a fast
 path for the common case (it accepts only strings the stdlib parser also reads as exactly that
-address). CR or LF in any header value is refused: header injection is not a delivery problem
-to discover at 3 a.m., it is bad input.
+address). CR, LF or any other control character (but tab) in a header value is refused: header
+injection is not a delivery problem to discover at 3 a.m., it is bad input.
+
+At send time the queue folds the From, To and Subject headers (and non-ASCII custom text or
+address headers) itself, as RFC 2047 encoded-words where needed: see "header encoding" below.
 """
 
 from __future__ import annotations
