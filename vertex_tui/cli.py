@@ -12,13 +12,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from vertex_tui import __version__, cli_jobs, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
+from vertex_tui.engine.email.message import PreparedEmail
 from vertex_tui.engine.email.models import STATUSES, EmailJob
 from vertex_tui.engine.email.queue import prepare_mapping
 from vertex_tui.engine.errors import InvalidMessage
@@ -469,38 +470,41 @@ def _parse_headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every message of a JSONL file, validated; the first bad line raises naming its number."""
+def read_jsonl(path: Path) -> Iterator[PreparedEmail]:
+    """The messages of a JSONL file, read and validated one line at a time (the file is never
+    held in memory); the first bad line raises naming its number."""
     try:
-        text = path.read_text(encoding="utf-8")
+        file = path.open(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    messages = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    with file:
         try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessage(f"{path} line {number}: invalid JSON: {exc.msg}") from None
-        try:
-            prepare_mapping(doc)
-        except InvalidMessage as exc:
-            raise InvalidMessage(f"{path} line {number}: {exc}") from None
-        messages.append(doc)
-    if not messages:
-        raise UsageError(f"{path} holds no messages")
-    return messages
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidMessage(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+                try:
+                    yield prepare_mapping(doc)
+                except InvalidMessage as exc:
+                    raise InvalidMessage(f"{path} line {number}: {exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 async def _enqueue(args: argparse.Namespace, engine: Engine) -> int:
     if args.jsonl is not None:
         if args.to or args.subject or args.body or args.html or args.header:
             raise UsageError("use either --jsonl FILE or --to/--subject/--body, not both")
-        messages = read_jsonl(args.jsonl)
-        ids = await engine.email.enqueue_many(messages)
+        # Streamed: read, validated and inserted in chunks inside one transaction, so memory
+        # stays flat whatever the file's size; a bad line rolls back every line before it.
+        ids = await engine.email.enqueue_stream(read_jsonl(args.jsonl))
+        if not ids:
+            raise UsageError(f"{args.jsonl} holds no messages")
         print(len(ids))
         return EXIT_OK
     missing = [f"--{k}" for k in ("to", "subject", "body") if getattr(args, k) is None]

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -40,6 +40,7 @@ COMPLETE_BATCH = 500
 # writer thread, WAL writes): over SMTP ~0.65 commits a message fall to ~0.3. A worker that
 # starts waiting for its batch's outcomes ends the wait at once.
 COMMIT_WINDOW = 0.02
+ENQUEUE_CHUNK = 1_000  # rows validated and inserted at a time by enqueue_stream
 MESSAGE_KEYS = frozenset({"to", "subject", "body", "html", "headers"})
 ERROR_STATE_SECONDS = 60.0
 
@@ -119,21 +120,50 @@ class EmailQueue(EmailJobs):
         return (await self._store([prepared]))[0]
 
     async def enqueue_many(self, messages: Iterable[Mapping[str, Any]]) -> list[int]:
-        """Validate every message, then store all in one transaction (or none)."""
-        prepared = []
-        for number, message in enumerate(messages, 1):
-            try:
-                prepared.append(prepare_mapping(message))
-            except InvalidMessage as exc:
-                raise InvalidMessage(f"message {number}: {exc}") from None
-        return await self._store(prepared) if prepared else []
+        """Validate and store every message in one transaction (all or none); the first
+        invalid one raises `InvalidMessage` naming its number, and nothing is stored."""
+
+        def prepared() -> Iterator[PreparedEmail]:
+            for number, message in enumerate(messages, 1):
+                try:
+                    yield prepare_mapping(message)
+                except InvalidMessage as exc:
+                    raise InvalidMessage(f"message {number}: {exc}") from None
+
+        return list(await self.enqueue_stream(prepared()))
+
+    async def enqueue_stream(
+        self, prepared: Iterable[PreparedEmail], *, chunk_rows: int = ENQUEUE_CHUNK
+    ) -> range:
+        """Store validated messages as `prepared` yields them, `chunk_rows` at a time, in one
+        transaction: committed once `prepared` is exhausted, rolled back (nothing stored) if
+        it raises — say at an invalid line of a file being read. Memory holds one chunk,
+        however many messages there are. Returns the new jobs' ids."""
+        now = self._clock.time()
+        chunk: list[tuple[Any, ...]] = []
+        async with store.job_writer(self._db) as writer:
+            for p in prepared:
+                chunk.append(self._row(p, now))
+                if len(chunk) >= chunk_rows:
+                    await writer.add(chunk)
+                    chunk = []
+            if chunk:
+                await writer.add(chunk)
+        ids = writer.ids
+        if ids:
+            self._enqueued(now, ids)
+        return ids
 
     async def _store(self, prepared: list[PreparedEmail]) -> list[int]:
         now = self._clock.time()
         ids = await store.insert_jobs(self._db, [self._row(p, now) for p in prepared])
+        self._enqueued(now, ids)
+        return ids
+
+    def _enqueued(self, now: float, ids: Sequence[int]) -> None:
+        """After the commit: wake the workers, tell the listeners."""
         self._wake.set()
         self._events.publish(ev.EmailEnqueued(at=now, count=len(ids), job_ids=tuple(ids[:100])))
-        return ids
 
     def outbox_row(self, *, to: str, subject: str, body: str, now: float) -> tuple[Any, ...]:
         """A validated row for `store.email.INSERT_JOB`, for another service to insert in its

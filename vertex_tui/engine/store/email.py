@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import aiosqlite
 
 from vertex_tui.engine import audit
 from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
@@ -91,6 +94,43 @@ class Completion:
     created_at: float | None = None  # when the job was enqueued (for the latency metric)
 
 
+class JobWriter:
+    """Inserts job rows, chunk after chunk, into one open write transaction (`job_writer`)."""
+
+    def __init__(self, conn: aiosqlite.Connection, first: int) -> None:
+        self._conn = conn
+        self._first = first
+        self._count = 0
+
+    async def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        for start in range(0, len(rows), STATEMENT_ROWS):
+            chunk = rows[start : start + STATEMENT_ROWS]
+            await self._conn.execute(
+                f"{INSERT_JOB}, {_values(_JOB_VALUES, len(chunk) - 1)}"
+                if len(chunk) > 1
+                else INSERT_JOB,
+                _flat(chunk),
+            )
+        self._count += len(rows)
+
+    @property
+    def ids(self) -> range:
+        """The ids of the rows added so far, in order."""
+        # AUTOINCREMENT gives seq + 1, seq + 2, ... to the inserts of one write transaction.
+        return range(self._first, self._first + self._count)
+
+
+@asynccontextmanager
+async def job_writer(db: Database) -> AsyncIterator[JobWriter]:
+    """One write transaction for inserting jobs in chunks: committed when the block ends,
+    rolled back (nothing stored) if it raises."""
+    async with db.transaction() as conn:
+        seq = await conn.execute_fetchall(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'email_jobs'"
+        )
+        yield JobWriter(conn, (next(iter(seq))[0] if seq else 0) + 1)
+
+
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
     """Insert prepared rows in one transaction; returns their ids in order."""
     if len(rows) == 1:
@@ -98,21 +138,9 @@ async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int
         # round trip to the writer thread instead of three (BEGIN, INSERT, COMMIT).
         inserted = await db.write(f"{INSERT_JOB} RETURNING id", rows[0])
         return [int(inserted[0][0])]
-    async with db.transaction() as conn:
-        seq = await conn.execute_fetchall(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'email_jobs'"
-        )
-        first = (next(iter(seq))[0] if seq else 0) + 1
-        for start in range(0, len(rows), STATEMENT_ROWS):
-            chunk = rows[start : start + STATEMENT_ROWS]
-            await conn.execute(
-                f"{INSERT_JOB}, {_values(_JOB_VALUES, len(chunk) - 1)}"
-                if len(chunk) > 1
-                else INSERT_JOB,
-                _flat(chunk),
-            )
-    # AUTOINCREMENT gives seq + 1, seq + 2, ... to the inserts of one write transaction.
-    return list(range(first, first + len(rows)))
+    async with job_writer(db) as writer:
+        await writer.add(rows)
+    return list(writer.ids)
 
 
 async def claim(
