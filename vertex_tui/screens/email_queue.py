@@ -13,6 +13,7 @@ from vertex_tui.engine.email.models import EmailJob
 from vertex_tui.screens.base import VertexFooter, VertexScreen
 from vertex_tui.timefmt import ago, clock_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+from vertex_tui.widgets.tables import StableTable
 
 PAGE = 50
 FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"}
@@ -46,7 +47,6 @@ class EmailQueueScreen(VertexScreen):
         self.search: str = ""
         self._pages: list[int | None] = [None]  # before_id of each page shown so far
         self._jobs: list[EmailJob] = []
-        self._rows: list[tuple[str, ...]] = []  # the table's cells as last drawn
         self.paused = False
 
     def compose(self) -> ComposeResult:
@@ -54,7 +54,7 @@ class EmailQueueScreen(VertexScreen):
         yield Static("", id="email-counts")
         yield Input(placeholder="search recipient or subject, Enter to apply, Esc to clear",
                     id="email-search")
-        table: DataTable[str] = DataTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
+        table = StableTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
         table.add_columns("ID", "Status", "Tries", "Updated", "To", "Subject", "Last error")
         yield table
         yield Static("", id="email-page")
@@ -80,20 +80,10 @@ class EmailQueueScreen(VertexScreen):
                 f"oldest {oldest}"
                 + ("   ⏸ PAUSED" if stats.paused else ""))
         self._jobs = jobs
-        table = self.query_one("#email-jobs", DataTable)
-        rows: list[tuple[str, ...]] = [
-            (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now), j.to[:24],
-             j.subject[:24], (j.last_error or "")[:60]) for j in jobs]
-        # The same page as shown (an idle queue, every 2 s): keep the table. Rebuilding it
-        # re-measures and re-renders every cell, ~10% of a core on the periodic refresh.
-        if rows != self._rows or table.row_count != len(rows):
-            selected = table.cursor_row
-            table.clear()
-            for row in rows:
-                table.add_row(*row, key=row[0])
-            if rows:
-                table.move_cursor(row=min(selected, len(rows) - 1))
-        self._rows = rows
+        self.query_one("#email-jobs", StableTable).show_rows([
+            (str(j.id), (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now),
+                         j.to[:24], j.subject[:24], (j.last_error or "")[:60]))
+            for j in jobs])
         label = FILTER_LABEL[self.status_filter]
         _update(self.query_one("#email-page", Static),
                 f"{label}{' matching ' + repr(self.search) if self.search else ''} · page "
@@ -101,11 +91,8 @@ class EmailQueueScreen(VertexScreen):
 
     def selected_job(self) -> EmailJob | None:
         """The job under the cursor, by the row's key (never by a stale index)."""
-        table = self.query_one("#email-jobs", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return next((j for j in self._jobs if str(j.id) == row_key.value), None)
+        key = self.query_one("#email-jobs", StableTable).cursor_key
+        return next((j for j in self._jobs if str(j.id) == key), None)
 
     # ---- filtering and paging ---------------------------------------------------------------
 
@@ -149,12 +136,14 @@ class EmailQueueScreen(VertexScreen):
     # ---- actions ------------------------------------------------------------------------------
 
     @on(DataTable.RowSelected, "#email-jobs")
-    def row_selected(self) -> None:
-        self.action_detail()
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        # The row Enter was pressed on, even if a refresh lands before the detail opens.
+        self.action_detail(None if event.row_key.value is None else str(event.row_key.value))
 
     @work(exit_on_error=False)
-    async def action_detail(self) -> None:
-        job = self.selected_job()
+    async def action_detail(self, key: str | None = None) -> None:
+        job = (next((j for j in self._jobs if str(j.id) == key), None) if key
+               else self.selected_job())
         if job is None:
             return
         detail = await self.engine.email.get_job(job.id)
