@@ -20,6 +20,7 @@ from vertex_tui.widgets.tables import StableTable
 class BackupsScreen(VertexScreen):
     """Jobs on top, history below; Tab moves between them."""
 
+    AUTO_FOCUS = "#backup-jobs"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"BackupStarted", "BackupFinished", "RotationFinished",
                             "RestoreDrillFinished", "RequestHandled"})
     BINDINGS = [

@@ -45,6 +45,12 @@ class VertexScreen(Screen[None]):
 
     # Engine event types (class names) that make this screen refresh at once.
     REFRESH_ON: frozenset[str] = frozenset()
+    # The widget focused when the screen is shown: its main table, never a text box. Keys an
+    # operator types ahead are resolved against the focused widget of the screen that is
+    # current when they are handled; with Textual's default ("*": the first focusable
+    # widget) the Email screen's hidden search box held the focus until on_mount moved it,
+    # and it swallowed the `b` of a quick `e` `b` (an Input consumes printable keys).
+    AUTO_FOCUS: str | None = None
 
     @property
     def vertex(self) -> VertexApp:

@@ -22,6 +22,7 @@ FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"
 class EmailQueueScreen(VertexScreen):
     """Every job, newest first, one page at a time."""
 
+    AUTO_FOCUS = "#email-jobs"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"EmailSent", "EmailFailed", "EmailEnqueued", "JobsRetried",
                             "JobsCleanedUp", "QueuePaused", "QueueResumed"})
     BINDINGS = [

@@ -12,6 +12,7 @@ from vertex_tui.widgets.tables import StableTable
 
 
 class LifecycleScreen(VertexScreen):
+    AUTO_FOCUS = "#lifecycle-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "LifecycleStatusChanged", "NoticesQueued"})
     BINDINGS = [Binding("c", "check", "Check now")]
 

@@ -19,6 +19,7 @@ LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", loggin
 
 
 class LogScreen(VertexScreen):
+    AUTO_FOCUS = "#log-lines"  # see VertexScreen.AUTO_FOCUS
     BINDINGS = [Binding("s", "cycle_service", "Service filter"),
                 Binding("L", "cycle_level", "Level filter")]
 

@@ -12,6 +12,7 @@ from vertex_tui.widgets.tables import StableTable
 
 
 class VideosScreen(VertexScreen):
+    AUTO_FOCUS = "#video-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "VideosChanged"})
     BINDINGS = [Binding("c", "check", "Check now")]
 
