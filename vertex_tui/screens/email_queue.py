@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,7 +12,7 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
 from vertex_tui.screens.base import VertexFooter, VertexScreen
-from vertex_tui.timefmt import ago, clock_time, short_time, until
+from vertex_tui.timefmt import ago, precise_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
 from vertex_tui.widgets.tables import StableTable
 
@@ -67,19 +68,14 @@ class EmailQueueScreen(VertexScreen):
         self.query_one("#email-jobs", DataTable).focus()
 
     async def refresh_snapshot(self) -> None:
-        stats = await self.engine.email.stats()
+        stats = await self.engine.email.status()
         jobs = await self.engine.email.list_jobs(status=self.status_filter,
                                                  search=self.search or None, limit=PAGE,
                                                  before_id=self._pages[-1])
         now = self.now()
-        self.paused = stats.paused
-        self.set_class(stats.paused, "-paused")
-        oldest = "-" if stats.oldest_pending_at is None else ago(stats.oldest_pending_at, now)
-        _update(self.query_one("#email-counts", Static),
-                f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent} "
-                f"({stats.sent_last_minute} last min)  failed {stats.failed}  "
-                f"oldest {oldest}"
-                + ("   ⏸ PAUSED" if stats.paused else ""))
+        self.paused = stats["state"] == "paused"
+        self.set_class(self.paused, "-paused")
+        _update(self.query_one("#email-counts", Static), counts_line(stats, now))
         self._jobs = jobs
         self.query_one("#email-jobs", StableTable).show_rows([
             (str(j.id), (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now),
@@ -151,13 +147,13 @@ class EmailQueueScreen(VertexScreen):
         lines = [f"Message-ID: {job.message_id}", f"From: {detail.sender}", f"To: {job.to}",
                  f"Subject: {job.subject}", f"Status: {job.status}  attempts {job.attempts}/"
                  f"{job.max_attempts}  round {job.round}",
-                 f"Created: {clock_time(job.created_at)}"]
+                 f"Created: {precise_time(job.created_at)}"]
         now = self.now()
         if job.status == "pending":
-            lines.append(f"Next attempt: {clock_time(job.next_attempt_at)} "
+            lines.append(f"Next attempt: {precise_time(job.next_attempt_at)} "
                          f"({until(job.next_attempt_at, now)})")
         elif job.finished_at is not None:
-            lines.append(f"Finished: {clock_time(job.finished_at)} ({ago(job.finished_at, now)})")
+            lines.append(f"Finished: {precise_time(job.finished_at)} ({ago(job.finished_at, now)})")
         if detail.headers:
             lines.append("Headers: " + json.dumps(detail.headers, ensure_ascii=False))
         lines.append("")
@@ -166,7 +162,7 @@ class EmailQueueScreen(VertexScreen):
             error = a.error or ""
             # Server replies already start with their code ("451 4.3.0 try again later").
             code = f"{a.code} " if a.code and not error.startswith(str(a.code)) else ""
-            lines.append(f"  round {a.round} #{a.attempt}  {clock_time(a.at)}  {a.outcome:9} "
+            lines.append(f"  round {a.round} #{a.attempt}  {precise_time(a.at)}  {a.outcome:9} "
                          f"{code}{error}".rstrip())
         if not detail.history:
             lines.append("  none yet")
@@ -235,6 +231,20 @@ class EmailQueueScreen(VertexScreen):
             count = await self.engine.email.cleanup(days)
             self.notify(f"deleted {count} job(s)")
             self.reload()
+
+
+def counts_line(stats: dict[str, Any], now: float) -> str:
+    """The queue's counts, its state first (a narrow terminal cuts the end of a line). The
+    database's "sending" is what workers have claimed, in batches; what is really in an SMTP
+    transaction is known only where the workers run (this console's own engine)."""
+    oldest = stats.get("oldest_pending_at")
+    sending = f"claimed {stats['sending']:,}"
+    if stats.get("in_smtp") is not None:
+        sending += f" ({stats['in_smtp']} in SMTP)"
+    return ("⏸ PAUSED  " if stats["state"] == "paused" else "") + (
+        f"pending {stats['pending']:,}  {sending}  sent {stats['sent']:,} "
+        f"({stats['sent_last_minute']:,} last min)  failed {stats['failed']:,}  "
+        f"oldest {'-' if oldest is None else ago(oldest, now)}")
 
 
 def _update(static: Static, text: str) -> None:

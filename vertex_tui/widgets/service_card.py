@@ -34,7 +34,20 @@ class ServiceCard(Vertical):
         last = ago(status.get("last_run"), now)
         if outcome and status.get("last_run"):
             last += f" ({outcome})"
-        lines = [f"last run  {last}", f"next run  {until(status.get('next_run'), now)}", figures]
+        lines = [f"last run  {last}", f"next run  {next_run(status, now)}", figures]
         if status.get("last_error") and state == "error":
             lines.append(f"error: {str(status['last_error'])[:80]}")
         self.query_one(".card-body", Static).update("\n".join(lines))
+
+
+def next_run(status: dict[str, Any], now: float) -> str:
+    """When the service runs next, or why it does not: a paused or stopped service has no
+    next run, whatever time its schedule or its oldest job would give."""
+    state = str(status.get("state", "stopped"))
+    if state == "paused":
+        pending = status.get("pending")
+        return f"none — paused, {pending:,} pending" if isinstance(pending, int) else (
+            "none — paused")
+    if state in ("stopped", "disabled"):
+        return f"none — {state}"
+    return until(status.get("next_run"), now)
