@@ -11,9 +11,10 @@ from textual.binding import Binding
 from textual.widgets import Header, Label, Static
 
 from vertex_tui.engine.store.backups import BackupRecord
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, duration, size, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
+from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.tables import StableTable
 
 
@@ -47,7 +48,7 @@ class BackupsScreen(VertexScreen):
         history.add_columns("ID", "Kind", "Started", "Status", "Size", "Took", "Verified",
                             "Path / error")
         yield history
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.backup.status()

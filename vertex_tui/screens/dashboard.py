@@ -6,8 +6,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
@@ -32,7 +33,7 @@ class DashboardScreen(VertexScreen):
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()

@@ -8,12 +8,15 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, precise_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+from vertex_tui.widgets.keybar import Key, KeyBar
+from vertex_tui.widgets.shorten import clip
 from vertex_tui.widgets.tables import StableTable
 
 PAGE = 50
@@ -27,17 +30,20 @@ class EmailQueueScreen(VertexScreen):
     REFRESH_ON = frozenset({"EmailSent", "EmailFailed", "EmailEnqueued", "JobsRetried",
                             "JobsCleanedUp", "QueuePaused", "QueueResumed"})
     BINDINGS = [
-        Binding("1", "filter('1')", "All"),
-        Binding("2", "filter('2')", "Pending"),
-        Binding("5", "filter('5')", "Failed"),
-        Binding("3", "filter('3')", "Sending", show=False),
-        Binding("4", "filter('4')", "Sent", show=False),
-        Binding("slash", "search", "Search"),
-        Binding("r", "retry_selected", "Retry"),
-        Binding("R", "retry_all", "Retry all failed"),
-        Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("D", "drain", "Drain"),
-        Binding("C", "cleanup", "Cleanup"),
+        Binding("1", "filter('1')", "All", tooltip="show all jobs"),
+        Binding("2", "filter('2')", "Pending", tooltip="show pending jobs"),
+        Binding("3", "filter('3')", "Sending", tooltip="show jobs claimed by a worker"),
+        Binding("4", "filter('4')", "Sent", tooltip="show sent jobs"),
+        Binding("5", "filter('5')", "Failed", tooltip="show failed jobs"),
+        Binding("slash", "search", "Search", tooltip="search recipient or subject"),
+        Binding("r", "retry_selected", "Retry", tooltip="retry the selected failed job"),
+        Binding("R", "retry_all", "Retry all", tooltip="retry every failed job (asks first)"),
+        Binding("p", "toggle_pause", "Pause/resume",
+                tooltip="pause or resume delivery (every engine follows)"),
+        Binding("D", "drain", "Drain", tooltip="deliver everything due now (asks first)"),
+        Binding("C", "cleanup", "Cleanup", tooltip="delete old sent and failed mail (asks)"),
+        Binding("enter", "detail", "Detail", show=False,
+                tooltip="the selected job: headers, every attempt, body"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -50,6 +56,7 @@ class EmailQueueScreen(VertexScreen):
         self._pages: list[int | None] = [None]  # before_id of each page shown so far
         self._jobs: list[EmailJob] = []
         self.paused = False
+        self._page_shown: tuple[str | None, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,12 +67,22 @@ class EmailQueueScreen(VertexScreen):
         table.add_columns("ID", "Status", "Tries", "Updated", "To", "Subject", "Last error")
         yield table
         yield Static("", id="email-page")
-        yield VertexFooter()
+        yield KeyBar()
+
+    def footer_keys(self) -> list[Key]:
+        return [Key("1-5", "filter"), Key("/", "search", "screen.search"),
+                Key("r", "retry", "screen.retry_selected"),
+                Key("R", "retry all", "screen.retry_all"),
+                Key("p", "resume" if self.paused else "pause", "screen.toggle_pause"),
+                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup")]
 
     def on_mount(self) -> None:
         # Textual then calls VertexScreen.on_mount itself (handlers run along the MRO): calling
         # it here too loaded every snapshot twice and set two refresh timers.
         self.query_one("#email-jobs", DataTable).focus()
+
+    def on_resize(self) -> None:
+        self.reload()  # the Subject and Last error columns take the width there is
 
     async def refresh_snapshot(self) -> None:
         stats = await self.engine.email.status()
@@ -73,18 +90,25 @@ class EmailQueueScreen(VertexScreen):
                                                  search=self.search or None, limit=PAGE,
                                                  before_id=self._pages[-1])
         now = self.now()
-        self.paused = stats["state"] == "paused"
-        self.set_class(self.paused, "-paused")
+        paused = stats["state"] == "paused"
+        if paused != self.paused:
+            self.paused = paused
+            self.refresh_footer()  # "p pause" / "p resume"
+        self.set_class(paused, "-paused")
         _update(self.query_one("#email-counts", Static), counts_line(stats, now))
         self._jobs = jobs
+        to_w, subject_w, error_w = column_widths(self.size.width)
         self.query_one("#email-jobs", StableTable).show_rows([
             (str(j.id), (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now),
-                         j.to[:24], j.subject[:24], (j.last_error or "")[:60]))
+                         clip(j.to, to_w), clip(j.subject, subject_w),
+                         clip(j.last_error or "", error_w)))
             for j in jobs])
-        label = FILTER_LABEL[self.status_filter]
-        _update(self.query_one("#email-page", Static),
-                f"{label}{' matching ' + repr(self.search) if self.search else ''} · page "
-                f"{len(self._pages)} · {len(jobs)} shown · [ ] pages, / search, Enter detail")
+        page = (f"matching {self.search!r} · " if self.search else "") + (
+            f"page {len(self._pages)} · {len(jobs)} shown · [ ] pages · ⏎ detail")
+        if (self.status_filter, page) != self._page_shown:  # an update re-lays the screen
+            self._page_shown = (self.status_filter, page)
+            self.query_one("#email-page", Static).update(
+                Content.assemble(*filter_tabs(self.status_filter), "  ", page))
 
     def selected_job(self) -> EmailJob | None:
         """The job under the cursor, by the row's key (never by a stale index)."""
@@ -231,6 +255,26 @@ class EmailQueueScreen(VertexScreen):
             count = await self.engine.email.cleanup(days)
             self.notify(f"deleted {count} job(s)")
             self.reload()
+
+
+def column_widths(width: int) -> tuple[int, int, int]:
+    """Widths of the To, Subject and Last error columns in a `width`-column terminal: ID,
+    status, tries and time take ~34 columns; a wide terminal gives the rest to the subject
+    and the error (the error more: it is the longest and the one read when things fail)."""
+    room = max(0, width - 34 - 8)  # less the cell padding of the three columns, scrollbar
+    to = max(16, min(26, room * 3 // 10))
+    subject = max(16, (room - to) * 2 // 5)
+    error = max(20, room - to - subject)
+    return to, subject, error
+
+
+def filter_tabs(current: str | None) -> list[str | tuple[str, str]]:
+    """The status filters as tabs, the one shown highlighted: '1 all  2 pending …'."""
+    parts: list[str | tuple[str, str]] = []
+    for key, status in FILTERS.items():
+        label = f" {key} {FILTER_LABEL[status].split()[0]} "
+        parts.append((label, "reverse bold") if status == current else label)
+    return parts
 
 
 def counts_line(stats: dict[str, Any], now: float) -> str:

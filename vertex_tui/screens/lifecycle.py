@@ -6,8 +6,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Label, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
+from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.service_card import next_run
 from vertex_tui.widgets.tables import StableTable
 
 
@@ -24,7 +26,7 @@ class LifecycleScreen(VertexScreen):
         table = StableTable(id="lifecycle-upcoming", cursor_type="row", zebra_stripes=True)
         table.add_columns("Ends", "", "Kind", "ID", "Name", "Owner")
         yield table
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.lifecycle.summary()
@@ -34,8 +36,8 @@ class LifecycleScreen(VertexScreen):
         self.query_one("#lifecycle-counts", Static).update(
             f"active {doc['active']}   expiring {doc['expiring']}   archived {doc['archived']}"
             + (f"   not yet computed {doc['unknown']}" if doc["unknown"] else "")
-            + f"\nlast pass {ago(status['last_run'], now)}, next {until(status['next_run'], now)}"
-            + f"   state {status['state']}")
+            + f"\n{status['state'].upper()} · last pass {ago(status['last_run'], now)}, next "
+            + next_run(status, now))
         n, r = doc["notifications"], doc["notifications_last_24h"]
         self.query_one("#lifecycle-notices", Static).update(
             f"notices sent — 7 days: {n['7days']} ({r['7days']} in 24 h)   24 hours: "

@@ -6,8 +6,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Header, Label, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
+from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.service_card import next_run
 from vertex_tui.widgets.tables import StableTable
 
 
@@ -27,7 +29,7 @@ class VideosScreen(VertexScreen):
         rotating = StableTable(id="video-rotation", cursor_type="row")
         rotating.add_columns("Portrait", "Playing", "Mode", "Since")
         yield rotating
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.video.summary()
@@ -36,9 +38,8 @@ class VideosScreen(VertexScreen):
         now = self.now()
         self.query_one("#video-counts", Static).update(
             f"scheduled {doc['scheduled']}   active {doc['active']}   inactive "
-            f"{doc['inactive']}   archived {doc['archived']}\nlast pass "
-            f"{ago(status['last_run'], now)}, next {until(status['next_run'], now)}   "
-            f"state {status['state']}")
+            f"{doc['inactive']}   archived {doc['archived']}\n{status['state'].upper()} · "
+            f"last pass {ago(status['last_run'], now)}, next {next_run(status, now)}")
         self.query_one("#video-upcoming", StableTable).show_rows([
             (f"{c['what']}:{c['video']}:{c['at']}",
              (clock_time(c["at"]), until(c["at"], now), c["what"], f"#{c['video']}",

@@ -6,7 +6,8 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, Static
+from textual.content import Content
+from textual.widgets import Static
 
 from vertex_tui.timefmt import ago, until
 
@@ -19,17 +20,19 @@ class ServiceCard(Vertical):
     def __init__(self, service: str, title: str) -> None:
         super().__init__(id=f"card-{service}", classes="card")
         self.service = service
+        self.card_title = title
         self.border_title = title
 
     def compose(self) -> ComposeResult:
-        yield Label("…", classes="card-state")
         yield Static("", classes="card-body")
 
     def show(self, status: dict[str, Any], figures: str, now: float) -> None:
         state = str(status.get("state", "stopped"))
         for name in STATES:
             self.set_class(state == name, f"-{name}")
-        self.query_one(".card-state", Label).update(state.upper())
+        # The state sits in the card's title: it is never clipped, and it leaves the body's
+        # lines to the figures (a 24-row terminal has five a card).
+        self.border_title = Content.assemble(f"{self.card_title} · ", (state.upper(), "bold"))
         outcome = status.get("last_outcome")
         last = ago(status.get("last_run"), now)
         if outcome and status.get("last_run"):
