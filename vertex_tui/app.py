@@ -179,6 +179,10 @@ class VertexApp(App[None]):
     def on_resize(self) -> None:
         if self._engine_state:
             self.show_header()
+        from vertex_tui.widgets.keyshelp import KeysHelp
+
+        for panel in self.screen.query(KeysHelp) if self.screen_stack else ():
+            panel.fit_height()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         """Forward engine events to the current screen (others refresh when shown)."""

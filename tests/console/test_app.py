@@ -113,8 +113,8 @@ async def test_help_lists_the_keys_of_the_screen_first(console: Console) -> None
         out.print(body.render())
         lines = [" ".join(line.split()) for line in out.file.getvalue().splitlines()]
         own = ["/ search recipient or subject", "r retry the selected failed job",
-               "R retry every failed job (asks first)", "D deliver everything due now (asks first)",
-               "C delete old sent and failed mail (asks)", "3 show jobs claimed by a worker"]
+               "R retry all failed jobs (asks)", "D deliver all mail due now (asks)",
+               "C delete old finished mail (asks)", "3 show jobs claimed by a worker"]
         for line in [*own, "e Email queue", "o Log", "? close this help", "q quit",
                      "↓ Cursor down"]:
             assert line in lines, line

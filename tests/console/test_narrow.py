@@ -102,7 +102,7 @@ def test_column_widths_give_a_wide_terminal_to_subject_and_error(width: int) -> 
     assert to <= 26
     if width >= 120:
         assert subject > narrower[1] and error > narrower[2]
-        assert 34 + 8 + to + subject + error <= width  # all of it on screen
+        assert 28 + 2 + 6 + 2 + to + subject + error <= width  # all of it on screen
         assert error >= subject
 
 

@@ -59,8 +59,9 @@ class DashboardScreen(VertexScreen):
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
         self.query_one("#oldest", Static).update(
             f"{oldest}\nsent last minute: {email['sent_last_minute']}")
-        lines = [f"{clock_time(e['at'])}  {e['service']:9} {str(e['error'])[:70]}"
-                 for e in errors]
+        # One line each, cut by the CSS at the screen's width (text-overflow: ellipsis).
+        lines = [f"{clock_time(e['at'])}  {e['service']:9} "
+                 + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
 
 

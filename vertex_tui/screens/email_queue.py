@@ -37,13 +37,13 @@ class EmailQueueScreen(VertexScreen):
         Binding("5", "filter('5')", "Failed", tooltip="show failed jobs"),
         Binding("slash", "search", "Search", tooltip="search recipient or subject"),
         Binding("r", "retry_selected", "Retry", tooltip="retry the selected failed job"),
-        Binding("R", "retry_all", "Retry all", tooltip="retry every failed job (asks first)"),
+        Binding("R", "retry_all", "Retry all", tooltip="retry all failed jobs (asks)"),
         Binding("p", "toggle_pause", "Pause/resume",
-                tooltip="pause or resume delivery (every engine follows)"),
-        Binding("D", "drain", "Drain", tooltip="deliver everything due now (asks first)"),
-        Binding("C", "cleanup", "Cleanup", tooltip="delete old sent and failed mail (asks)"),
+                tooltip="pause or resume all delivery"),
+        Binding("D", "drain", "Drain", tooltip="deliver all mail due now (asks)"),
+        Binding("C", "cleanup", "Cleanup", tooltip="delete old finished mail (asks)"),
         Binding("enter", "detail", "Detail", show=False,
-                tooltip="the selected job: headers, every attempt, body"),
+                tooltip="the job: headers, attempts, body"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -97,7 +97,8 @@ class EmailQueueScreen(VertexScreen):
         self.set_class(paused, "-paused")
         _update(self.query_one("#email-counts", Static), counts_line(stats, now))
         self._jobs = jobs
-        to_w, subject_w, error_w = column_widths(self.size.width)
+        to_w, subject_w, error_w = column_widths(
+            self.size.width, len(str(jobs[0].id)) if jobs else 1)
         self.query_one("#email-jobs", StableTable).show_rows([
             (str(j.id), (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now),
                          clip(j.to, to_w), clip(j.subject, subject_w),
@@ -257,11 +258,12 @@ class EmailQueueScreen(VertexScreen):
             self.reload()
 
 
-def column_widths(width: int) -> tuple[int, int, int]:
-    """Widths of the To, Subject and Last error columns in a `width`-column terminal: ID,
-    status, tries and time take ~34 columns; a wide terminal gives the rest to the subject
-    and the error (the error more: it is the longest and the one read when things fail)."""
-    room = max(0, width - 34 - 8)  # less the cell padding of the three columns, scrollbar
+def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
+    """Widths of the To, Subject and Last error columns in a `width`-column terminal. ID,
+    status, tries and time take 28 columns and the id's digits, with the cells' padding and
+    the scrollbar; a wide terminal gives the rest to the subject and the error (the error
+    more: it is the longest and the one read when things fail)."""
+    room = max(0, width - 28 - id_digits - 6 - 2)
     to = max(16, min(26, room * 3 // 10))
     subject = max(16, (room - to) * 2 // 5)
     error = max(20, room - to - subject)

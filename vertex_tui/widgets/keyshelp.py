@@ -28,14 +28,17 @@ def _bindings(node: Any) -> Iterable[Binding]:
 
 
 class KeysHelp(VerticalScroll):
-    """The help panel, docked right on the current screen (`?` toggles it)."""
+    """The help panel, docked right on the current screen (`?` toggles it). It floats on a
+    layer of its own between the header and the footer: the screen keeps its layout, and the
+    header's state and the footer's keys stay in sight."""
 
     DEFAULT_CSS = """
     KeysHelp {
         dock: right;
+        layer: help;
         width: 44;
-        max-width: 50%;
-        height: 1fr;
+        max-width: 60%;
+        margin-top: 1;
         background: $panel;
         border-left: vkey $foreground 30%;
         padding: 0 1;
@@ -51,6 +54,14 @@ class KeysHelp(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static(self.text(), classes="help-body")
+
+    def on_mount(self) -> None:
+        self.fit_height()
+
+    def fit_height(self) -> None:
+        """From under the header to above the footer (a docked `1fr` on a layer of its own
+        takes the whole screen)."""
+        self.styles.height = max(1, self.screen.size.height - 2)
 
     def sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(heading, [(key, what it does)]) in the order shown."""
