@@ -207,7 +207,7 @@ async def _entities(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _lifecycle_text(doc: dict[str, Any]) -> None:
-    import humanize
+    from vertex_tui.timefmt import span
 
     n = doc["notifications"]
     print(f"active {doc['active']}  expiring {doc['expiring']}  archived {doc['archived']}")
@@ -215,19 +215,19 @@ def _lifecycle_text(doc: dict[str, Any]) -> None:
           f"{n['expired']}  (skipped as too old: {doc['notifications_skipped']})")
     print("next expirations:")
     for u in doc["upcoming"]:
-        left = humanize.naturaldelta(u["seconds_left"])
-        print(f"  {u['subscription_end']}  in {left:14} {u['kind']:8} #{u['id']:<6} "
+        left = span(u["seconds_left"])
+        print(f"  {u['subscription_end']}  in {left:18} {u['kind']:8} #{u['id']:<6} "
               f"{u['name'][:30]:30} {u['owner']}")
 
 
 def _video_text(doc: dict[str, Any]) -> None:
-    import humanize
+    from vertex_tui.timefmt import span
 
     print("  ".join(f"{k} {doc[k]}" for k in ("scheduled", "active", "inactive", "archived")))
     print("upcoming changes:")
     for c in doc["upcoming"]:
-        when = humanize.naturaldelta(max(0.0, c["seconds_from_now"]))
-        print(f"  {c['at']}  in {when:14} {c['what']:10} video #{c['video']} "
+        when = span(c["seconds_from_now"])
+        print(f"  {c['at']}  in {when:18} {c['what']:10} video #{c['video']} "
               f"'{c['title']}' of portrait #{c['portrait']}")
     print("current rotation:")
     for r in doc["rotating"]:
@@ -357,16 +357,15 @@ def _print_json(doc: Any) -> None:
 def _ago(ts: float | None, now: float) -> str:
     import humanize
 
+    from vertex_tui.timefmt import until
+
     if ts is None:
         return "-"
     from datetime import timedelta
 
     delta = timedelta(seconds=now - ts)
-    return (
-        humanize.naturaltime(delta)
-        if delta.total_seconds() >= 0
-        else ("in " + humanize.naturaldelta(-delta))
-    )
+    # A time to come is a deadline: two units, as the console shows it ("in 1 day 23 hours").
+    return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else until(ts, now)
 
 
 def _jobs_table(jobs: list[EmailJob]) -> None:

@@ -6,8 +6,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
@@ -32,7 +33,7 @@ class DashboardScreen(VertexScreen):
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()
@@ -58,8 +59,9 @@ class DashboardScreen(VertexScreen):
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
         self.query_one("#oldest", Static).update(
             f"{oldest}\nsent last minute: {email['sent_last_minute']}")
-        lines = [f"{clock_time(e['at'])}  {e['service']:9} {str(e['error'])[:70]}"
-                 for e in errors]
+        # One line each, cut by the CSS at the screen's width (text-overflow: ellipsis).
+        lines = [f"{clock_time(e['at'])}  {e['service']:9} "
+                 + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
 
 

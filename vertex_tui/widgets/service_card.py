@@ -6,7 +6,8 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, Static
+from textual.content import Content
+from textual.widgets import Static
 
 from vertex_tui.timefmt import ago, until
 
@@ -19,22 +20,37 @@ class ServiceCard(Vertical):
     def __init__(self, service: str, title: str) -> None:
         super().__init__(id=f"card-{service}", classes="card")
         self.service = service
+        self.card_title = title
         self.border_title = title
 
     def compose(self) -> ComposeResult:
-        yield Label("…", classes="card-state")
         yield Static("", classes="card-body")
 
     def show(self, status: dict[str, Any], figures: str, now: float) -> None:
         state = str(status.get("state", "stopped"))
         for name in STATES:
             self.set_class(state == name, f"-{name}")
-        self.query_one(".card-state", Label).update(state.upper())
+        # The state sits in the card's title: it is never clipped, and it leaves the body's
+        # lines to the figures (a 24-row terminal has five a card).
+        self.border_title = Content.assemble(f"{self.card_title} · ", (state.upper(), "bold"))
         outcome = status.get("last_outcome")
         last = ago(status.get("last_run"), now)
         if outcome and status.get("last_run"):
             last += f" ({outcome})"
-        lines = [f"last run  {last}", f"next run  {until(status.get('next_run'), now)}", figures]
+        lines = [f"last run  {last}", f"next run  {next_run(status, now)}", figures]
         if status.get("last_error") and state == "error":
             lines.append(f"error: {str(status['last_error'])[:80]}")
         self.query_one(".card-body", Static).update("\n".join(lines))
+
+
+def next_run(status: dict[str, Any], now: float) -> str:
+    """When the service runs next, or why it does not: a paused or stopped service has no
+    next run, whatever time its schedule or its oldest job would give."""
+    state = str(status.get("state", "stopped"))
+    if state == "paused":
+        pending = status.get("pending")
+        return f"none — paused, {pending:,} pending" if isinstance(pending, int) else (
+            "none — paused")
+    if state in ("stopped", "disabled"):
+        return f"none — {state}"
+    return until(status.get("next_run"), now)

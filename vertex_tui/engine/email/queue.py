@@ -370,6 +370,11 @@ class EmailQueue(EmailJobs):
             "next_run": isoformat(stats.next_attempt_at),
             "last_error": self.last_error,
             **{k: v for k, v in stats.to_json().items() if k != "paused"},
+            # What the counts cannot tell: of the jobs this process's workers claimed
+            # ("sending" in the database, claimed in batches), how many are in an SMTP
+            # transaction now. None where no worker runs here (an attached console).
+            "in_smtp": self._sending if self._workers else None,
+            "claimed_here": self._inflight if self._workers else None,
         }
 
     # ---- workers ----------------------------------------------------------------------------
