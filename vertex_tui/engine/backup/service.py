@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -20,11 +19,11 @@ from typing import Any
 from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.backup import manager
-from vertex_tui.engine.backup.files import _alive, remove, stale_temps
+from vertex_tui.engine.backup.files import remove, stale_temps
 from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.errors import UsageError
-from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.leases import Leases, dead_here
 from vertex_tui.engine.scheduling import Scheduler, next_cron_time
 from vertex_tui.engine.service import ServiceState
 from vertex_tui.engine.settings import Settings
@@ -234,7 +233,7 @@ class BackupService:
         """Take `lease` from a holder on this host whose process is gone (killed mid-run),
         rather than leaving the job skipped until LEASE_TTL runs out."""
         holder = await self._leases.holder(lease, now)
-        if holder is None or not _dead_here(holder):
+        if holder is None or not dead_here(holder):
             return False
         log.warning("lease %s was held by %s, which no longer runs; taking it over", lease,
                     holder, extra={"service": self.name})
@@ -386,14 +385,6 @@ class BackupService:
 
     async def last_drill(self) -> dict[str, Any] | None:
         return await store.last_drill(self._db)
-
-
-def _dead_here(owner: str) -> bool:
-    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
-    that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _describe(exc: BaseException) -> str:
