@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vertex_tui.engine import audit
-from vertex_tui.engine.backup import manager
+from vertex_tui.engine.backup import manager, swap
 from vertex_tui.engine.clock import Clock, SystemClock
 from vertex_tui.engine.errors import StoreError, UsageError
 from vertex_tui.engine.leases import Leases, dead_here
@@ -131,7 +131,7 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         if keeper is not None:
             await keeper.stop()
             if keeper.lost:
-                manager.discard_temp(tmp)
+                swap.discard_temp(tmp)
                 raise manager.BackupFailed(
                     f"the maintenance lease on {db_path} was lost while restoring; nothing "
                     "was replaced")
@@ -150,7 +150,7 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         await db.close()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        aside, smoke = await asyncio.to_thread(manager.swap_in, tmp, db_path, stamp, damaged)
+        aside, smoke = await asyncio.to_thread(swap.swap_in, tmp, db_path, stamp, damaged)
     except BaseException:
         if not damaged:
             db = await Database.open(db_path)
@@ -179,15 +179,15 @@ async def _prepare(backup: Path, db_path: Path, record: store.BackupRecord | Non
         raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
     # On the source first, so a foreign file is refused before --force is even asked for;
     # again on the copy (prepare_restore), which is what gets swapped in.
-    problem = await asyncio.to_thread(manager.schema_problem, manager.database_file_of(backup))
+    problem = await asyncio.to_thread(swap.schema_problem, manager.database_file_of(backup))
     if problem:
-        raise manager.NotRestorable(f"{backup} is {problem}")
+        raise swap.NotRestorable(f"{backup} is {problem}")
     if not force and not trusted(record):
         why = (f"the current database is damaged ({MALFORMED}), so its backup records cannot "
                "be read" if damaged else f"it is not a recorded, verified backup of {db_path}")
         raise UsageError(f"{backup} cannot be checked: {why}; if you trust it, rerun with "
                          "--force")
-    return await asyncio.to_thread(manager.prepare_restore, backup, db_path)
+    return await asyncio.to_thread(swap.prepare_restore, backup, db_path)
 
 
 async def _finish(db_path: Path, aside: Path, backup: Path, *, owner: str, now: float,
