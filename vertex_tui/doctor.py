@@ -34,7 +34,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _show(report, args, hint="run 'vertex-tui doctor --yes' to clear them")
             return 1
         _show(report, args)
-        answer = input(f"Clear these {report.clearable} item(s)? [y/N] ")
+        try:
+            answer = input(f"Clear these {report.clearable} item(s)? [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing cleared")
             return 1
