@@ -302,7 +302,10 @@ async def test_the_restore_renews_its_lease_while_it_works(
         # ...and keeps its short lease ahead of the clock; one that stopped renewing (dead
         # on another host) is stale after MAINTENANCE_TTL, not an hour.
         for _ in range(3):
-            await wait_for(lambda: clock._sleepers, message="the lease keeper to sleep")
+            # FakeClock keeps a heap of (deadline, seq, future), one per sleeper.
+            await wait_for(lambda: [d for d, _, f in clock._sleepers
+                                    if not f.done() and d > clock.time()],
+                           message="the lease keeper to sleep")
             clock.advance(20)
             await wait_for(lambda: (expiry() or 0) >= clock.time() + MAINTENANCE_TTL - 1,
                            message="the lease renewed")
