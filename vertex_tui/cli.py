@@ -11,12 +11,13 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_jobs, logsetup
+from vertex_tui import __version__, cli_jobs, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -111,6 +112,7 @@ def build_parser() -> Parser:
     _backup_parser(sub)
     _entity_parsers(sub)
     cli_jobs.add_parser(sub, Parser, _positive_int)
+    doctor.add_parser(sub)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
     enqueue.add_argument("--subject")
@@ -255,6 +257,8 @@ def _backup_parser(sub: Any) -> None:
     restore = actions.add_parser("restore", help="replace the database from a verified backup")
     restore.add_argument("path", type=Path)
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--force", action="store_true",
+                         help="restore a file that is not a recorded, verified backup")
     restore.add_argument("--json", action="store_true")
     drill = actions.add_parser("drill", help="restore the newest backup into a temp folder")
     drill.add_argument("--json", action="store_true")
@@ -338,7 +342,7 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("restore cancelled")
             return EXIT_FAILED
-    result = asyncio.run(restore(settings, args.path, owner=new_owner()))
+    result = asyncio.run(restore(settings, args.path, owner=new_owner(), force=args.force))
     if args.json:
         _print_json(result)
     else:
@@ -346,6 +350,8 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
         print(f"restored {settings.db_path} from {result['restored_from']}; previous database "
               f"saved as {result['previous_saved_as']}; kept its {kept.get('backups', 0)} "
               f"backup record(s) and {kept.get('audit_log', 0)} newer audit entries")
+        for warning in result["warnings"]:
+            print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -604,6 +610,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
         if args.command == "jobs":
             return asyncio.run(_with_engine(settings, [], lambda e: cli_jobs.command(args, e)))
+        if args.command == "doctor":
+            return doctor.run(args, settings)
         if args.command in ("lifecycle", "video", "project", "portrait"):
             return asyncio.run(_with_engine(settings, [], lambda e: _entities(args, e)))
         if args.command == "backup":
@@ -617,6 +625,10 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except VertexError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.Error as exc:
+        # What the engine did not turn into a VertexError still gets one line, not a traceback.
+        print(f"vertex-tui: database {settings.db_path}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
