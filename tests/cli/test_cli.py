@@ -66,10 +66,12 @@ def good_line(i: int) -> str:
 
 def fail_everything(cli: Any) -> dict[str, str]:
     """Settings under which every delivery attempt fails at once, for good (a job's
-    attempt limit is fixed when it is enqueued, so enqueue under these too)."""
+    attempt limit is fixed when it is enqueued, so enqueue under these too): a relay that
+    answers 451 to every message, with one attempt allowed. (A relay that cannot be reached
+    fails nothing: jobs wait for it.)"""
     return {
         "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(cli.closed_port()),
+        "SMTP_PORT": str(cli.sink("--fail-451", "1").port),
         "SMTP_TIMEOUT": "5",
         "EMAIL_RETRY_MAX_ATTEMPTS": "1",
     }

@@ -85,6 +85,7 @@ class Completion:
     code: int | None
     error: str | None
     message_id: str = ""
+    relay: bool = False  # the relay failed, not the message (logged once per outage)
 
 
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
@@ -173,12 +174,16 @@ async def release(db: Database, jobs: Sequence[ClaimedJob], now: float) -> None:
         )
 
 
-async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> None:
+async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> int:
+    """Extend the leases still held by their worker; returns how many were."""
+    if not jobs:
+        return 0
     async with db.transaction() as conn:
-        await conn.executemany(
+        cursor = await conn.executemany(
             f"UPDATE email_jobs SET lease_expires_at = ? WHERE {_FENCE}",
             [(until, j.id, j.owner, j.attempt) for j in jobs],
         )
+        return cursor.rowcount
 
 
 async def reap_expired(db: Database, now: float) -> int:
