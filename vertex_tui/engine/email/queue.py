@@ -88,6 +88,9 @@ class EmailQueue:
         self._inflight = 0
         self._sending = 0
         self._outcomes: Counter[str] = Counter()
+        # Jobs this process's workers hold (claimed, outcome not yet written): alive even when
+        # their leases ran out during a stall, so this process never reaps them.
+        self._held: set[int] = set()
         self._last_error_at: float | None = None
         self.last_error: str | None = None
         self.relay = RelayCircuit(
@@ -441,6 +444,8 @@ class EmailQueue:
         lease_until = self._clock.time() + lease
         done: list[asyncio.Future[bool]] = []
         index = 0
+        ids = [job.id for job in batch]
+        self._held.update(ids)
         try:
             for index, job in enumerate(batch):
                 if self._stop.is_set() or self._paused or self.relay.is_open:
@@ -460,6 +465,15 @@ class EmailQueue:
                     result = classify(exc)
                 finally:
                     self._sending -= 1
+                if result.relay:
+                    if self.relay.trip(result.error or "relay failure"):
+                        self._note_error(f"SMTP relay unreachable: {result.error}")
+                    if not self.relay.charge(job.id):
+                        # Already charged for this outage (it resumed after a probe
+                        # connected): handed back uncharged.
+                        await store.release(self._db, [job], self._clock.time())
+                        self._inflight -= 1
+                        continue
                 done.append(self._submit(job, result))
         except asyncio.CancelledError:
             # Stopped past the grace period: the job being sent may or may not have gone out.
@@ -469,9 +483,12 @@ class EmailQueue:
             await store.release(self._db, batch[index + 1 :], now)
             raise
         finally:
-            if done:
-                self._flush.set()  # this worker now waits for its outcomes: commit them now
-                await asyncio.gather(*done, return_exceptions=True)
+            try:
+                if done:
+                    self._flush.set()  # this worker waits for its outcomes: commit them now
+                    await asyncio.gather(*done, return_exceptions=True)
+            finally:
+                self._held.difference_update(ids)
 
     async def _extend(self, rest: list[ClaimedJob], lease: float) -> float | None:
         """Extend the leases of the untried `rest` of a batch; the new expiry, or None when
@@ -508,10 +525,7 @@ class EmailQueue:
     def _submit(self, job: ClaimedJob, result: SendResult) -> asyncio.Future[bool]:
         now = self._clock.time()
         s = self._settings
-        if result.relay:
-            if self.relay.trip(result.error or "relay failure"):
-                self._note_error(f"SMTP relay unreachable: {result.error}")
-        else:
+        if not result.relay:
             self.relay.reached()
         decision = decide(
             result.outcome,
@@ -619,7 +633,7 @@ class EmailQueue:
         while not self._stop.is_set():
             try:
                 now = self._clock.time()
-                if await store.reap_expired(self._db, now):
+                if await store.reap_expired(self._db, now, sorted(self._held)):
                     self._wake.set()
                 self._set_paused(await store.is_paused(self._db), now)
             except Exception as exc:

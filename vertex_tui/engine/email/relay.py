@@ -125,7 +125,15 @@ def smtp_probe(settings: Settings) -> Probe:
 
 
 class RelayCircuit:
-    """The transport-wide circuit of one engine process; see the module docstring."""
+    """The transport-wide circuit of one engine process; see the module docstring.
+
+    An outage lasts from the first relay failure until a delivery gets an answer from the
+    relay again (sent, or refused for the message itself). A probe that connects closes the
+    circuit so that deliveries can confirm it, but a relay failure before any does resumes
+    the same outage: same start, the probe backoff continues where it was, and jobs already
+    charged for it are not charged again (a relay that accepts EHLO and answers 421 to RCPT
+    is as down as one that refuses connections).
+    """
 
     def __init__(
         self,
@@ -146,6 +154,11 @@ class RelayCircuit:
         self.closed = asyncio.Event()
         self.closed.set()
         self._kick = asyncio.Event()
+        self._outage_since: float | None = None  # set from the first failure to confirmation
+        self._failures = 0  # failed probes in the current outage: the backoff exponent
+        self._last_log = 0.0
+        self._charged: set[int] = set()  # jobs charged an attempt for the current outage
+        self._announced = False  # "answers again" logged for the current outage
         self.outages = 0
         self.probes = 0
 
@@ -158,24 +171,44 @@ class RelayCircuit:
         return not self.closed.is_set()
 
     def trip(self, error: str) -> bool:
-        """A delivery met a relay failure: open the circuit (True if this call opened it)."""
+        """A delivery met a relay failure: open the circuit; True if a new outage began."""
         if self.is_open:
             return False
         now = self._clock.time()
-        self._state = RelayState(state=UNREACHABLE, since=now, error=error)
-        self.outages += 1
+        resumed = self._outage_since is not None
+        if not resumed:
+            self._outage_since = now
+            self._failures = 0
+            self._charged.clear()
+            self._last_log = now
+            self._announced = False
+            self.outages += 1
+            log.warning(
+                "SMTP relay %s unreachable: %s; delivery paused for every worker, probing",
+                self._relay,
+                error,
+                extra={"service": "email"},
+            )
+        self._state = RelayState(state=UNREACHABLE, since=self._outage_since, error=error)
         self.closed.clear()
         self._kick.set()
-        log.warning(
-            "SMTP relay %s unreachable: %s; delivery paused for every worker, probing",
-            self._relay,
-            error,
-            extra={"service": "email"},
-        )
+        return not resumed
+
+    def charge(self, job_id: int) -> bool:
+        """Whether a relay failure of `job_id` costs it an attempt: only its first in the
+        current outage."""
+        if job_id in self._charged:
+            return False
+        self._charged.add(job_id)
         return True
 
     def reached(self) -> None:
         """A delivery got an answer from the relay (sent, or refused for the message)."""
+        if self._outage_since is not None and not self.is_open:
+            log.info("SMTP relay %s delivering again", self._relay, extra={"service": "email"})
+            self._outage_since = None
+            self._failures = 0
+            self._charged.clear()
         if self._state.state == UNKNOWN:
             self._state = RelayState(state=OK, since=self._clock.time(), error=None)
             self._kick.set()
@@ -220,10 +253,8 @@ class RelayCircuit:
             log.exception("recording the SMTP relay state failed")
 
     async def _probe_until_closed(self, stop: asyncio.Event) -> None:
-        failures = 0
-        last_log = self._clock.time()
         while self.is_open and not stop.is_set():
-            if await self._clock.wait(stop, probe_delay(failures, rand=self._rand)):
+            if await self._clock.wait(stop, probe_delay(self._failures, rand=self._rand)):
                 return
             self.probes += 1
             try:
@@ -231,13 +262,13 @@ class RelayCircuit:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
+                self._failures += 1
                 error = classify(exc).error or type(exc).__name__
                 since = self._state.since
                 self._state = RelayState(state=UNREACHABLE, since=since, error=error)
                 now = self._clock.time()
-                if now - last_log >= STILL_DOWN_LOG_SECONDS:
-                    last_log = now
+                if now - self._last_log >= STILL_DOWN_LOG_SECONDS:
+                    self._last_log = now
                     log.warning(
                         "SMTP relay %s still unreachable after %s: %s",
                         self._relay,
@@ -245,6 +276,7 @@ class RelayCircuit:
                         error,
                         extra={"service": "email"},
                     )
+                await self._save()  # a new error is written; the same one is not rewritten
                 continue
             self._close()
         await self._save()
@@ -254,12 +286,14 @@ class RelayCircuit:
         since = self._state.since or now
         self._state = RelayState(state=OK, since=now, error=None)
         self.closed.set()
-        log.warning(
-            "SMTP relay %s reachable again after %s; delivery resumed",
-            self._relay,
-            describe(now - since),
-            extra={"service": "email"},
-        )
+        if not self._announced:  # once per outage, however often it resumes
+            self._announced = True
+            log.warning(
+                "SMTP relay %s answers again after %s; delivery resumed",
+                self._relay,
+                describe(now - since),
+                extra={"service": "email"},
+            )
 
 
 __all__ = [

@@ -186,14 +186,18 @@ async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) 
         return cursor.rowcount
 
 
-async def reap_expired(db: Database, now: float) -> int:
+async def reap_expired(db: Database, now: float, held: Sequence[int] = ()) -> int:
     """Jobs whose worker died (lease expired while sending) become due again.
 
-    The lost attempt is recorded; a job that has used all its attempts fails.
+    The lost attempt is recorded; a job that has used all its attempts fails. `held`: ids the
+    calling process's own workers still hold in memory (alive, only late: a stalled database
+    delays their renewals and outcomes), never reaped by that process.
     """
+    keep = json.dumps(list(held))
     found = await db.read(
-        "SELECT 1 FROM email_jobs WHERE status = 'sending' AND lease_expires_at <= ? LIMIT 1",
-        (now,),
+        "SELECT 1 FROM email_jobs WHERE status = 'sending' AND lease_expires_at <= ?"
+        " AND id NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (now, keep),
     )
     if not found:
         return 0
@@ -202,8 +206,9 @@ async def reap_expired(db: Database, now: float) -> int:
         await conn.execute(
             "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome, error)"
             " SELECT id, round, attempts, lease_owner, ?, 'lost', ? FROM email_jobs"
-            " WHERE status = 'sending' AND lease_expires_at <= ?",
-            (now, error, now),
+            " WHERE status = 'sending' AND lease_expires_at <= ?"
+            " AND id NOT IN (SELECT value FROM json_each(?))",
+            (now, error, now, keep),
         )
         cursor = await conn.execute(
             "UPDATE email_jobs SET"
@@ -211,8 +216,9 @@ async def reap_expired(db: Database, now: float) -> int:
             " finished_at = CASE WHEN attempts >= max_attempts THEN ? END,"
             " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ?, last_error = ?, last_code = NULL"
-            " WHERE status = 'sending' AND lease_expires_at <= ?",
-            (now, now, now, error, now),
+            " WHERE status = 'sending' AND lease_expires_at <= ?"
+            " AND id NOT IN (SELECT value FROM json_each(?))",
+            (now, now, now, error, now, keep),
         )
         return cursor.rowcount
 
