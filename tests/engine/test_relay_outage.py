@@ -36,8 +36,10 @@ from vertex_tui.engine.email.relay import (
     OK,
     UNKNOWN,
     UNREACHABLE,
+    RelayCircuit,
     RelayState,
     combine,
+    describe,
     probe_delay,
 )
 from vertex_tui.engine.email.retry import Decision, Outcome, decide
@@ -183,6 +185,63 @@ def test_which_failures_are_the_relays(exc: BaseException, relay: bool, error_pa
     assert result.error is not None and error_part in result.error
     if relay:
         assert result.outcome is Outcome.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (59.9, "59 s"), (60, "1 min 0 s"), (200, "3 min 20 s"), (7500, "2 h 5 min")],
+)
+def test_describe_durations(seconds: float, text: str) -> None:
+    assert describe(seconds) == text
+
+
+async def test_an_outage_resumed_before_any_delivery_is_the_same_outage(
+        clock: FakeClock) -> None:
+    """The probe connects, but the next delivery meets the relay failure again (e.g. 421 to
+    RCPT): same outage, same start, the backoff goes on, nobody charged twice."""
+    probes: list[float] = []
+    saved: list[RelayState] = []
+
+    async def probe() -> None:
+        probes.append(clock.time())
+
+    async def persist(state: RelayState) -> None:
+        saved.append(state)
+
+    circuit = RelayCircuit(clock=clock, probe=probe, persist=persist, rand=random.Random(1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(circuit.run(stop))
+    try:
+        start = clock.time()
+        assert circuit.trip("421 at RCPT") is True
+        assert circuit.charge(7) is True
+        for round_ in range(1, 4):
+            await _advance_until(clock, lambda: not circuit.is_open, step=0.5,
+                                 what="the probe to close the circuit")
+            assert circuit.state.state == OK
+            assert circuit.trip("421 at RCPT again") is False  # resumed, not new
+            assert circuit.state == RelayState(state=UNREACHABLE, since=start,
+                                               error="421 at RCPT again")
+            assert circuit.charge(7) is False  # already charged for this outage
+            assert circuit.charge(100 + round_) is True
+            assert len(probes) == round_
+        assert circuit.outages == 1
+        # A delivery answered: the outage is over; the next failure is a new one.
+        await _advance_until(clock, lambda: not circuit.is_open, step=0.5, what="a probe")
+        circuit.reached()
+        clock.advance(10)
+        assert circuit.trip("refused") is True
+        assert circuit.outages == 2
+        assert circuit.state.since == clock.time()
+        assert circuit.charge(7) is True
+        await _advance_until(clock, lambda: saved and saved[-1].error == "refused", step=0.0,
+                             what="the new outage to be written")
+    finally:
+        stop.set()
+        await task
+    # Probe delays doubled across the resumptions (none reset to 1 s until `reached`).
+    gaps = [b - a for a, b in zip([start, *probes], probes, strict=False)]
+    assert gaps[1] > gaps[0] * 1.3 and gaps[2] > gaps[1] * 1.3, gaps
 
 
 def test_smtp_up_metric_follows_the_relay_state() -> None:

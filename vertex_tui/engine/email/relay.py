@@ -9,16 +9,21 @@ queue then trips this process's `RelayCircuit`:
   mid-batch hands the untried rest of its batch back uncharged (`store.release`).
 - The circuit's own task probes the relay (connect, EHLO, QUIT, built exactly as a delivery
   connection is, TLS included) after `probe_delay()`: 1 s doubling to 60 s, with jitter. The
-  first probe that connects closes the circuit and every worker resumes.
+  first probe that connects closes the circuit and every worker resumes. The outage is over
+  only when a delivery gets an answer (sent, or refused for the message itself): a relay
+  failure before that resumes the same outage (same start, the backoff goes on growing), so a
+  relay that accepts EHLO but answers 421 to RCPT is treated as down, not as flapping.
 - Charging: the job whose attempt met the outage keeps that attempt (`attempts` + 1, recorded
-  in its history as `transient` with the relay's error), so a job is charged at most one
-  attempt per outage: no job is claimed while the circuit is open. A relay failure never
+  in its history as `transient` with the relay's error); nothing is claimed while the circuit
+  is open, and a job that meets the same outage again after a probe connected is handed back
+  uncharged, so a job is charged at most one attempt per outage. A relay failure never
   makes a job `failed`, even on its last attempt: the job goes back to `pending`, due at once,
   and is tried when the circuit closes (`retry.decide(..., relay=True)`). So
   `EMAIL_RETRY_MAX_ATTEMPTS` bounds the per-message failures (4xx to MAIL/RCPT/DATA, timeouts
   waiting for a reply); a job that met outages may show more attempts than that maximum.
 - Logging: one warning when an outage starts, at most one a minute while it lasts (with its
-  age and the latest error), one line when it ends; never one per job.
+  age and the latest error), one when a probe first connects again, and an info line when
+  a delivery confirms it; never one per job.
 - The state (`ok` | `unreachable` | `unknown` before the first contact, since, error) is
   written to the database on each change (`store.relay`), so `vertex-tui status` and an
   attached console, which read the database, show what the delivering engine sees.
@@ -176,7 +181,9 @@ class RelayCircuit:
             return False
         now = self._clock.time()
         resumed = self._outage_since is not None
-        if not resumed:
+        if resumed:
+            self._failures += 1  # the probe that connected was not enough: back off further
+        else:
             self._outage_since = now
             self._failures = 0
             self._charged.clear()
