@@ -538,6 +538,9 @@ async def _status(args: argparse.Namespace, engine: Engine) -> int:
             f"{name:10} {svc['state']:12} last {svc['last_run'] or '-':26} "
             f"next {svc['next_run'] or '-'}"
         )
+    smtp = doc["services"]["email"].get("smtp") or {}
+    if smtp.get("state") == "unreachable":
+        print(f"SMTP relay unreachable since {smtp['since']} ({smtp['error']})")
     return EXIT_OK
 
 

@@ -43,7 +43,8 @@ class DashboardScreen(VertexScreen):
         services = status["services"]
         figures = {
             "email": lambda s: (f"pending {s['pending']}  failed {s['failed']}\n"
-                                f"sent {s['sent']}  last min {s['sent_last_minute']}"),
+                                f"sent {s['sent']}  last min {s['sent_last_minute']}"
+                                + _relay_line(s.get("smtp"))),
             "backup": lambda s: ("last verified restore "
                                  + (ago(s["last_verified_restore"]["at"], now)
                                     if s.get("last_verified_restore") else "never")),
@@ -63,6 +64,15 @@ class DashboardScreen(VertexScreen):
         lines = [f"{clock_time(e['at'])}  {e['service']:9} "
                  + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
+
+
+def _relay_line(smtp: dict[str, object] | None) -> str:
+    """A line for the email card while the SMTP relay is unreachable (nothing otherwise)."""
+    if not smtp or smtp.get("state") != "unreachable":
+        return ""
+    since = smtp.get("since")
+    at = clock_time(since if isinstance(since, str) else None)
+    return f"\nSMTP relay unreachable since {at} ({str(smtp.get('error'))[:60]})"
 
 
 def _counts(counts: dict[str, object] | None) -> str:

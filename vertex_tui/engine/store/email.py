@@ -92,6 +92,7 @@ class Completion:
     message_id: str = ""
     encrypted: bool | None = None  # the SMTP session's TLS; None: no session
     created_at: float | None = None  # when the job was enqueued (for the latency metric)
+    relay: bool = False  # the relay failed, not the message (logged once per outage)
 
 
 class JobWriter:
@@ -208,22 +209,30 @@ async def release(db: Database, jobs: Sequence[ClaimedJob], now: float) -> None:
         )
 
 
-async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> None:
+async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> int:
+    """Extend the leases still held by their worker; returns how many were."""
+    if not jobs:
+        return 0
     async with db.transaction() as conn:
-        await conn.executemany(
+        cursor = await conn.executemany(
             f"UPDATE email_jobs SET lease_expires_at = ? WHERE {_FENCE}",
             [(until, j.id, j.owner, j.attempt) for j in jobs],
         )
+        return cursor.rowcount
 
 
-async def reap_expired(db: Database, now: float) -> int:
+async def reap_expired(db: Database, now: float, held: Sequence[int] = ()) -> int:
     """Jobs whose worker died (lease expired while sending) become due again.
 
-    The lost attempt is recorded; a job that has used all its attempts fails.
+    The lost attempt is recorded; a job that has used all its attempts fails. `held`: ids the
+    calling process's own workers still hold in memory (alive, only late: a stalled database
+    delays their renewals and outcomes), never reaped by that process.
     """
+    keep = json.dumps(list(held))
     found = await db.read(
-        "SELECT 1 FROM email_jobs WHERE status = 'sending' AND lease_expires_at <= ? LIMIT 1",
-        (now,),
+        "SELECT 1 FROM email_jobs WHERE status = 'sending' AND lease_expires_at <= ?"
+        " AND id NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (now, keep),
     )
     if not found:
         return 0
@@ -232,8 +241,9 @@ async def reap_expired(db: Database, now: float) -> int:
         await conn.execute(
             "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome, error)"
             " SELECT id, round, attempts, lease_owner, ?, 'lost', ? FROM email_jobs"
-            " WHERE status = 'sending' AND lease_expires_at <= ?",
-            (now, error, now),
+            " WHERE status = 'sending' AND lease_expires_at <= ?"
+            " AND id NOT IN (SELECT value FROM json_each(?))",
+            (now, error, now, keep),
         )
         cursor = await conn.execute(
             "UPDATE email_jobs SET"
@@ -241,8 +251,9 @@ async def reap_expired(db: Database, now: float) -> int:
             " finished_at = CASE WHEN attempts >= max_attempts THEN ? END,"
             " next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ?, last_error = ?, last_code = NULL"
-            " WHERE status = 'sending' AND lease_expires_at <= ?",
-            (now, now, now, error, now),
+            " WHERE status = 'sending' AND lease_expires_at <= ?"
+            " AND id NOT IN (SELECT value FROM json_each(?))",
+            (now, now, now, error, now, keep),
         )
         return cursor.rowcount
 
