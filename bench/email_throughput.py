@@ -1,8 +1,11 @@
 """Email queue throughput against side-by-side baselines, all in one run.
 
-    python bench/email_throughput.py [--n 15000] [--smtp-n 1000] [--rounds 5] [--json]
+    python bench/email_throughput.py [--n 15000] [--smtp-n 1000] [--rounds 5]
+        [--server aiosmtpd|smtp-sink] [--json]
 
-Measured (one aiosmtpd sink in a separate process, `python -m vertex_tui.sink`):
+Measured against one SMTP server in a separate process: `--server aiosmtpd` (default) is our
+sink, `python -m vertex_tui.sink`, which parses every message in Python; `--server smtp-sink`
+is Postfix's `smtp-sink` (C, discards the data), so the client's own cost decides the rate.
 
 - raw_smtp_msgs_per_s: aiosmtplib over 3 reused connections, no database; every message is
   built (`EmailMessage`) inside the timed loop, as the queue builds it at send time.
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from _common import (
     SENDER,
+    SERVERS,
     cpu_seconds,
     emit,
     load_1m,
@@ -50,7 +54,6 @@ from _common import (
     per_second,
     round_floats,
     settings,
-    sink_process,
 )
 
 from vertex_tui.engine import Engine
@@ -212,9 +215,9 @@ async def null_round(folder: Path, n: int) -> tuple[float, float, float]:
     return null, cpu, bulk
 
 
-def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
+def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str, Any]:
     raws, queues, nulls, hueys, bulks, null_cpus, huey_cpus = [], [], [], [], [], [], []
-    with sink_process() as (port, _):
+    with SERVERS[server]() as (port, _):
         for r in range(rounds):
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
                 raw, queue = asyncio.run(smtp_round(Path(tmp), port, smtp_n, r % 2 == 0))
@@ -245,6 +248,7 @@ def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
             "n": n,
             "smtp_n": smtp_n,
             "rounds": rounds,
+            "server": server,
             "raw_smtp_msgs_per_s": med(raws),
             "queue_msgs_per_s": med(queues),
             "ratio_vs_raw_smtp": med(q / r for q, r in zip(queues, raws, strict=True)),
@@ -269,9 +273,15 @@ def main() -> None:
     p.add_argument("--n", type=int, default=15_000, help="jobs per queue/huey measurement")
     p.add_argument("--smtp-n", type=int, default=1_000, help="messages per SMTP measurement")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (median)")
+    p.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="aiosmtpd",
+        help="SMTP server of the raw/queue pair: our aiosmtpd sink or Postfix's smtp-sink",
+    )
     p.add_argument("--json", action="store_true", help="one JSON line")
     args = p.parse_args()
-    emit(run(args.n, args.smtp_n, args.rounds), args.json, GOALS)
+    emit(run(args.n, args.smtp_n, args.rounds, args.server), args.json, GOALS)
 
 
 if __name__ == "__main__":
