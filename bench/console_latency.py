@@ -502,7 +502,7 @@ async def email_screen(path: Path, apps: int, switches: int) -> dict[str, Any]:
     queries: list[float] = []
     async with Engine(settings(path), run=[]) as engine:
         stats = await engine.email.stats()  # warm the page cache like an open console
-        pending = f"pending {stats.pending} "
+        pending = f"pending {stats.pending:,} "
 
         async def query_once() -> float:
             t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState
 from vertex_tui.bridge import Bridge, ConsoleLogHandler, EngineEvent, LogRecorded
 from vertex_tui.engine import Engine
 from vertex_tui.screens.dashboard import DashboardScreen
+from vertex_tui.widgets.shorten import shorten_middle
 
 STYLES = resources.files("vertex_tui") / "styles"
 SCREENS = {"dashboard": ("Dashboard", "d"), "jobs": ("Jobs", "j"), "email": ("Email queue", "e"),
@@ -78,6 +79,18 @@ PRELOAD_SECONDS = 1.0
 ERROR_REPEAT_SECONDS = 60.0
 
 
+# The header's title area: the terminal's width less Textual's icon (8) and clock space (10),
+# and the " — " between the title and the subtitle.
+HEADER_CHROME = 8 + 10 + 3
+
+
+def header_subtitle(state: str, path: str, width: int, title_length: int) -> str:
+    """`state` in full (NO ENGINE RUNNING is never clipped), then `path` shortened in the
+    middle to what is left of a `width`-column header."""
+    room = width - HEADER_CHROME - title_length - len(state) - 1
+    return f"{state} {shorten_middle(path, max(room, 12))}"
+
+
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
     def make() -> Screen[Any]:
         screen: Screen[Any] = getattr(import_module(f"vertex_tui.screens.{module}"), name)()
@@ -116,6 +129,7 @@ class VertexApp(App[None]):
         self.log_handler = log_handler or ConsoleLogHandler()
         self.log_handler.app = self
         self._errors_shown: dict[str, float] = {}
+        self._engine_state = ""
 
     def notify_error(self, message: str, *, title: str = "") -> None:
         """An error notification, once per ERROR_REPEAT_SECONDS for the same text."""
@@ -130,8 +144,8 @@ class VertexApp(App[None]):
     def on_mount(self) -> None:
         self.set_timer(PRELOAD_SECONDS, preload_screens)  # after the first frames
         self.bridge.connect(self)
-        mode = "ATTACHED to the engine on" if self.bridge.attached else "engine on"
-        self.sub_title = f"{mode} {self.engine.settings.db_path}"
+        self._engine_state = "ATTACHED ·" if self.bridge.attached else "engine on"
+        self.show_header()
         if self.bridge.attached:
             self.check_engines()
             if self.live_refresh:
@@ -148,7 +162,21 @@ class VertexApp(App[None]):
     async def _check_engines(self) -> None:
         alive = await self.bridge.engines_alive()
         state = f"engine alive ({len(alive)})" if alive else "NO ENGINE RUNNING"
-        self.sub_title = f"ATTACHED · {state} · {self.engine.settings.db_path}"
+        self._engine_state = f"ATTACHED · {state} ·"
+        self.show_header()
+
+    def show_header(self) -> None:
+        """The header: the engine's state in full, the database path shortened to fit."""
+        self.sub_title = header_subtitle(self._engine_state, str(self.engine.settings.db_path),
+                                         self.size.width, len(self.title))
+
+    def on_resize(self) -> None:
+        if self._engine_state:
+            self.show_header()
+        from vertex_tui.widgets.keyshelp import KeysHelp
+
+        for panel in self.screen.query(KeysHelp) if self.screen_stack else ():
+            panel.fit_height()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         """Forward engine events to the current screen (others refresh when shown)."""
@@ -176,10 +204,13 @@ class VertexApp(App[None]):
             self.notify_error(f"{type(error).__name__}: {error}", title="Something went wrong")
 
     def action_toggle_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        from vertex_tui.widgets.keyshelp import KeysHelp
+
+        shown = self.screen.query(KeysHelp)
+        if shown:
+            shown.remove()
         else:
-            self.action_show_help_panel()
+            self.screen.mount(KeysHelp(self.screen))
 
     async def screen_action(self, mode: str, action: str) -> None:
         await self.switch_mode(mode)

@@ -11,14 +11,16 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_jobs, logsetup
+from vertex_tui import __version__, cli_jobs, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
+from vertex_tui.engine.email.message import PreparedEmail
 from vertex_tui.engine.email.models import STATUSES, EmailJob
 from vertex_tui.engine.email.queue import prepare_mapping
 from vertex_tui.engine.errors import InvalidMessage
@@ -110,6 +112,7 @@ def build_parser() -> Parser:
     _backup_parser(sub)
     _entity_parsers(sub)
     cli_jobs.add_parser(sub, Parser, _positive_int)
+    doctor.add_parser(sub)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
     enqueue.add_argument("--subject")
@@ -206,7 +209,7 @@ async def _entities(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _lifecycle_text(doc: dict[str, Any]) -> None:
-    import humanize
+    from vertex_tui.timefmt import span
 
     n = doc["notifications"]
     print(f"active {doc['active']}  expiring {doc['expiring']}  archived {doc['archived']}")
@@ -214,19 +217,19 @@ def _lifecycle_text(doc: dict[str, Any]) -> None:
           f"{n['expired']}  (skipped as too old: {doc['notifications_skipped']})")
     print("next expirations:")
     for u in doc["upcoming"]:
-        left = humanize.naturaldelta(u["seconds_left"])
-        print(f"  {u['subscription_end']}  in {left:14} {u['kind']:8} #{u['id']:<6} "
+        left = span(u["seconds_left"])
+        print(f"  {u['subscription_end']}  in {left:18} {u['kind']:8} #{u['id']:<6} "
               f"{u['name'][:30]:30} {u['owner']}")
 
 
 def _video_text(doc: dict[str, Any]) -> None:
-    import humanize
+    from vertex_tui.timefmt import span
 
     print("  ".join(f"{k} {doc[k]}" for k in ("scheduled", "active", "inactive", "archived")))
     print("upcoming changes:")
     for c in doc["upcoming"]:
-        when = humanize.naturaldelta(max(0.0, c["seconds_from_now"]))
-        print(f"  {c['at']}  in {when:14} {c['what']:10} video #{c['video']} "
+        when = span(c["seconds_from_now"])
+        print(f"  {c['at']}  in {when:18} {c['what']:10} video #{c['video']} "
               f"'{c['title']}' of portrait #{c['portrait']}")
     print("current rotation:")
     for r in doc["rotating"]:
@@ -254,6 +257,8 @@ def _backup_parser(sub: Any) -> None:
     restore = actions.add_parser("restore", help="replace the database from a verified backup")
     restore.add_argument("path", type=Path)
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--force", action="store_true",
+                         help="restore a file that is not a recorded, verified backup")
     restore.add_argument("--json", action="store_true")
     drill = actions.add_parser("drill", help="restore the newest backup into a temp folder")
     drill.add_argument("--json", action="store_true")
@@ -337,7 +342,7 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("restore cancelled")
             return EXIT_FAILED
-    result = asyncio.run(restore(settings, args.path, owner=new_owner()))
+    result = asyncio.run(restore(settings, args.path, owner=new_owner(), force=args.force))
     if args.json:
         _print_json(result)
     else:
@@ -345,6 +350,8 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
         print(f"restored {settings.db_path} from {result['restored_from']}; previous database "
               f"saved as {result['previous_saved_as']}; kept its {kept.get('backups', 0)} "
               f"backup record(s) and {kept.get('audit_log', 0)} newer audit entries")
+        for warning in result["warnings"]:
+            print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -356,16 +363,15 @@ def _print_json(doc: Any) -> None:
 def _ago(ts: float | None, now: float) -> str:
     import humanize
 
+    from vertex_tui.timefmt import until
+
     if ts is None:
         return "-"
     from datetime import timedelta
 
     delta = timedelta(seconds=now - ts)
-    return (
-        humanize.naturaltime(delta)
-        if delta.total_seconds() >= 0
-        else ("in " + humanize.naturaldelta(-delta))
-    )
+    # A time to come is a deadline: two units, as the console shows it ("in 1 day 23 hours").
+    return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else until(ts, now)
 
 
 def _jobs_table(jobs: list[EmailJob]) -> None:
@@ -469,38 +475,41 @@ def _parse_headers(items: list[str]) -> dict[str, str]:
     return headers
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every message of a JSONL file, validated; the first bad line raises naming its number."""
+def read_jsonl(path: Path) -> Iterator[PreparedEmail]:
+    """The messages of a JSONL file, read and validated one line at a time (the file is never
+    held in memory); the first bad line raises naming its number."""
     try:
-        text = path.read_text(encoding="utf-8")
+        file = path.open(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    messages = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    with file:
         try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessage(f"{path} line {number}: invalid JSON: {exc.msg}") from None
-        try:
-            prepare_mapping(doc)
-        except InvalidMessage as exc:
-            raise InvalidMessage(f"{path} line {number}: {exc}") from None
-        messages.append(doc)
-    if not messages:
-        raise UsageError(f"{path} holds no messages")
-    return messages
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidMessage(f"{path} line {number}: invalid JSON: {exc.msg}") from None
+                try:
+                    yield prepare_mapping(doc)
+                except InvalidMessage as exc:
+                    raise InvalidMessage(f"{path} line {number}: {exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 async def _enqueue(args: argparse.Namespace, engine: Engine) -> int:
     if args.jsonl is not None:
         if args.to or args.subject or args.body or args.html or args.header:
             raise UsageError("use either --jsonl FILE or --to/--subject/--body, not both")
-        messages = read_jsonl(args.jsonl)
-        ids = await engine.email.enqueue_many(messages)
+        # Streamed: read, validated and inserted in chunks inside one transaction, so memory
+        # stays flat whatever the file's size; a bad line rolls back every line before it.
+        ids = await engine.email.enqueue_stream(read_jsonl(args.jsonl))
+        if not ids:
+            raise UsageError(f"{args.jsonl} holds no messages")
         print(len(ids))
         return EXIT_OK
     missing = [f"--{k}" for k in ("to", "subject", "body") if getattr(args, k) is None]
@@ -529,6 +538,9 @@ async def _status(args: argparse.Namespace, engine: Engine) -> int:
             f"{name:10} {svc['state']:12} last {svc['last_run'] or '-':26} "
             f"next {svc['next_run'] or '-'}"
         )
+    smtp = doc["services"]["email"].get("smtp") or {}
+    if smtp.get("state") == "unreachable":
+        print(f"SMTP relay unreachable since {smtp['since']} ({smtp['error']})")
     return EXIT_OK
 
 
@@ -601,6 +613,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
         if args.command == "jobs":
             return asyncio.run(_with_engine(settings, [], lambda e: cli_jobs.command(args, e)))
+        if args.command == "doctor":
+            return doctor.run(args, settings)
         if args.command in ("lifecycle", "video", "project", "portrait"):
             return asyncio.run(_with_engine(settings, [], lambda e: _entities(args, e)))
         if args.command == "backup":
@@ -614,6 +628,10 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except VertexError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except sqlite3.Error as exc:
+        # What the engine did not turn into a VertexError still gets one line, not a traceback.
+        print(f"vertex-tui: database {settings.db_path}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -44,10 +44,11 @@ def closed_port() -> int:
 class SinkProcess:
     """`python -m vertex_tui.sink` on a free port, recording each accepted message."""
 
-    def __init__(self, record: Path, cwd: Path) -> None:
+    def __init__(self, record: Path, cwd: Path, *options: str) -> None:
         self.record = record
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vertex_tui.sink", "--port", "0", "--record", str(record)],
+            [sys.executable, "-m", "vertex_tui.sink", "--port", "0", "--record", str(record),
+             *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -146,8 +147,9 @@ class CliRunner:
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         return path
 
-    def sink(self) -> SinkProcess:
-        sink = SinkProcess(self.path / f"sink{len(self.sinks)}.jsonl", self.path)
+    def sink(self, *options: str) -> SinkProcess:
+        """A sink process; `options` as for `python -m vertex_tui.sink` (`--fail-451`, 1)."""
+        sink = SinkProcess(self.path / f"sink{len(self.sinks)}.jsonl", self.path, *options)
         self.sinks.append(sink)
         return sink
 

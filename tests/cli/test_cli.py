@@ -68,10 +68,12 @@ def good_line(i: int) -> str:
 
 def fail_everything(cli: Any) -> dict[str, str]:
     """Settings under which every delivery attempt fails at once, for good (a job's
-    attempt limit is fixed when it is enqueued, so enqueue under these too)."""
+    attempt limit is fixed when it is enqueued, so enqueue under these too): a relay that
+    answers 451 to every message, with one attempt allowed. (A relay that cannot be reached
+    fails nothing: jobs wait for it.)"""
     return {
         "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(cli.closed_port()),
+        "SMTP_PORT": str(cli.sink("--fail-451", "1").port),
         "SMTP_TIMEOUT": "5",
         "EMAIL_RETRY_MAX_ATTEMPTS": "1",
     }
@@ -423,3 +425,23 @@ def test_bad_arguments_exit_2_with_one_line(cli: Any, args: list[str]) -> None:
     assert result.stdout == ""
     cli.assert_one_line(result.stderr)
     assert not cli.db_path.exists(), "bad usage is refused before the database is touched"
+
+
+def test_drain_with_the_relay_down_fails_no_job_and_says_why(cli: Any) -> None:
+    down = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(cli.closed_port()),
+            "EMAIL_RETRY_MAX_ATTEMPTS": "1"}
+    ids = [cli.enqueue(subject=f"r{i}", **down) for i in range(3)]
+    result = cli.run("email", "drain", **down)
+    assert result.returncode == 1, result.stderr
+    *logged, last = result.stderr.strip().splitlines()
+    assert last.startswith("vertex-tui: SMTP relay unreachable since ")
+    assert "connection failed" in last and "stay pending" in last
+    # The outage is logged once, not once per job.
+    assert len(logged) == 1 and "delivery paused" in logged[0]
+    jobs = {j["id"]: j for j in cli.json("email", "list")}
+    assert [jobs[i]["status"] for i in ids] == ["pending"] * 3
+    # Charged at most one attempt each for the outage (only those in flight when it began).
+    assert all(jobs[i]["attempts"] <= 1 for i in ids)
+    assert sum(jobs[i]["attempts"] for i in ids) >= 1
+    status = cli.json("status")["services"]["email"]["smtp"]
+    assert status == {"state": "unknown", "since": None, "error": None}  # no engine alive

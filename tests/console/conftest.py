@@ -9,6 +9,7 @@ for with `wait_for` (a predicate with a deadline), never with a sleep.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -16,6 +17,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from rich.console import Console as RichConsole
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
@@ -101,6 +103,17 @@ class Console:
         """The cells of a DataTable on the current screen, as text."""
         table = pilot.app.screen.query_one(selector, DataTable)
         return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+    @staticmethod
+    def screen_text(app: VertexApp) -> list[str]:
+        """The terminal's lines as an operator sees them (what is clipped is not there)."""
+        width, height = app.size
+        out = RichConsole(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                          color_system="truecolor", record=True, legacy_windows=False,
+                          safe_box=False)
+        out.print(app.screen._compositor.render_update(
+            full=True, screen_stack=app._background_screens))
+        return out.export_text().splitlines()
 
     @staticmethod
     def notes(app: VertexApp) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from rich.console import Console as RichConsole
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Label, RichLog, Static
 
+from vertex_tui.app import header_subtitle
 from vertex_tui.bridge import ConsoleLogHandler
 from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.screens.dashboard import DashboardScreen
@@ -21,6 +22,7 @@ from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.screens.log import LogScreen
 from vertex_tui.screens.videos import VideosScreen
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+from vertex_tui.widgets.keyshelp import KeysHelp
 
 if TYPE_CHECKING:
     from conftest import TestSink
@@ -70,7 +72,8 @@ async def test_screen_keys_switch_screens(console: Console) -> None:
             assert isinstance(app.screen, kind), key
         await console.settle(pilot)
         assert console.notes(app) == []
-        assert app.sub_title == f"engine on {console.settings.db_path}"
+        assert app.sub_title == header_subtitle("engine on", str(console.settings.db_path),
+                                                SIZE[0], len(app.title))
 
 
 async def test_q_quits(console: Console) -> None:
@@ -89,29 +92,38 @@ async def test_question_mark_shows_and_hides_help_on_every_screen(console: Conso
         for key in "deblvo":
             await pilot.press(key)
             await pilot.pause()
-            assert not app.screen.query("HelpPanel")
+            assert not app.screen.query(KeysHelp)
             await pilot.press("question_mark")
             await pilot.pause()
-            assert app.screen.query("HelpPanel"), f"no help on screen {key}"
+            assert app.screen.query(KeysHelp), f"no help on screen {key}"
             await pilot.press("question_mark")
             await pilot.pause()
-            assert not app.screen.query("HelpPanel"), f"help stays on screen {key}"
+            assert not app.screen.query(KeysHelp), f"help stays on screen {key}"
 
 
-async def test_help_lists_the_keys_of_the_screen(console: Console) -> None:
+async def test_help_lists_the_keys_of_the_screen_first(console: Console) -> None:
     app = console.app(await console.engine())
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("e")
         await console.settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
-        table = app.screen.query_one("HelpPanel BindingsTable", Static)
-        out = RichConsole(file=io.StringIO(), width=60, color_system=None)
-        out.print(table.render())
+        body = app.screen.query_one("KeysHelp .help-body", Static)
+        out = RichConsole(file=io.StringIO(), width=200, color_system=None)
+        out.print(body.render())
         lines = [" ".join(line.split()) for line in out.file.getvalue().splitlines()]
-        for line in ("/ Search", "r Retry", "R Retry all failed", "p Pause/resume", "D Drain",
-                     "C Cleanup", "e Email queue", "o Log", "? Help"):
-            assert line in lines
+        own = ["/ search recipient or subject", "r retry the selected failed job",
+               "R retry all failed jobs (asks)", "D deliver all mail due now (asks)",
+               "C delete old finished mail (asks)", "3 show jobs claimed by a worker"]
+        for line in [*own, "e Email queue", "o Log", "? close this help", "q quit",
+                     "↓ Cursor down"]:
+            assert line in lines, line
+        # This screen's keys come first, the table's cursor keys last.
+        assert lines[0] == "Email queue keys"
+        assert max(lines.index(line) for line in own) < lines.index("Screens")
+        assert lines.index("Anywhere") < lines.index("In the table") < lines.index(
+            "↓ Cursor down")
+        assert not any("Copy selected text" in line for line in lines)
 
 
 async def palette_run(pilot: Pilot[Any], console: Console, text: str) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from vertex_tui.app import header_subtitle
 from vertex_tui.engine.clock import SystemClock
 from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.widgets.dialogs import ConfirmDialog
@@ -95,7 +96,9 @@ async def test_attached_console_runs_a_backup_in_the_engine_process(
     async with app.run_test(size=SIZE) as pilot:
         await console.wait_for(lambda: "engine alive (1)" in app.sub_title,
                                message="the header to see the engine")
-        assert app.sub_title == f"ATTACHED · engine alive (1) · {console.settings.db_path}"
+        assert app.sub_title == header_subtitle(
+            "ATTACHED · engine alive (1) ·", str(console.settings.db_path), SIZE[0],
+            len(app.title))
         await pilot.press("b")
         await console.settle(pilot)
         assert isinstance(app.screen, BackupsScreen)
@@ -127,7 +130,9 @@ async def test_attached_console_runs_a_backup_in_the_engine_process(
         app.check_engines()
         await console.wait_for(lambda: "NO ENGINE RUNNING" in app.sub_title,
                                message="the header to see no engine")
-        assert app.sub_title == f"ATTACHED · NO ENGINE RUNNING · {console.settings.db_path}"
+        assert app.sub_title == header_subtitle(
+            "ATTACHED · NO ENGINE RUNNING ·", str(console.settings.db_path), SIZE[0],
+            len(app.title))
 
 
 async def test_attached_request_with_no_engine_stays_pending(

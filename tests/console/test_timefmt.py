@@ -6,7 +6,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vertex_tui.timefmt import ago, clock_time, duration, short_time, size, until
+from vertex_tui.timefmt import (
+    ago,
+    clock_time,
+    duration,
+    precise_time,
+    short_time,
+    size,
+    span,
+    until,
+)
 
 NOW = datetime(2026, 11, 28, 17, 5, 9, tzinfo=UTC).timestamp()
 
@@ -32,8 +41,33 @@ def test_ago(value: float | None, expected: str) -> None:
     assert ago(value, NOW) == expected
 
 
+MINUTE, HOUR, DAY = 60, 3600, 86_400
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (47 * HOUR + 59 * MINUTE, "1 day 23 hours"),    # never "a day": a deadline rounds down
+    (48 * HOUR - 1, "1 day 23 hours"),
+    (48 * HOUR, "2 days"),                          # a zero second unit is left out
+    (DAY + 5 * MINUTE, "1 day"),                    # only two adjacent units
+    (23 * HOUR + 59 * MINUTE + 59, "23 hours 59 minutes"),
+    (3 * HOUR, "3 hours"),
+    (HOUR + MINUTE, "1 hour 1 minute"),
+    (90, "1 minute 30 seconds"),
+    (59.9, "59 seconds"),                           # rounded down, not up to a minute
+    (1, "1 second"),
+    (0.4, "under a second"),
+    (-5, "under a second"),
+    (33 * DAY + 7 * HOUR, "33 days 7 hours"),       # no vague "a month"
+    (400 * DAY, "1 year 35 days"),
+])
+def test_span(seconds: float, expected: str) -> None:
+    assert span(seconds) == expected
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     (NOW + 3 * 3600, "in 3 hours"),
+    (NOW + 47 * HOUR + 59 * MINUTE, "in 1 day 23 hours"),
+    (NOW + 2 * HOUR + 59 * MINUTE + 30, "in 2 hours 59 minutes"),
     (NOW - 5, "due now"),
     (None, "-"),
 ])
@@ -52,6 +86,9 @@ def test_duration(seconds: float | None, expected: str) -> None:
 
 def test_clock_time_and_size() -> None:
     assert clock_time(NOW) == "2026-11-28 17:05"
+    assert precise_time(NOW) == "2026-11-28 17:05:09"  # job detail: to the second
+    assert precise_time(NOW + 31) == "2026-11-28 17:05:40"
+    assert precise_time(None) == "-"
     assert clock_time(None) == "-"
     assert size(1536) == "1.5 KiB"
     assert size(None) == "-"

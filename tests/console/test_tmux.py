@@ -1,5 +1,6 @@
-"""Smoke test in a real terminal: `vertex-tui demo` in a detached tmux session (100x30),
-driven with send-keys and read with capture-pane, as an operator over SSH would see it."""
+"""Smoke test in a real terminal: `vertex-tui demo` in a detached tmux session (80x24, the
+smallest terminal it serves, and 100x30), driven with send-keys and read with capture-pane, as
+an operator over SSH would see it."""
 
 from __future__ import annotations
 
@@ -68,33 +69,47 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
                    capture_output=True, timeout=30)
 
 
-def test_demo_in_tmux(tmux: Tmux, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (100, 30)])
+def test_demo_in_tmux(tmux: Tmux, tmp_path: Path, width: int, height: int) -> None:
     exe = Path(sys.executable).with_name("vertex-tui")
     command = (f"cd {tmp_path} && {exe} demo; "
                f"echo \"{EXITED} $?\"; sleep 600")
-    tmux.run("new-session", "-d", "-s", SESSION, "-x", "100", "-y", "30", command)
+    tmux.run("new-session", "-d", "-s", SESSION, "-x", str(width), "-y", str(height), command)
 
-    home = tmux.wait_for(lambda t: "Email queue" in t and "Backups" in t
+    home = tmux.wait_for(lambda t: "Email queue ·" in t and "Backups ·" in t
                          and ("RUNNING" in t or "IDLE" in t), "the dashboard")
     assert "Lifecycle" in home and "Videos" in home and "Latest errors" in home
 
+    # The footer (the last line) always names the screen's own keys and `? help`.
     screens = {
-        "e": ("ID", "Status", "Tries", "Retry all failed", "pending"),
-        "b": ("Jobs", "History", "database", "Run job now"),
-        "l": ("Upcoming expirations", "active", "expiring", "Check now"),
-        "v": ("Upcoming changes", "Current rotation", "scheduled", "Check now"),
-        "o": ("all services", "Service filter", "Level filter"),
-        "d": ("Email queue", "Backups", "Mail sent per minute"),
+        "e": (("ID", "Status", "Tries", "pending"),
+              ("1-5 filter", "/ search", "r retry", "R retry all", "p pause", "D drain",
+               "C cleanup", "? help")),
+        "b": (("Jobs", "History", "database"),
+              ("t run job now", "V verify backup", "R restore", "? help", "q quit")),
+        "l": (("Upcoming expirations", "active", "expiring"), ("c check now", "? help")),
+        "v": (("Upcoming changes", "Current rotation", "scheduled"), ("c check now", "? help")),
+        "o": (("all services",), ("s service filter", "L level filter", "? help")),
+        "d": (("Email queue", "Backups", "Mail sent per minute"), ("? help", "q quit")),
     }
-    for key, texts in screens.items():
+    for key, (texts, footer) in screens.items():
         tmux.keys(key)
-        tmux.wait_for(lambda t, texts=texts: all(x in t for x in texts),
-                      f"screen {key} to show {texts}")
+        tmux.wait_for(lambda t, texts=texts, footer=footer: all(x in t for x in texts)
+                      and all(k in t.rstrip().splitlines()[-1] for k in footer),
+                      f"screen {key} to show {texts} and the keys {footer}")
+
+    # Type-ahead: two screen keys in one burst, the second lands before the first screen is
+    # done; neither is lost.
+    tmux.keys("l", "b")
+    tmux.wait_for(lambda t: "History" in t and "run job now" in t, "the Backups screen")
+    tmux.keys("d")
+    tmux.wait_for(lambda t: "Mail sent per minute" in t, "the dashboard again")
 
     tmux.keys("?")
-    tmux.wait_for(lambda t: "Focus Previous" in t and "Quit the app" in t, "the help panel")
+    tmux.wait_for(lambda t: "Dashboard keys" in t and "Screens" in t and "close this help" in t,
+                  "the help panel")
     tmux.keys("?")
-    tmux.wait_for(lambda t: "Focus Previous" not in t, "the help panel to close")
+    tmux.wait_for(lambda t: "Dashboard keys" not in t, "the help panel to close")
 
     tmux.keys("q")
     after = tmux.wait_for(lambda t: EXITED in t, "vertex-tui to exit")

@@ -324,17 +324,30 @@ async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refuse
     job_when: JobWhen,
     wait_for: WaitFor,
 ) -> None:
-    sink = make_sink(delay=1.0)  # each DATA takes a second: long enough to lose the lease
-    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0)
+    # Each DATA takes 4 s: long enough to open a second engine and lose the lease meanwhile.
+    sink = make_sink(delay=4.0)
+    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0,
+                                smtp_timeout=20.0)
     async with Engine(settings, clock=clock, run=EMAIL) as first:
         seen_first: list[ev.Event] = []
         first.events.subscribe(seen_first.append)
         job_id = await first.email.enqueue(to="late@example.com", subject="s", body="b")
         assert await asyncio.to_thread(sink.handler.data_started.wait, 10)
-        clock.advance(61)  # the worker stalls past its lease; the housekeeper reaps the job
-        await job_when(first, job_id, lambda d: d.job.status != "sending", "reaped")
+        # Opened while the first engine's send waits for its DATA reply.
         async with Engine(settings, clock=clock, run=EMAIL) as second:
-            done = await job_when(second, job_id, is_sent, "sent by a new claim")
+            # The worker stalls past its lease; the other engine's housekeeper reaps the job
+            # (a process never reaps the jobs its own live workers still hold).
+            clock.advance(61)
+
+            async def reaped() -> bool:
+                detail = await first.email.get_job(job_id)
+                if any(a.outcome == "lost" for a in detail.history):
+                    return True
+                clock.advance(1)  # the second engine's housekeeper may have gone to sleep
+                return False
+
+            await wait_for(reaped, message="the job reaped")
+            done = await job_when(second, job_id, is_sent, "sent by a new claim", timeout=30)
             await wait_for(
                 lambda: any(isinstance(e, ev.CompletionRefused) for e in seen_first),
                 message="the stale completion to be refused",

@@ -164,8 +164,9 @@ async def test_451_is_retried_after_each_configured_delay_then_sent(
     assert [(e.attempt, e.retry_at is not None) for e in failed_events] == [(1, True), (2, True)]
     assert failed_events[0].retry_at == first.job.next_attempt_at
     assert [e.job_id for e in seen if isinstance(e, ev.EmailSent)] == [job_id]
-    # A 4xx reply is followed by RSET, not a new connection.
-    assert sink.connections == 1
+    # The first 4xx reply is followed by RSET on the same session; the second in a row drops
+    # that session, and the third attempt opens a fresh one.
+    assert sink.connections == 2
 
 
 async def test_repeated_451_fails_after_max_attempts(
@@ -260,7 +261,7 @@ async def test_partial_refusal_is_sent_with_the_refusal_recorded(
     assert "550" in (attempt.error or "")
 
 
-async def test_connection_dropped_mid_data_is_transient_then_delivered(
+async def test_connection_dropped_mid_data_pauses_for_the_relay_then_delivers(
     settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
@@ -274,7 +275,10 @@ async def test_connection_dropped_mid_data_is_transient_then_delivered(
         assert first.job.last_code is None
         assert first.job.last_error
         assert [a.outcome for a in first.history] == ["transient"]
-        assert_retry_at(first.job.next_attempt_at, t0, 1.0)
+        # A dropped session is the relay's failure: due again as soon as the relay answers a
+        # probe, not after the message's own retry delay.
+        assert first.job.next_attempt_at == t0
+        assert engine.email.relay.is_open
         assert sink.received == []
 
         sink.behaviour.drop_every = 0
@@ -284,8 +288,8 @@ async def test_connection_dropped_mid_data_is_transient_then_delivered(
     assert [a.outcome for a in done.history] == ["transient", "sent"]
     assert len(sink.received) == 1
     assert sink.received[0].message_id == done.job.message_id
-    # The dropped connection was not reused: the retry needed a second one.
-    assert sink.connections == 2
+    # The dropped connection was not reused: the probe and the retry each opened one.
+    assert sink.connections == 3
 
 
 async def test_every_second_message_dropped_all_delivered_exactly_once(
@@ -360,7 +364,7 @@ async def test_server_that_never_answers_times_out_as_transient(
     assert len(sink_hang.received) == 1
 
 
-async def test_connection_refused_is_transient(
+async def test_connection_refused_is_a_relay_failure(
     settings_factory: Callable[..., Settings], clock: FakeClock, job_when: JobWhen
 ) -> None:
     settings = settings_factory()  # SMTP port with nothing listening
@@ -371,7 +375,8 @@ async def test_connection_refused_is_transient(
     assert first.job.last_code is None
     assert "connect" in (first.job.last_error or "").lower()
     assert [a.outcome for a in first.history] == ["transient"]
-    assert_retry_at(first.job.next_attempt_at, t0, 1.0)
+    # Held back by the relay circuit, not by the message's retry delay.
+    assert first.job.next_attempt_at == t0
 
 
 async def test_connections_are_reused_across_messages(

@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 from datetime import UTC, datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -224,6 +225,52 @@ def test_line_break_in_header_value_is_refused(value: str) -> None:
         _prepare(headers={"X-Tag": value})
 
 
+# C0 controls but tab (and CR/LF, refused as line breaks), and DEL.
+CONTROLS = [chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)]
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=[f"U+{ord(c):04X}" for c in CONTROLS])
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [
+        ("subject", "Subject"),
+        ("display name", "To"),
+        ("header", "header X-Tag"),
+        ("address header", "header Reply-To"),
+    ],
+)
+def test_control_characters_in_header_values_are_refused(char: str, where: str, what: str) -> None:
+    value = f"Hello{char}there"
+    fields: dict[str, Any] = {
+        "subject": {"subject": value},
+        "display name": {"to": f'"{value}" <a@example.com>'},
+        "header": {"headers": {"X-Tag": value}},
+        "address header": {"headers": {"Reply-To": f'"{value}" <help@example.com>'}},
+    }[where]
+    with pytest.raises(InvalidMessage) as info:
+        _prepare(**fields)
+    message = str(info.value)
+    assert message.startswith(f"{what} contains a ")
+    assert "line break" in message or f"control character (U+{ord(char):04X})" in message
+    assert "\n" not in message and char not in message  # one printable line
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f"])
+def test_control_characters_in_a_recipient_list_item_name_the_to_header(char: str) -> None:
+    with pytest.raises(InvalidMessage, match=r"^To contains a control character"):
+        _prepare(to=["ok@example.com", f"Bad{char}Name <b@example.com>"])
+
+
+def test_tab_and_non_ascii_text_in_header_values_are_accepted() -> None:
+    prepared = _prepare(
+        to='"Tab\tName Ünï" <a@example.com>',
+        subject="Tab\there, ünïcödé, 日本語, emoji 🙂, NBSP\u00a0and soft hyphen\u00ad",
+        headers={"X-Tag": "a\tb"},
+    )
+    assert prepared.subject.startswith("Tab\there")
+    assert prepared.headers["X-Tag"] == "a\tb"
+
+
 @pytest.mark.parametrize("name", ["X Tag", "X-Tag:", "", "X-Tä", "X\nTag", 5])
 def test_bad_header_names_are_refused(name: Any) -> None:
     with pytest.raises(InvalidMessage, match=r"invalid header name"):
@@ -266,7 +313,12 @@ def _build(**overrides: Any) -> EmailMessage:
 def test_build_message_sets_the_standard_headers() -> None:
     msg = _build(headers={"X-Campaign": "spring", "Reply-To": "help@vertex.example"})
     assert isinstance(msg, EmailMessage)
-    assert msg.policy == email.policy.default
+    # The default policy but for its header registry (one that caches header classes).
+    policy, default = msg.policy, email.policy.default
+    for name in ("linesep", "max_line_length", "utf8", "cte_type", "refold_source",
+                 "raise_on_defect", "mangle_from_", "message_factory"):
+        assert getattr(policy, name) == getattr(default, name), name
+    assert isinstance(policy.header_factory, HeaderRegistry)
     assert msg["From"] == "Vertex AR <noreply@vertex.example>"
     assert msg["To"] == "Name <a@b.com>, c@d.org"
     assert msg["Subject"] == "Your subscription"

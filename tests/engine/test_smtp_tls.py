@@ -589,6 +589,22 @@ async def test_a_non_ascii_sender_needs_smtputf8_too(
     assert result.error is not None and "rückmeldung@vertex.test" in result.error
 
 
+async def test_a_non_ascii_sender_name_needs_no_smtputf8(
+    settings_factory: Factory, postfix_sink: PostfixSink
+) -> None:
+    """The queue stores EMAIL_FROM whole as the job's sender: only its address goes into
+    MAIL FROM (before: a non-ASCII display name asked smtp-sink for SMTPUTF8, and every
+    message failed)."""
+    settings = settings_factory(smtp_port=postfix_sink.port)
+    sender = "Vértex AR <noreply@vertex.test>"
+    result = await send(settings, Mail(sender=sender, from_header=sender))
+    assert (result.outcome, result.error) == (Outcome.SENT, None)
+    [dump] = postfix_sink.wait_dumps(1)
+    [mail_from] = PostfixSink.field(dump, "X-Mail-Args")
+    assert mail_from.split()[0] == "<noreply@vertex.test>"
+    assert "SMTPUTF8" not in mail_from.upper()
+
+
 async def test_an_international_domain_goes_out_as_a_labels_without_smtputf8(
     settings_factory: Factory, postfix_sink: PostfixSink
 ) -> None:

@@ -69,7 +69,6 @@ def test_recipients_refused_without_items_is_transient() -> None:
     ("exc", "outcome", "code"),
     [
         (aiosmtplib.SMTPResponseException(451, "4.3.0 Local error"), T, 451),
-        (aiosmtplib.SMTPResponseException(421, "4.4.2 Closing"), T, 421),
         (aiosmtplib.SMTPResponseException(554, "5.7.1 Rejected as spam"), P, 554),
         (aiosmtplib.SMTPResponseException(550, "5.7.0 Policy"), P, 550),
         (aiosmtplib.SMTPDataError(452, "4.3.1 Insufficient storage"), T, 452),
@@ -86,6 +85,7 @@ def test_reply_codes(exc: aiosmtplib.SMTPResponseException, outcome: Outcome, co
     assert result.code == code
     assert result.error is not None and result.error.startswith(f"{code} ")
     assert exc.message in result.error
+    assert not result.relay  # the message's reply, not the relay's failure
 
 
 @pytest.mark.parametrize("code", [535, 454, 530])
@@ -98,30 +98,34 @@ def test_authentication_error_is_transient_whatever_its_code(code: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "prefix"),
+    ("exc", "prefix", "relay"),
     [
-        (aiosmtplib.SMTPServerDisconnected("Connection lost"), "connection dropped"),
+        (aiosmtplib.SMTPServerDisconnected("Connection lost"), "connection dropped", True),
         (
             aiosmtplib.SMTPConnectError("Error connecting to 127.0.0.1 on port 1"),
             "connection failed",
+            True,
         ),
-        (aiosmtplib.SMTPTimeoutError("Timed out waiting for server"), "timeout"),
-        (aiosmtplib.SMTPReadTimeoutError("Timed out reading"), "timeout"),
-        (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), "timeout"),
-        (TimeoutError(), "timeout"),
-        (ConnectionRefusedError(111, "Connection refused"), "connection failed"),
-        (ConnectionResetError(104, "Connection reset by peer"), "connection failed"),
-        (socket.gaierror(-2, "Name or service not known"), "connection failed"),
-        (ssl.SSLError(1, "certificate verify failed"), "connection failed"),
-        (aiosmtplib.SMTPNotSupported("STARTTLS extension not supported"), "SMTP error"),
-        (RuntimeError("something odd"), "RuntimeError"),
+        (aiosmtplib.SMTPTimeoutError("Timed out waiting for server"), "timeout", False),
+        (aiosmtplib.SMTPReadTimeoutError("Timed out reading"), "timeout", False),
+        (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), "connect timeout", True),
+        (TimeoutError(), "timeout", False),
+        (ConnectionRefusedError(111, "Connection refused"), "connection failed", True),
+        (ConnectionResetError(104, "Connection reset by peer"), "connection failed", True),
+        (socket.gaierror(-2, "Name or service not known"), "connection failed", True),
+        (ssl.SSLError(1, "certificate verify failed"), "TLS failed", True),
+        (aiosmtplib.SMTPNotSupported("STARTTLS extension not supported"), "SMTP error", False),
+        (RuntimeError("something odd"), "RuntimeError", False),
     ],
 )
-def test_network_and_other_errors_are_transient(exc: BaseException, prefix: str) -> None:
+def test_network_and_other_errors_are_transient(
+    exc: BaseException, prefix: str, relay: bool
+) -> None:
     result = classify(exc)
     assert result.outcome is T
     assert result.code is None
     assert result.error is not None and result.error.startswith(prefix)
+    assert result.relay is relay
 
 
 def test_bare_timeout_error_says_no_reply() -> None:
@@ -139,6 +143,7 @@ async def test_real_connection_refused_is_transient() -> None:
     result = classify(exc)
     assert isinstance(exc, aiosmtplib.SMTPConnectError)
     assert result.outcome is T
+    assert result.relay
     assert result.error is not None and result.error.startswith("connection failed")
 
 

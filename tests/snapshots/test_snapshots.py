@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86_400.0
 PEER = "ops-1:4242:0a1b2c3d"  # the engine that runs the services (a fixed name)
-WIDE, SMALL, LARGE = (100, 30), (80, 24), (120, 40)
+WIDE, SMALL = (120, 40), (80, 24)
 
 SUBJECTS = ("Your portrait is ready", "Receipt for your order", "Welcome to Vertex AR",
             "Your animation was updated")
@@ -241,24 +241,34 @@ def jobs_app(app: SnapshotApp) -> SnapshotApp:
     return app
 
 
-def test_dashboard(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled())
+# Every screen at 80x24 (the smallest terminal it must serve) and 120x40 (a wide one).
+SCREENS = {"dashboard": (), "email_queue": ("e",), "backups": ("b",), "lifecycle": ("l",),
+           "videos": ("v",), "log": ("o",)}
+SIZES = {"80x24": SMALL, "120x40": WIDE}
 
 
-def test_dashboard_80x24(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=SMALL, run_before=settled())
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen(snap_compare: Any, app: SnapshotApp, screen: str, size: str) -> None:
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=settled(*SCREENS[screen]))
 
 
-def test_email_queue(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled("e"))
-
-
-def test_email_queue_80x24(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=SMALL, run_before=settled("e"))
+@pytest.mark.parametrize("size", list(SIZES))
+def test_help_on_the_email_screen(snap_compare: Any, app: SnapshotApp, size: str) -> None:
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=settled("e", "question_mark"))
 
 
 def test_email_queue_failed_filter(snap_compare: Any, app: SnapshotApp) -> None:
     assert snap_compare(app, terminal_size=WIDE, run_before=settled("e", "5"))
+
+
+def test_email_queue_paused_80x24(snap_compare: Any, app: SnapshotApp) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled("e", "p")(pilot)
+        pilot.app.clear_notifications()  # its toast lasts a few (real) seconds
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
 
 
 def test_email_retry_all_dialog(snap_compare: Any, app: SnapshotApp) -> None:
@@ -271,7 +281,7 @@ def test_email_retry_all_dialog(snap_compare: Any, app: SnapshotApp) -> None:
             await pilot.pause(0.01)
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SMALL, run_before=run_before)
 
 
 def test_email_job_detail(snap_compare: Any, app: SnapshotApp) -> None:
@@ -287,24 +297,8 @@ def test_email_job_detail(snap_compare: Any, app: SnapshotApp) -> None:
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
 
 
-def test_backups(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled("b"))
-
-
-def test_lifecycle(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled("l"))
-
-
-def test_videos(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled("v"))
-
-
-def test_log(snap_compare: Any, app: SnapshotApp) -> None:
-    assert snap_compare(app, terminal_size=WIDE, run_before=settled("o"))
-
-
 def test_jobs(snap_compare: Any, jobs_app: SnapshotApp) -> None:
-    assert snap_compare(jobs_app, terminal_size=LARGE, run_before=settled("j"))
+    assert snap_compare(jobs_app, terminal_size=WIDE, run_before=settled("j"))
 
 
 def test_jobs_80x24(snap_compare: Any, jobs_app: SnapshotApp) -> None:

@@ -164,10 +164,12 @@ class Engine:
         return f"engine:{self.owner}"
 
     async def __aenter__(self) -> Engine:
-        self._db = await Database.open(self.settings.db_path)
+        # An engine that will write (heartbeat, services) checks the file first: a damaged one
+        # is refused untouched.
+        self._db = await Database.open(self.settings.db_path, check=self._run != [])
         try:
             self._leases = Leases(self._db, self.owner)
-            holder = await self._leases.holder(MAINTENANCE_LEASE, self.clock.time())
+            holder = await self._leases.live_holder(MAINTENANCE_LEASE, self.clock.time())
             if holder is not None:
                 raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
             self._scheduler = Scheduler(self.settings.timezone)

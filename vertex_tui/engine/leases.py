@@ -7,10 +7,35 @@ two processes racing for one lease cannot both win.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+
 from vertex_tui.engine.store.db import Database
+
+log = logging.getLogger(__name__)
 
 # Owners of unexpired engine heartbeat leases (`engine:<owner>`), as a subquery to reuse.
 ALIVE_ENGINES = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > :now"
+
+
+def process_alive(pid: int) -> bool:
+    """True if a process with `pid` exists on this host (whoever owns it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_here(owner: str) -> bool:
+    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
+    that no longer exists (killed, crashed): what it holds can be freed at once."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
 
 class Leases:
@@ -47,7 +72,21 @@ class Leases:
         )
         return await self.acquire(name, now, ttl)
 
+    async def live_holder(self, name: str, now: float) -> str | None:
+        """The owner of `name` if it is held by a live process. A holder of this host whose
+        process is gone frees it here and now, instead of blocking everyone until its
+        expiry (a SIGKILLed restore, a crashed CLI run)."""
+        holder = await self.holder(name, now)
+        if holder is not None and dead_here(holder):
+            await self._db.write("DELETE FROM leases WHERE name = ? AND owner = ?",
+                                 (name, holder))
+            log.warning("lease %s was held by %s, which no longer runs; freed it", name, holder)
+            return None
+        return holder
+
     async def release_all(self) -> None:
+        if self._db.corrupt:
+            return  # a damaged file is left as found; its leases expire or `doctor` frees them
         await self._db.write("DELETE FROM leases WHERE owner = ?", (self.owner,))
 
     async def holder(self, name: str, now: float) -> str | None:

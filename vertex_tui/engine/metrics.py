@@ -97,6 +97,12 @@ def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
     paused = GaugeMetricFamily("vertex_email_paused", "1 while delivery is paused")
     paused.add_metric([], 1 if email["state"] == ServiceState.PAUSED else 0)
     yield paused
+    smtp = (email.get("smtp") or {}).get("state")
+    if smtp in ("ok", "unreachable"):  # before the first contact ("unknown") nothing is known
+        up = GaugeMetricFamily("vertex_smtp_up",
+                               "1 while the SMTP relay answers, 0 while it is unreachable")
+        up.add_metric([], 1 if smtp == "ok" else 0)
+        yield up
 
     success = GaugeMetricFamily("vertex_backup_last_success_timestamp_seconds",
                                 "When the latest successful backup of each kind finished",

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from types import TracebackType
 from typing import Any, Protocol
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock
-from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.leases import Leases, dead_here
 from vertex_tui.engine.service import Job
 from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import jobs as jobs_store
@@ -79,26 +77,10 @@ class Host:
 _in_flight: set[tuple[str, str, str]] = set()
 
 
-def gone_here(owner: str) -> bool:
-    """True if `owner` (host:pid:nonce, see engine.new_owner) is a process of this host
-    that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 async def is_dead(db: Database, owner: str, now: float) -> bool:
     """A lease holder is dead when its engine heartbeat is stale (any host), or when it is
     a process of this host that no longer exists (a CLI run keeps no heartbeat)."""
-    return await engines_store.heartbeat_stale(db, owner, now) or gone_here(owner)
+    return await engines_store.heartbeat_stale(db, owner, now) or dead_here(owner)
 
 
 async def mark_interrupted(host: RunHost, service: str, *, dead: str | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -108,12 +109,15 @@ def _timezone(raw: str) -> str:
 
 
 def _cron(raw: str) -> str:
-    from vertex_tui.engine.scheduling import validate_cron
+    from vertex_tui.engine.scheduling import next_cron_time, validate_cron
 
     expr = " ".join(raw.split())
     problem = validate_cron(expr)
     if problem:
         raise ValueError(f"a 5-field cron expression (minute hour day month weekday): {problem}")
+    if next_cron_time(expr, "UTC", datetime.now(UTC)) is None:
+        # e.g. "0 2 30 2 *": accepted by the parser, but the job would never run.
+        raise ValueError("a cron expression that can fire: this one matches no date")
     return expr
 
 
@@ -258,6 +262,7 @@ class Settings:
             raise ConfigError(
                 "SMTP_STARTTLS", "true", "false or auto when SMTP_TLS=true (TLS from the start)"
             )
+        _check_backup_dir(settings)
         return settings
 
     def describe(self) -> list[tuple[str, str]]:
@@ -281,6 +286,18 @@ class Settings:
                 shown = str(value)
             out.append((var.name, shown))
         return out
+
+
+def _check_backup_dir(settings: Settings) -> None:
+    """Backups must live outside the storage folder: inside it, every storage archive would
+    hold all earlier backups (and its own temp file)."""
+    backups, storage = settings.backup_dir.resolve(), settings.storage_dir.resolve()
+    if backups == storage or backups.is_relative_to(storage):
+        where = "the same folder as" if backups == storage else "a folder inside"
+        raise ConfigError(
+            "VERTEX_BACKUP_DIR", str(settings.backup_dir),
+            f"a folder outside VERTEX_STORAGE_DIR={settings.storage_dir} (it is {where} it,"
+            " so every storage archive would contain the backups)")
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,20 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Header, Label, Static
+from textual.widgets import Header, Label, Static
 
 from vertex_tui.engine.store.backups import BackupRecord
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, duration, size, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
+from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.tables import StableTable
 
 
 class BackupsScreen(VertexScreen):
     """Jobs on top, history below; Tab moves between them."""
 
+    AUTO_FOCUS = "#backup-jobs"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"BackupStarted", "BackupFinished", "RotationFinished",
                             "RestoreDrillFinished", "RequestHandled"})
     BINDINGS = [
@@ -35,18 +38,17 @@ class BackupsScreen(VertexScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("Jobs", classes="section-title")
-        jobs: DataTable[str] = DataTable(id="backup-jobs", cursor_type="row")
+        jobs = StableTable(id="backup-jobs", cursor_type="row")
         jobs.add_columns("Job", "Schedule", "Enabled", "Next run", "", "Last run", "Outcome",
                          "Took")
         yield jobs
         yield Static("", id="backup-drill")
         yield Label("History", classes="section-title")
-        history: DataTable[str] = DataTable(id="backup-history", cursor_type="row",
-                                            zebra_stripes=True)
+        history = StableTable(id="backup-history", cursor_type="row", zebra_stripes=True)
         history.add_columns("ID", "Kind", "Started", "Status", "Size", "Took", "Verified",
                             "Path / error")
         yield history
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.backup.status()
@@ -56,9 +58,7 @@ class BackupsScreen(VertexScreen):
         for record in history:
             last_by_kind.setdefault(record.kind, record)
         self._jobs = status["jobs"]
-        table = self.query_one("#backup-jobs", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        rows = []
         for job in self._jobs:
             name = str(job["job"])
             last = last_by_kind.get(name)
@@ -67,14 +67,14 @@ class BackupsScreen(VertexScreen):
             ran = job.get("last_run")
             outcome = last.status if last else ("failed" if job.get("last_outcome") == "error"
                                                 else job.get("last_outcome"))
-            table.add_row(
+            rows.append((name, (
                 name, str(job["schedule"]), "yes" if job["enabled"] else "disabled",
                 clock_time(job["next_run"]) if job["enabled"] else "-",  # type: ignore[arg-type]
                 until(job["next_run"], now) if job["enabled"] else "",  # type: ignore[arg-type]
                 ago(last.started_at, now) if last else (ago(ran, now) if ran else "-"),  # type: ignore[arg-type]
                 ("RUNNING" if job.get("running") else str(outcome or "-")),
-                duration(last.duration) if last else "-", key=name)
-        table.move_cursor(row=min(cursor, max(0, len(self._jobs) - 1)))
+                duration(last.duration) if last else "-")))
+        self.query_one("#backup-jobs", StableTable).show_rows(rows)
         drill = status.get("last_verified_restore")
         self.query_one("#backup-drill", Static).update(
             "last verified restore: "
@@ -82,16 +82,12 @@ class BackupsScreen(VertexScreen):
                else "never (run the "
                "drill job: select it and press t)"))
         self._history = history
-        hist = self.query_one("#backup-history", DataTable)
-        cursor = hist.cursor_row
-        hist.clear()
-        for r in history:
-            hist.add_row(str(r.id), r.kind, clock_time(r.started_at), r.status, size(r.size),
+        self.query_one("#backup-history", StableTable).show_rows([
+            (str(r.id), (str(r.id), r.kind, clock_time(r.started_at), r.status, size(r.size),
                          duration(r.duration), "yes" if r.verified else "no",
                          (self._shown_path(r.path) or r.error or "")[-70:]
-                         + (f"  ⚠ {r.warnings}" if r.warnings else ""), key=str(r.id))
-        if history:
-            hist.move_cursor(row=min(cursor, len(history) - 1))
+                         + (f"  ⚠ {r.warnings}" if r.warnings else "")))
+            for r in history])
 
     def _shown_path(self, path: str | None) -> str | None:
         """A backup's path inside the backup folder (the whole path is in the restore
@@ -104,16 +100,12 @@ class BackupsScreen(VertexScreen):
             return path
 
     def _selected_job(self) -> str | None:
-        table = self.query_one("#backup-jobs", DataTable)
-        if not self._jobs or table.cursor_row >= len(self._jobs):
-            return None
-        return str(self._jobs[table.cursor_row]["job"])
+        key = self.query_one("#backup-jobs", StableTable).cursor_key
+        return next((str(j["job"]) for j in self._jobs if str(j["job"]) == key), None)
 
     def _selected_backup(self) -> BackupRecord | None:
-        table = self.query_one("#backup-history", DataTable)
-        if not self._history or table.cursor_row >= len(self._history):
-            return None
-        return self._history[table.cursor_row]
+        key = self.query_one("#backup-history", StableTable).cursor_key
+        return next((r for r in self._history if str(r.id) == key), None)
 
     @work(exit_on_error=False)
     async def action_trigger(self) -> None:

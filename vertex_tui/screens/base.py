@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.screen import Screen
-from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from vertex_tui.bridge import Bridge, EngineEvent
 from vertex_tui.engine import Engine
+from vertex_tui.widgets.keybar import Key, KeyBar
 
 if TYPE_CHECKING:
     from vertex_tui.app import VertexApp
@@ -18,33 +18,17 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 2.0
 
 
-class VertexFooter(Footer):
-    """Textual's Footer, rebuilt only when the bindings it shows change.
-
-    Textual's Footer recomposes (one FooterKey widget per key) on every bindings signal of
-    its screen: each focus change and each screen resume, several times when a screen is
-    first shown. On the Email screen (~20 keys) that rebuild was most of the time of a
-    screen switch (bench/console_latency.py). Same bindings, same keys: nothing to do.
-    """
-
-    _shown: tuple[object, ...] | None = None
-
-    def bindings_changed(self, screen: Screen[Any]) -> None:
-        shown = tuple((binding, enabled, tooltip)
-                      for _, binding, enabled, tooltip in screen.active_bindings.values())
-        if self._bindings_ready and shown == self._shown:
-            return  # a rebuild with exactly these bindings is done or already scheduled
-        recomposes = screen.app.app_focus and self.is_attached and screen is self.screen
-        super().bindings_changed(screen)
-        if recomposes:
-            self._shown = shown
-
-
 class VertexScreen(Screen[None]):
     """A screen that pulls a snapshot in a worker on mount, on a timer and on events."""
 
     # Engine event types (class names) that make this screen refresh at once.
     REFRESH_ON: frozenset[str] = frozenset()
+    # The widget focused when the screen is shown: its main table, never a text box. Keys an
+    # operator types ahead are resolved against the focused widget of the screen that is
+    # current when they are handled; with Textual's default ("*": the first focusable
+    # widget) the Email screen's hidden search box held the focus until on_mount moved it,
+    # and it swallowed the `b` of a quick `e` `b` (an Input consumes printable keys).
+    AUTO_FOCUS: str | None = None
 
     @property
     def vertex(self) -> VertexApp:
@@ -64,8 +48,16 @@ class VertexScreen(Screen[None]):
     def now(self) -> float:
         return self.engine.clock.time()
 
-    def header_footer(self) -> tuple[Header, Footer]:
-        return Header(), VertexFooter()
+    def footer_keys(self) -> list[Key]:
+        """The keys the footer shows for this screen, most used first: by default its
+        shown bindings in declaration order. Screens with many keys name shorter ones."""
+        return [Key(self.app.get_key_display(b), b.description.lower(), f"screen.{b.action}")
+                for _, b in self._bindings if b.show and b.description]
+
+    def refresh_footer(self) -> None:
+        """Redraw the footer (a label that depends on state changed, e.g. pause/resume)."""
+        for bar in self.query(KeyBar):
+            bar.redraw()
 
     def on_mount(self) -> None:
         self.reload()

@@ -12,8 +12,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
@@ -42,7 +43,7 @@ class DashboardScreen(VertexScreen):
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()
@@ -52,7 +53,8 @@ class DashboardScreen(VertexScreen):
         services = status["services"]
         figures: dict[str, Any] = {
             "email": lambda s: (f"pending {s['pending']}  failed {s['failed']}\n"
-                                f"sent {s['sent']}  last min {s['sent_last_minute']}"),
+                                f"sent {s['sent']}  last min {s['sent_last_minute']}"
+                                + _relay_line(s.get("smtp"))),
             "backup": lambda s: ("last verified restore "
                                  + (ago(s["last_verified_restore"]["at"], now)
                                     if s.get("last_verified_restore") else "never")),
@@ -74,8 +76,9 @@ class DashboardScreen(VertexScreen):
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
         self.query_one("#oldest", Static).update(
             f"{oldest}\nsent last minute: {email['sent_last_minute']}")
-        lines = [f"{clock_time(e['at'])}  {e['service']:9} {str(e['error'])[:70]}"
-                 for e in errors]
+        # One line each, cut by the CSS at the screen's width (text-overflow: ellipsis).
+        lines = [f"{clock_time(e['at'])}  {e['service']:9} "
+                 + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
 
 
@@ -85,6 +88,15 @@ def key_figures(status: dict[str, Any], limit: int = 4) -> str:
              if k not in COMMON and isinstance(v, (int, float, str)) and not isinstance(v, bool)
              ][:limit]
     return "\n".join("  ".join(shown[i:i + 2]) for i in range(0, len(shown), 2))
+
+
+def _relay_line(smtp: dict[str, object] | None) -> str:
+    """A line for the email card while the SMTP relay is unreachable (nothing otherwise)."""
+    if not smtp or smtp.get("state") != "unreachable":
+        return ""
+    since = smtp.get("since")
+    at = clock_time(since if isinstance(since, str) else None)
+    return f"\nSMTP relay unreachable since {at} ({str(smtp.get('error'))[:60]})"
 
 
 def _counts(counts: dict[str, object] | None) -> str:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.widgets import DataTable, Header, Input, Static
 
 from vertex_tui.engine.email.models import EmailJob
-from vertex_tui.screens.base import VertexFooter, VertexScreen
-from vertex_tui.timefmt import ago, clock_time, short_time, until
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.timefmt import ago, precise_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
+from vertex_tui.widgets.keybar import Key, KeyBar
+from vertex_tui.widgets.shorten import clip
+from vertex_tui.widgets.tables import StableTable
 
 PAGE = 50
 FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"}
@@ -21,20 +26,24 @@ FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"
 class EmailQueueScreen(VertexScreen):
     """Every job, newest first, one page at a time."""
 
+    AUTO_FOCUS = "#email-jobs"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"EmailSent", "EmailFailed", "EmailEnqueued", "JobsRetried",
                             "JobsCleanedUp", "QueuePaused", "QueueResumed"})
     BINDINGS = [
-        Binding("1", "filter('1')", "All"),
-        Binding("2", "filter('2')", "Pending"),
-        Binding("5", "filter('5')", "Failed"),
-        Binding("3", "filter('3')", "Sending", show=False),
-        Binding("4", "filter('4')", "Sent", show=False),
-        Binding("slash", "search", "Search"),
-        Binding("r", "retry_selected", "Retry"),
-        Binding("R", "retry_all", "Retry all failed"),
-        Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("D", "drain", "Drain"),
-        Binding("C", "cleanup", "Cleanup"),
+        Binding("1", "filter('1')", "All", tooltip="show all jobs"),
+        Binding("2", "filter('2')", "Pending", tooltip="show pending jobs"),
+        Binding("3", "filter('3')", "Sending", tooltip="show jobs claimed by a worker"),
+        Binding("4", "filter('4')", "Sent", tooltip="show sent jobs"),
+        Binding("5", "filter('5')", "Failed", tooltip="show failed jobs"),
+        Binding("slash", "search", "Search", tooltip="search recipient or subject"),
+        Binding("r", "retry_selected", "Retry", tooltip="retry the selected failed job"),
+        Binding("R", "retry_all", "Retry all", tooltip="retry all failed jobs (asks)"),
+        Binding("p", "toggle_pause", "Pause/resume",
+                tooltip="pause or resume all delivery"),
+        Binding("D", "drain", "Drain", tooltip="deliver all mail due now (asks)"),
+        Binding("C", "cleanup", "Cleanup", tooltip="delete old finished mail (asks)"),
+        Binding("enter", "detail", "Detail", show=False,
+                tooltip="the job: headers, attempts, body"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
@@ -46,66 +55,66 @@ class EmailQueueScreen(VertexScreen):
         self.search: str = ""
         self._pages: list[int | None] = [None]  # before_id of each page shown so far
         self._jobs: list[EmailJob] = []
-        self._rows: list[tuple[str, ...]] = []  # the table's cells as last drawn
         self.paused = False
+        self._page_shown: tuple[str | None, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="email-counts")
         yield Input(placeholder="search recipient or subject, Enter to apply, Esc to clear",
                     id="email-search")
-        table: DataTable[str] = DataTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
+        table = StableTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
         table.add_columns("ID", "Status", "Tries", "Updated", "To", "Subject", "Last error")
         yield table
         yield Static("", id="email-page")
-        yield VertexFooter()
+        yield KeyBar()
+
+    def footer_keys(self) -> list[Key]:
+        return [Key("1-5", "filter"), Key("/", "search", "screen.search"),
+                Key("r", "retry", "screen.retry_selected"),
+                Key("R", "retry all", "screen.retry_all"),
+                Key("p", "resume" if self.paused else "pause", "screen.toggle_pause"),
+                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup")]
 
     def on_mount(self) -> None:
         # Textual then calls VertexScreen.on_mount itself (handlers run along the MRO): calling
         # it here too loaded every snapshot twice and set two refresh timers.
         self.query_one("#email-jobs", DataTable).focus()
 
+    def on_resize(self) -> None:
+        self.reload()  # the Subject and Last error columns take the width there is
+
     async def refresh_snapshot(self) -> None:
-        stats = await self.engine.email.stats()
+        stats = await self.engine.email.status()
         jobs = await self.engine.email.list_jobs(status=self.status_filter,
                                                  search=self.search or None, limit=PAGE,
                                                  before_id=self._pages[-1])
         now = self.now()
-        self.paused = stats.paused
-        self.set_class(stats.paused, "-paused")
-        oldest = "-" if stats.oldest_pending_at is None else ago(stats.oldest_pending_at, now)
-        _update(self.query_one("#email-counts", Static),
-                f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent} "
-                f"({stats.sent_last_minute} last min)  failed {stats.failed}  "
-                f"oldest {oldest}"
-                + ("   ⏸ PAUSED" if stats.paused else ""))
+        paused = stats["state"] == "paused"
+        if paused != self.paused:
+            self.paused = paused
+            self.refresh_footer()  # "p pause" / "p resume"
+        self.set_class(paused, "-paused")
+        _update(self.query_one("#email-counts", Static), counts_line(stats, now))
         self._jobs = jobs
-        table = self.query_one("#email-jobs", DataTable)
-        rows: list[tuple[str, ...]] = [
-            (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now), j.to[:24],
-             j.subject[:24], (j.last_error or "")[:60]) for j in jobs]
-        # The same page as shown (an idle queue, every 2 s): keep the table. Rebuilding it
-        # re-measures and re-renders every cell, ~10% of a core on the periodic refresh.
-        if rows != self._rows or table.row_count != len(rows):
-            selected = table.cursor_row
-            table.clear()
-            for row in rows:
-                table.add_row(*row, key=row[0])
-            if rows:
-                table.move_cursor(row=min(selected, len(rows) - 1))
-        self._rows = rows
-        label = FILTER_LABEL[self.status_filter]
-        _update(self.query_one("#email-page", Static),
-                f"{label}{' matching ' + repr(self.search) if self.search else ''} · page "
-                f"{len(self._pages)} · {len(jobs)} shown · [ ] pages, / search, Enter detail")
+        to_w, subject_w, error_w = column_widths(
+            self.size.width, len(str(jobs[0].id)) if jobs else 1)
+        self.query_one("#email-jobs", StableTable).show_rows([
+            (str(j.id), (str(j.id), j.status, str(j.attempts), short_time(j.updated_at, now),
+                         clip(j.to, to_w), clip(j.subject, subject_w),
+                         clip(j.last_error or "", error_w)))
+            for j in jobs])
+        page = (f"matching {self.search!r} · " if self.search else "") + (
+            f"page {len(self._pages)} · {len(jobs)} shown · [ ] pages · ⏎ detail")
+        if (self.status_filter, page) != self._page_shown:  # an update re-lays the screen
+            self._page_shown = (self.status_filter, page)
+            self.query_one("#email-page", Static).update(
+                Content.assemble(*filter_tabs(self.status_filter), "  ", page))
 
     def selected_job(self) -> EmailJob | None:
         """The job under the cursor, by the row's key (never by a stale index)."""
-        table = self.query_one("#email-jobs", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return next((j for j in self._jobs if str(j.id) == row_key.value), None)
+        key = self.query_one("#email-jobs", StableTable).cursor_key
+        return next((j for j in self._jobs if str(j.id) == key), None)
 
     # ---- filtering and paging ---------------------------------------------------------------
 
@@ -149,25 +158,27 @@ class EmailQueueScreen(VertexScreen):
     # ---- actions ------------------------------------------------------------------------------
 
     @on(DataTable.RowSelected, "#email-jobs")
-    def row_selected(self) -> None:
-        self.action_detail()
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        # The row Enter was pressed on, even if a refresh lands before the detail opens.
+        self.action_detail(None if event.row_key.value is None else str(event.row_key.value))
 
     @work(exit_on_error=False)
-    async def action_detail(self) -> None:
-        job = self.selected_job()
+    async def action_detail(self, key: str | None = None) -> None:
+        job = (next((j for j in self._jobs if str(j.id) == key), None) if key
+               else self.selected_job())
         if job is None:
             return
         detail = await self.engine.email.get_job(job.id)
         lines = [f"Message-ID: {job.message_id}", f"From: {detail.sender}", f"To: {job.to}",
                  f"Subject: {job.subject}", f"Status: {job.status}  attempts {job.attempts}/"
                  f"{job.max_attempts}  round {job.round}",
-                 f"Created: {clock_time(job.created_at)}"]
+                 f"Created: {precise_time(job.created_at)}"]
         now = self.now()
         if job.status == "pending":
-            lines.append(f"Next attempt: {clock_time(job.next_attempt_at)} "
+            lines.append(f"Next attempt: {precise_time(job.next_attempt_at)} "
                          f"({until(job.next_attempt_at, now)})")
         elif job.finished_at is not None:
-            lines.append(f"Finished: {clock_time(job.finished_at)} ({ago(job.finished_at, now)})")
+            lines.append(f"Finished: {precise_time(job.finished_at)} ({ago(job.finished_at, now)})")
         if detail.headers:
             lines.append("Headers: " + json.dumps(detail.headers, ensure_ascii=False))
         lines.append("")
@@ -176,7 +187,7 @@ class EmailQueueScreen(VertexScreen):
             error = a.error or ""
             # Server replies already start with their code ("451 4.3.0 try again later").
             code = f"{a.code} " if a.code and not error.startswith(str(a.code)) else ""
-            lines.append(f"  round {a.round} #{a.attempt}  {clock_time(a.at)}  {a.outcome:9} "
+            lines.append(f"  round {a.round} #{a.attempt}  {precise_time(a.at)}  {a.outcome:9} "
                          f"{a.session:10} {code}{error}".rstrip())
         if not detail.history:
             lines.append("  none yet")
@@ -245,6 +256,41 @@ class EmailQueueScreen(VertexScreen):
             count = await self.engine.email.cleanup(days)
             self.notify(f"deleted {count} job(s)")
             self.reload()
+
+
+def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
+    """Widths of the To, Subject and Last error columns in a `width`-column terminal. ID,
+    status, tries and time take 28 columns and the id's digits, with the cells' padding and
+    the scrollbar; a wide terminal gives the rest to the subject and the error (the error
+    more: it is the longest and the one read when things fail)."""
+    room = max(0, width - 28 - id_digits - 6 - 2)
+    to = max(16, min(26, room * 3 // 10))
+    subject = max(16, (room - to) * 2 // 5)
+    error = max(20, room - to - subject)
+    return to, subject, error
+
+
+def filter_tabs(current: str | None) -> list[str | tuple[str, str]]:
+    """The status filters as tabs, the one shown highlighted: '1 all  2 pending …'."""
+    parts: list[str | tuple[str, str]] = []
+    for key, status in FILTERS.items():
+        label = f" {key} {FILTER_LABEL[status].split()[0]} "
+        parts.append((label, "reverse bold") if status == current else label)
+    return parts
+
+
+def counts_line(stats: dict[str, Any], now: float) -> str:
+    """The queue's counts, its state first (a narrow terminal cuts the end of a line). The
+    database's "sending" is what workers have claimed, in batches; what is really in an SMTP
+    transaction is known only where the workers run (this console's own engine)."""
+    oldest = stats.get("oldest_pending_at")
+    sending = f"claimed {stats['sending']:,}"
+    if stats.get("in_smtp") is not None:
+        sending += f" ({stats['in_smtp']} in SMTP)"
+    return ("⏸ PAUSED  " if stats["state"] == "paused" else "") + (
+        f"pending {stats['pending']:,}  {sending}  sent {stats['sent']:,} "
+        f"({stats['sent_last_minute']:,} last min)  failed {stats['failed']:,}  "
+        f"oldest {'-' if oldest is None else ago(oldest, now)}")
 
 
 def _update(static: Static, text: str) -> None:

@@ -26,9 +26,11 @@ from textual.widgets import DataTable, Header, Label, Static
 from textual.worker import Worker
 
 from vertex_tui.bridge import JOB_EVENTS
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import short_time
 from vertex_tui.widgets.dialogs import ConfirmDialog
+from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.tables import StableTable
 
 if TYPE_CHECKING:
     from vertex_tui.app import VertexApp
@@ -106,6 +108,7 @@ class JobsScreen(VertexScreen):
     """Every job of every service, soonest first."""
 
     CSS_PATH = str(STYLES / "jobs.tcss")
+    AUTO_FOCUS = "#jobs-table"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = JOB_EVENTS
     BINDINGS = [
         Binding("r", "run_now", "Run now"),
@@ -120,11 +123,11 @@ class JobsScreen(VertexScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="jobs-summary")
-        table: DataTable[Any] = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        table = StableTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
         yield Static("", id="jobs-detail")
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         jobs = await self.engine.jobs.snapshot()
@@ -138,24 +141,12 @@ class JobsScreen(VertexScreen):
         self.show_detail()
 
     def show_rows(self, rows: list[Row]) -> None:
-        """Replace the rows, the cursor staying on the same job. (StableTable.show_rows of
-        the console work does this for every table; this is the same contract.)"""
-        table = self.query_one("#jobs-table", DataTable)
-        selected = self.selected_job()
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-        keys = [key for key, _ in rows]
-        if selected in keys:
-            table.move_cursor(row=keys.index(selected), animate=False)
+        """Replace the rows, the cursor staying on the same job (StableTable)."""
+        self.query_one("#jobs-table", StableTable).show_rows(rows)
 
     def selected_job(self) -> str | None:
         """The job under the cursor, by its row key (never by row number)."""
-        table = self.query_one("#jobs-table", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return None if row_key.value is None else str(row_key.value)
+        return self.query_one("#jobs-table", StableTable).cursor_key
 
     def show_detail(self) -> None:
         name = self.selected_job()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Header, Label, Static
+from textual.widgets import Header, Label, Static
 
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
+from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.service_card import next_run
+from vertex_tui.widgets.tables import StableTable
 
 
 class LifecycleScreen(VertexScreen):
+    AUTO_FOCUS = "#lifecycle-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "LifecycleStatusChanged", "NoticesQueued"})
     BINDINGS = [Binding("c", "check", "Check now")]
 
@@ -19,11 +23,10 @@ class LifecycleScreen(VertexScreen):
         yield Static("", id="lifecycle-counts")
         yield Static("", id="lifecycle-notices")
         yield Label("Upcoming expirations", classes="section-title")
-        table: DataTable[str] = DataTable(id="lifecycle-upcoming", cursor_type="row",
-                                          zebra_stripes=True)
+        table = StableTable(id="lifecycle-upcoming", cursor_type="row", zebra_stripes=True)
         table.add_columns("Ends", "", "Kind", "ID", "Name", "Owner")
         yield table
-        yield VertexFooter()
+        yield KeyBar()
 
     async def refresh_snapshot(self) -> None:
         doc = await self.engine.lifecycle.summary()
@@ -33,18 +36,18 @@ class LifecycleScreen(VertexScreen):
         self.query_one("#lifecycle-counts", Static).update(
             f"active {doc['active']}   expiring {doc['expiring']}   archived {doc['archived']}"
             + (f"   not yet computed {doc['unknown']}" if doc["unknown"] else "")
-            + f"\nlast pass {ago(status['last_run'], now)}, next {until(status['next_run'], now)}"
-            + f"   state {status['state']}")
+            + f"\n{status['state'].upper()} · last pass {ago(status['last_run'], now)}, next "
+            + next_run(status, now))
         n, r = doc["notifications"], doc["notifications_last_24h"]
         self.query_one("#lifecycle-notices", Static).update(
             f"notices sent — 7 days: {n['7days']} ({r['7days']} in 24 h)   24 hours: "
             f"{n['24hours']} ({r['24hours']})   expired: {n['expired']} ({r['expired']})   "
             f"skipped as too old: {doc['notifications_skipped']}")
-        table = self.query_one("#lifecycle-upcoming", DataTable)
-        table.clear()
-        for u in doc["upcoming"]:
-            table.add_row(clock_time(u["subscription_end"]), until(u["subscription_end"], now),
-                          u["kind"], str(u["id"]), u["name"][:30], u["owner"])
+        self.query_one("#lifecycle-upcoming", StableTable).show_rows([
+            (f"{u['kind']}:{u['id']}",
+             (clock_time(u["subscription_end"]), until(u["subscription_end"], now), u["kind"],
+              str(u["id"]), u["name"][:30], u["owner"]))
+            for u in doc["upcoming"]])
 
     def action_check(self) -> None:
         self.act_on_engine("lifecycle.check", label="lifecycle check")

@@ -11,13 +11,15 @@ from textual.containers import Horizontal
 from textual.widgets import Header, RichLog, Select
 
 from vertex_tui.bridge import LogLine, LogRecorded
-from vertex_tui.screens.base import VertexFooter, VertexScreen
+from vertex_tui.screens.base import VertexScreen
+from vertex_tui.widgets.keybar import KeyBar
 
 LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR),
           ("debug", logging.DEBUG))
 
 
 class LogScreen(VertexScreen):
+    AUTO_FOCUS = "#log-lines"  # see VertexScreen.AUTO_FOCUS
     BINDINGS = [Binding("s", "cycle_service", "Service filter"),
                 Binding("L", "cycle_level", "Level filter")]
 
@@ -36,7 +38,7 @@ class LogScreen(VertexScreen):
             yield Select([(name, no) for name, no in LEVELS], value=logging.INFO,
                          allow_blank=False, id="log-level")
         yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=2000)
-        yield VertexFooter()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.redraw()

@@ -357,50 +357,6 @@ def database_file_of(path: Path) -> Path:
     return path / FULL_DB if kind == "full" else path
 
 
-def restore_database(backup: Path, db_path: Path, stamp: str) -> tuple[Path, dict[str, Any]]:
-    """Replace `db_path` by the database in `backup`; the current file is kept aside.
-
-    Returns the path the old database was moved to and the smoke query of the result.
-    """
-    source = database_file_of(backup)
-    tmp = temp_path(db_path)
-    aside = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
-    try:
-        target = sqlite3.connect(tmp)
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-        try:
-            src.backup(target)
-        finally:
-            src.close()
-        target.execute("PRAGMA journal_mode=WAL")
-        target.close()
-        problem = check_database(tmp)
-        if problem:
-            raise BackupFailed(f"restored copy failed its check: {problem}")
-        if db_path.exists():
-            _checkpoint(db_path)
-            os.replace(db_path, aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-        publish(tmp, db_path)
-    except BaseException:
-        remove(tmp)
-        for suffix in ("-journal", "-wal", "-shm"):
-            remove(Path(f"{tmp}{suffix}"))
-        raise
-    return aside, smoke_query(db_path)
-
-
-def _checkpoint(db_path: Path) -> None:
-    """Fold the WAL into the main file so the file kept aside is complete by itself."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()
-
-
 def drill(backup: Path, workdir: Path) -> dict[str, Any]:
     """Restore `backup` into `workdir`, check it and run a smoke query."""
     source = database_file_of(backup)

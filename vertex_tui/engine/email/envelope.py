@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 # Headers whose addresses a reader replies to or the relay checks.
 ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc")
@@ -68,7 +69,11 @@ def prepare_envelope(
     sender: str, recipients: Iterable[str], message: EmailMessage
 ) -> Envelope:
     """The envelope for `message`; when it needs no SMTPUTF8, its address headers are
-    rewritten in place with A-label domains (the message is built afresh for each attempt)."""
+    rewritten in place with A-label domains (the message is built afresh for each attempt).
+
+    `sender` may be a whole From value (`EMAIL_FROM`, `"Name" <addr>`): only its address goes
+    into MAIL FROM, so a non-ASCII display name never asks the relay for SMTPUTF8."""
+    sender = parseaddr(sender)[1] or sender
     recipients = tuple(recipients)
     headers = _header_addresses(message)
     culprit = _first_utf8_local([sender, *recipients, *(a.addr_spec for a in headers)])

@@ -37,6 +37,7 @@ class EmailJobs:
     _events: ev.EventBus
     _owner: str
     _wake: asyncio.Event
+    _held: set[int]  # ids this process's live workers hold: never reaped by it
 
     if TYPE_CHECKING:
         async def drain(self, *, timeout: float | None = None) -> dict[str, int]: ...
@@ -57,7 +58,7 @@ class EmailJobs:
                 "lease_seconds": s.email_lease_seconds, "poll_interval": s.email_poll_interval}
 
     async def _reap_run(self, run: LeasedRun) -> dict[str, Any]:
-        reaped = await store.reap_expired(self._db, run.started_at)
+        reaped = await store.reap_expired(self._db, run.started_at, sorted(self._held))
         run.counts = {"reaped": reaped}
         if reaped:
             self._wake.set()

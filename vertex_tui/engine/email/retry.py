@@ -46,10 +46,18 @@ def decide(
     delays: Sequence[float],
     jitter: float = 0.1,
     rand: random.Random | None = None,
+    relay: bool = False,
 ) -> Decision:
-    """The job's next state after attempt number `attempt` ended with `outcome`."""
+    """The job's next state after attempt number `attempt` ended with `outcome`.
+
+    `relay`: the relay itself failed (see relay.py). Never the message's fault, so never
+    `failed`, whatever attempt it was: pending, due at once (the relay circuit holds it back
+    until the relay answers again).
+    """
     if outcome is Outcome.SENT:
         return Decision(status="sent", retry_at=None)
+    if relay:
+        return Decision(status="pending", retry_at=now)
     if outcome is Outcome.PERMANENT or attempt >= max_attempts:
         return Decision(status="failed", retry_at=None)
     return Decision(status="pending", retry_at=now + retry_delay(attempt, delays, jitter, rand))

@@ -1,9 +1,15 @@
 """SMTP delivery with aiosmtplib: one reused connection per worker, and error classification.
 
 `classify()` is the pure part: it turns an aiosmtplib exception (or a partial refusal) into
-an `Outcome`. 4xx replies, timeouts, refused or dropped connections are transient; 5xx replies
-are permanent. aiosmtplib raises `SMTPRecipientsRefused` (no `.code`; the codes are on each
-item of `.recipients`) when every recipient is refused, and *returns* a dict of refusals when
+an `Outcome`. 4xx replies and reply timeouts are transient; 5xx replies are permanent. A
+failure of the relay itself (refused or reset connection, connect timeout, TLS handshake or
+certificate failure, 421 at the greeting or after any command, a dropped session, a refused
+EHLO) is transient and marked `relay=True`: the queue pauses delivery for it (`relay.py`)
+instead of charging the message. A session that answers 4xx twice in a row is dropped and the
+next message opens a fresh one.
+
+aiosmtplib raises `SMTPRecipientsRefused` (no `.code`; the codes are on each item of
+`.recipients`) when every recipient is refused, and *returns* a dict of refusals when
 only some are: both are handled.
 """
 
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 # A connection idle longer than this is checked with NOOP before it carries a message, so a
 # server-side idle timeout does not cost a delivery attempt.
 IDLE_CHECK_SECONDS = 10.0
+# Consecutive 4xx replies after which a session is not trusted with another message.
+SOFT_FAILURES_PER_SESSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +50,8 @@ class SendResult:
     error: str | None = None
     # Whether the SMTP session was encrypted; None: no session was established.
     encrypted: bool | None = None
+    # The relay failed, not the message: see the module docstring and relay.py.
+    relay: bool = False
 
 
 SENT = SendResult(outcome=Outcome.SENT)
@@ -53,6 +63,18 @@ def _code_outcome(code: int) -> Outcome:
 
 def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(str(text).split())[:limit]
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `exc` (itself, or one aiosmtplib wrapped), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def classify(exc: BaseException) -> SendResult:
@@ -69,11 +91,17 @@ def classify(exc: BaseException) -> SendResult:
             outcome=Outcome.TRANSIENT if transient else Outcome.PERMANENT,
             code=code,
             error=f"recipients refused: {detail}",
+            # 421: the server is closing the session, whatever the recipient.
+            relay=421 in codes,
         )
+    tls = _tls_error(exc)
+    if tls is not None:
+        return _relay(f"TLS failed: {_one_line(str(tls))}")
     if isinstance(exc, (aiosmtplib.SMTPHeloError, aiosmtplib.SMTPConnectResponseError)):
         # A server refusing the session is the server's state, not this message's fault.
-        return SendResult(outcome=Outcome.TRANSIENT, code=exc.code,
-                          error=f"server refused the session: {exc.code} {_one_line(exc.message)}")
+        return _relay(
+            f"server refused the session: {exc.code} {_one_line(exc.message)}", exc.code
+        )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Bad credentials are the server's configuration, not this message's fault.
         return SendResult(
@@ -82,20 +110,28 @@ def classify(exc: BaseException) -> SendResult:
             error=f"authentication failed: {exc.code} {_one_line(exc.message)}",
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
+        if exc.code == 421:
+            return _relay(f"server closing the session: 421 {_one_line(exc.message)}", 421)
         return SendResult(
             outcome=_code_outcome(exc.code),
             code=exc.code,
             error=f"{exc.code} {_one_line(exc.message)}",
         )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return _transient(f"connection dropped: {_one_line(str(exc))}")
+        return _relay(f"connection dropped: {_one_line(str(exc))}")
+    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
+        return _relay(f"connect timeout: {_one_line(str(exc)) or 'no answer'}")
     if isinstance(exc, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
         return _transient(f"timeout: {_one_line(str(exc)) or 'no reply'}")
     if isinstance(exc, (aiosmtplib.SMTPConnectError, OSError)):
-        return _transient(f"connection failed: {_one_line(str(exc))}")
+        return _relay(f"connection failed: {_one_line(str(exc))}")
     if isinstance(exc, aiosmtplib.SMTPException):
         return _transient(f"SMTP error: {_one_line(str(exc))}")
     return _transient(f"{type(exc).__name__}: {_one_line(str(exc))}")
+
+
+def _relay(error: str, code: int | None = None) -> SendResult:
+    return SendResult(outcome=Outcome.TRANSIENT, code=code, error=error, relay=True)
 
 
 def _transient(error: str) -> SendResult:
@@ -159,6 +195,7 @@ class SmtpTransport:
         self._mode = tls_mode(starttls=settings.smtp_starttls, implicit=settings.smtp_tls)
         self._context: ssl.SSLContext | None = None  # built on first use (loads CAs)
         self._helo: str | None = settings.smtp_helo_name
+        self._soft_failures = 0  # consecutive 4xx replies on the current session
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self._settings
@@ -217,6 +254,7 @@ class SmtpTransport:
             raise
         self._smtp = smtp
         self._encrypted = smtp.get_transport_info("sslcontext") is not None
+        self._soft_failures = 0
         return smtp
 
     async def send(self, job: Deliverable) -> SendResult:
@@ -251,9 +289,12 @@ class SmtpTransport:
             raise
         except Exception as exc:
             result = replace(classify(exc), encrypted=self._encrypted)
+            soft = result.code is not None and 400 <= result.code < 500 and not result.relay
+            self._soft_failures = self._soft_failures + 1 if soft else 0
             await self._after_failure(exc)
             return result
         self._last_used = time.monotonic()
+        self._soft_failures = 0
         result = partial_refusal(errors) if errors else SENT
         return replace(result, encrypted=self._encrypted)
 
@@ -269,11 +310,15 @@ class SmtpTransport:
             options.append("BODY=8BITMIME")
         data = flatten_message(message, utf8=True, cte_type="8bit" if eight_bit else "7bit")
         return await smtp.sendmail(sender, list(recipients), data, mail_options=options)
+
     async def _after_failure(self, exc: BaseException) -> None:
-        """Keep the connection after a plain refusal (RSET); drop it after anything else."""
+        """Keep the connection after a plain refusal (RSET); drop it after anything else, and
+        after a second 4xx in a row (a session stuck answering 4xx fails every message it
+        is given; a fresh one often does not)."""
         smtp = self._smtp
         if (
-            smtp is not None
+            self._soft_failures < SOFT_FAILURES_PER_SESSION
+            and smtp is not None
             and smtp.is_connected
             and isinstance(
                 exc, (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -31,6 +32,46 @@ BUSY_TIMEOUT_MS = 5_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 Row = sqlite3.Row
+T = TypeVar("T")
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary codes): the file's pages are damaged.
+_CORRUPT_CODES = (11, 26)
+MALFORMED = "database disk image is malformed"
+
+
+class DatabaseCorrupt(StoreError):
+    """The database file is damaged (SQLite: "database disk image is malformed")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"database {path}: {MALFORMED}; run 'vertex-tui doctor' for what to do")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True for SQLite's "database disk image is malformed" (and "file is not a database")."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    return "malformed" in str(exc)
+
+
+def quick_check(path: Path) -> list[str]:
+    """`PRAGMA quick_check` of the file at `path`, opened read-only: [] if it is sound, else
+    the problems SQLite reports (a damaged page that cannot even be read is one problem)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if is_corrupt(exc):
+            return [str(exc)]
+        raise
+    finally:
+        conn.close()
+    problems = [str(r[0]) for r in rows]
+    return [] if problems == ["ok"] else problems
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -54,6 +95,16 @@ def check_sqlite_file(path: Path) -> None:
         raise StoreError(f"cannot read database {path}: {exc.strerror}") from None
     if header and header != SQLITE_MAGIC:
         raise StoreError(f"{path} is not a SQLite database; refusing to open or overwrite it")
+
+
+def create_private(path: Path) -> None:
+    """Create `path` empty and 0600 if it does not exist: SQLite creates its -wal and -shm
+    (and journal) files with the mode of the database file, so they are private too."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def split_statements(script: str) -> list[str]:
@@ -113,18 +164,34 @@ class Database:
         self._reader = reader
         self._write_lock = asyncio.Lock()
         self._lock_wait = lock_wait
+        # Set once SQLite reports the file damaged: from then on nothing more is written to
+        # it (a shutdown's lease release included), so the evidence stays as it was found.
+        self.corrupt = False
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, lock_wait: float = 300.0, migrate: bool = True
+        cls, path: Path | str, *, lock_wait: float = 300.0, migrate: bool = True,
+        check: bool = False,
     ) -> Database:
         """Open (creating if absent) and migrate the database at `path`.
 
         `lock_wait` bounds how long a write waits for another process's lock before
-        giving up with `StoreError`.
+        giving up with `StoreError`. `check` runs `PRAGMA quick_check` first (an engine
+        that is about to write): a damaged file raises `DatabaseCorrupt` untouched.
         """
         path = Path(path)
         check_sqlite_file(path)
+        try:
+            create_private(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+        if check and path.stat().st_size:
+            try:
+                problems = await asyncio.to_thread(quick_check, path)
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"cannot use database {path}: {exc}") from None
+            if problems:
+                raise DatabaseCorrupt(path)
         writer = reader = None
         try:
             writer = await cls._connect(path, lock_wait)
@@ -139,7 +206,14 @@ class Database:
             for conn in (writer, reader):
                 if conn is not None:
                     await conn.close()
+            if is_corrupt(exc):
+                raise DatabaseCorrupt(path) from None
             raise StoreError(f"cannot use database {path}: {exc}") from None
+        except DatabaseCorrupt:
+            for conn in (writer, reader):
+                if conn is not None:
+                    await conn.close()
+            raise
         except BaseException:
             for conn in (writer, reader):
                 if conn is not None:
@@ -175,7 +249,8 @@ class Database:
         while True:
             try:
                 return await operation()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
+                self._raise_if_corrupt(exc)
                 if not _is_locked(exc):
                     raise
                 if time.monotonic() >= deadline:
@@ -188,6 +263,15 @@ class Database:
                     warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def _raise_if_corrupt(self, exc: BaseException) -> None:
+        if is_corrupt(exc):
+            self.corrupt = True
+            raise DatabaseCorrupt(self.path) from None
+
+    def _refuse_if_corrupt(self) -> None:
+        if self.corrupt:
+            raise DatabaseCorrupt(self.path)
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction; returns the schema version."""
@@ -225,6 +309,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction (`BEGIN IMMEDIATE`), committed on success, rolled back on error."""
         async with self._write_lock:
+            self._refuse_if_corrupt()
             conn = self._writer
             try:
                 await self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
@@ -237,14 +322,51 @@ class Database:
                 raise
             try:
                 yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    await conn.execute("ROLLBACK")
+                self._raise_if_corrupt(exc)
                 raise
-            await conn.execute("COMMIT")
+            try:
+                await conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                self._raise_if_corrupt(exc)
+                raise
+
+    async def run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` inside one write transaction, run on the writer's thread in one hop.
+
+        `transaction()` costs a round trip to that thread per statement (BEGIN, each
+        statement, COMMIT: each a hand-over of the GIL and a wake-up of the event loop);
+        this costs one, for the statements of a hot path (the queue's group commits). `fn`
+        gets the plain `sqlite3.Connection` and runs on the writer thread: it must only
+        run SQL and compute. The transaction ends on that thread (COMMIT, or ROLLBACK when
+        `fn` raised), so a caller cancelled meanwhile never leaves it open.
+        """
+        async with self._write_lock:
+            writer = self._writer
+
+            def run() -> T:
+                conn: sqlite3.Connection = writer._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+
+            # aiosqlite's own hand-over to its thread (what its `execute` uses), untyped there.
+            on_thread = cast(Callable[[Callable[[], T]], Awaitable[T]], writer._execute)
+            result: T = await self._retry_locked(lambda: on_thread(run))
+            return result
 
     async def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """One statement in its own transaction; returns its rows (for `RETURNING`)."""
         async with self._write_lock:
+            self._refuse_if_corrupt()
             conn = self._writer
 
             async def run() -> list[Row]:

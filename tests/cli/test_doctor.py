@@ -1,0 +1,251 @@
+"""A damaged database and `vertex-tui doctor`, as an operator meets them: real processes, a
+real SQLite file whose pages were overwritten on disk (page 1 intact), exit codes and the one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+QUIET = {
+    "BACKUP_DATABASE_ENABLED": "false",
+    "BACKUP_FULL_ENABLED": "false",
+    "BACKUP_ROTATION_ENABLED": "false",
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def damage(db: Path, *, spare: tuple[str, ...] = ("schema_migrations", "leases")) -> None:
+    """Overwrite with junk every page of every table and index except page 1 (the header and
+    the schema) and the tables in `spare`, as a failing disk would; SQLite must then call
+    the file malformed. With the schema history and the leases spared, the file opens: the
+    damage shows at the first query of a command, as it did in the field."""
+    keep = ("sqlite_schema", *spare, *(f"sqlite_autoindex_{t}_1" for t in spare))
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        marks = ",".join("?" * len(keep))
+        pages = [p for (p,) in conn.execute(
+            f"SELECT pageno FROM dbstat WHERE name NOT IN ({marks})", keep)]
+    assert pages, "nothing to damage"
+    with db.open("r+b") as fh:
+        assert fh.read(16) == b"SQLite format 3\x00"
+        for page in pages:
+            fh.seek((page - 1) * page_size)
+            fh.write(b"\xa5" * page_size)
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+            conn.execute("PRAGMA quick_check").fetchall()
+
+
+def enqueue_many(cli: Any, count: int) -> None:
+    lines = [json.dumps({"to": f"u{i}@example.com", "subject": f"mail {i}", "body": "b"})
+             for i in range(count)]
+    cli.ok("email", "enqueue", "--jsonl", str(cli.write_jsonl("mail.jsonl", lines)))
+
+
+def backed_up(cli: Any) -> dict[str, Any]:
+    enqueue_many(cli, 20)
+    made: dict[str, Any] = cli.json("backup", "run", "database")
+    assert made["status"] == "ok"
+    return made
+
+
+def dead_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{socket.gethostname()}:{proc.pid}:deadbeef"
+
+
+# ---- F3: one line, exit 1, the file untouched ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("status", "--json"), ("email", "stats"), ("email", "list"),
+             ("--no-ui",)], ids=" ".join)
+def test_a_damaged_database_gives_one_line_naming_the_file_and_leaves_it_untouched(
+    cli: Any, args: tuple[str, ...]
+) -> None:
+    backed_up(cli)
+    damage(cli.db_path)
+    before = sha256(cli.db_path)
+    result = cli.run(*args, timeout=60, SMTP_PORT=str(cli.closed_port()), **QUIET)
+    assert result.returncode == 1, result.stdout + result.stderr
+    cli.assert_one_line(result.stderr)
+    assert str(cli.db_path) in result.stderr
+    assert "database disk image is malformed" in result.stderr
+    assert sha256(cli.db_path) == before
+
+
+def test_doctor_on_a_damaged_database_names_the_newest_verified_backup(cli: Any) -> None:
+    older = backed_up(cli)
+    newest = cli.json("backup", "run", "database")
+    # A newer backup file that no longer verifies is passed over.
+    cli.enqueue(subject="later")
+    broken = cli.json("backup", "run", "database")
+    Path(broken["path"]).write_bytes(b"SQLite format 3\x00" + b"\x00" * 4000)
+    damage(cli.db_path)
+    before = sha256(cli.db_path)
+
+    result = cli.run("doctor")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "DAMAGED" in result.stdout and "malformed" in result.stdout
+    assert newest["path"] in result.stdout and older["path"] not in result.stdout
+    assert f"vertex-tui backup restore {newest['path']} --yes" in result.stdout
+    doc = json.loads(cli.run("doctor", "--json").stdout)
+    assert doc["integrity"] == "damaged"
+    assert doc["newest_verified_backup"]["path"] == newest["path"]
+    assert doc["newest_verified_backup"]["finished_at"]  # when it was made
+    assert sha256(cli.db_path) == before
+    # --yes does not write to a damaged file either.
+    assert cli.run("doctor", "--yes").returncode == 1
+    assert sha256(cli.db_path) == before
+
+    # Following the advice brings the platform back.
+    command = doc["advice"].split(": ", 1)[1].split(" (")[0].split()
+    assert command[:3] == ["vertex-tui", "backup", "restore"]
+    restored = cli.run(*command[1:])
+    assert restored.returncode == 0, restored.stderr
+    assert cli.stats()["pending"] == 20
+    assert cli.run("doctor").returncode in (0, 1)  # sound again (leftovers may be listed)
+    assert "integrity ok" in cli.run("doctor").stdout
+
+
+def test_doctor_reads_the_backup_records_when_they_survived(cli: Any) -> None:
+    made = backed_up(cli)
+    damage(cli.db_path, spare=("schema_migrations", "leases", "backups", "ix_backups_kind",
+                               "ix_backups_path", "sqlite_sequence"))
+    doc = json.loads(cli.run("doctor", "--json").stdout)
+    assert doc["newest_verified_backup"]["path"] == made["path"]
+    assert doc["newest_verified_backup"]["source"] == "records"
+    assert "--force" not in doc["advice"]
+
+
+def test_doctor_with_no_backup_says_so(cli: Any) -> None:
+    enqueue_many(cli, 5)
+    damage(cli.db_path)
+    result = cli.run("doctor")
+    assert result.returncode == 1
+    assert "no backup that verifies was found" in result.stdout
+
+
+# ---- doctor: stale leases and interrupted runs ---------------------------------------------
+
+
+def plant_leftovers(cli: Any) -> str:
+    """What a SIGKILLed restore and a SIGKILLed backup run leave: a maintenance lease and a
+    job lease of a dead pid, a run and a backup still 'running'."""
+    cli.enqueue(subject="kept")
+    dead = dead_owner()
+    with contextlib.closing(sqlite3.connect(cli.db_path)) as conn:
+        conn.execute("INSERT INTO leases VALUES ('maintenance', ?, 1, 4e9)", (dead,))
+        conn.execute("INSERT INTO leases VALUES ('backup:database', ?, 1, 4e9)", (dead,))
+        conn.execute("INSERT INTO service_runs (service, job, owner, started_at)"
+                     " VALUES ('backup', 'database', ?, 1000)", (dead,))
+        conn.execute("INSERT INTO backups (kind, status, started_at, owner)"
+                     " VALUES ('database', 'running', 1000, ?)", (dead,))
+        conn.commit()
+    return dead
+
+
+def test_doctor_on_a_sound_database_with_nothing_to_clear_exits_0(cli: Any) -> None:
+    cli.enqueue(subject="kept")
+    out = cli.ok("doctor")
+    assert "integrity ok" in out and "nothing to clear" in out
+    doc = cli.json("doctor")
+    assert doc["integrity"] == "ok" and doc["stale_leases"] == doc["interrupted"] == []
+
+
+def test_doctor_without_a_tty_and_without_yes_only_reports(cli: Any) -> None:
+    dead = plant_leftovers(cli)
+    before = cli.query("SELECT * FROM leases ORDER BY name")
+    result = subprocess.run(
+        [sys.executable, "-m", "vertex_tui", "doctor"], env=cli.env(), cwd=cli.path,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"stale lease maintenance held by {dead}" in result.stdout
+    assert "stale lease backup:database" in result.stdout
+    assert "interrupted run backup.database" in result.stdout
+    assert "interrupted backup database" in result.stdout
+    assert "vertex-tui doctor --yes" in result.stdout
+    assert cli.query("SELECT * FROM leases ORDER BY name") == before
+    assert cli.query("SELECT outcome FROM service_runs") == [("running",)]
+
+
+def test_doctor_yes_clears_stale_leases_and_interrupted_runs(cli: Any) -> None:
+    plant_leftovers(cli)
+    out = cli.ok("doctor", "--yes")
+    assert "cleared: 2 leases, 1 runs, 1 backups, 0 temp files" in out
+    assert cli.query("SELECT count(*) FROM leases") == [(0,)]
+    assert cli.query("SELECT outcome, error FROM service_runs")[0][0] == "error"
+    assert cli.query("SELECT status FROM backups") == [("failed",)]
+    assert "nothing to clear" in cli.ok("doctor")
+    assert cli.stats()["pending"] == 1
+
+
+def test_doctor_leaves_what_live_processes_hold(cli: Any) -> None:
+    """A lease of a live process (this test's own pid) and its running run are not stale."""
+    cli.enqueue(subject="kept")
+    alive = f"{socket.gethostname()}:{os.getpid()}:cafe"
+    with contextlib.closing(sqlite3.connect(cli.db_path)) as conn:
+        conn.execute("INSERT INTO leases VALUES ('backup:database', ?, 1, 4e9)", (alive,))
+        conn.execute("INSERT INTO service_runs (service, job, owner, started_at)"
+                     " VALUES ('backup', 'database', ?, 1000)", (alive,))
+        conn.commit()
+    assert "nothing to clear" in cli.ok("doctor", "--yes")
+    assert cli.query("SELECT owner FROM leases") == [(alive,)]
+    assert cli.query("SELECT outcome FROM service_runs") == [("running",)]
+
+
+def test_doctor_asks_on_a_tty_and_clears_only_on_yes(cli: Any) -> None:
+    import pty
+
+    plant_leftovers(cli)
+
+    def answer(text: str) -> str:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vertex_tui", "doctor"], env=cli.env(), cwd=cli.path,
+            stdin=follower, stdout=follower, stderr=follower)
+        os.close(follower)
+        out = b""
+        try:
+            while b"[y/N]" not in out:
+                out += os.read(leader, 4096)
+            os.write(leader, text.encode() + b"\n")
+            with contextlib.suppress(OSError):
+                while chunk := os.read(leader, 4096):
+                    out += chunk
+            assert proc.wait(60) in (0, 1)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            os.close(leader)
+        return out.decode()
+
+    assert "nothing cleared" in answer("n")
+    assert cli.query("SELECT count(*) FROM leases") == [(2,)]
+    assert "cleared: 2 leases" in answer("y")
+    assert cli.query("SELECT count(*) FROM leases") == [(0,)]
+
+
+def test_doctor_on_a_missing_database_exits_2_and_creates_nothing(cli: Any) -> None:
+    line = cli.error("doctor", code=2)
+    assert "VERTEX_DB_PATH" in line and str(cli.db_path) in line
+    assert not cli.db_path.exists()

@@ -1,0 +1,397 @@
+"""Restore refuses what it must not put in place of the database, never leaves the platform
+locked behind a dead restorer, and keeps every database file private.
+
+Real SQLite files in tmp_path; "dead" holders are real processes that have exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vertex_tui.engine.backup import manager
+from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE, MAINTENANCE_TTL, restore
+from vertex_tui.engine.clock import FakeClock
+from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.errors import StoreError, UsageError
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store.db import Database, DatabaseCorrupt
+
+HOUR = 3600.0
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def subjects(db: Path) -> list[str]:
+    return [r[0] for r in query(db, "SELECT subject FROM email_jobs ORDER BY id")]
+
+
+def dead_pid() -> int:
+    """The pid of a real process of this host that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def asides(settings: Settings) -> list[Path]:
+    found = settings.db_path.parent.glob(f"{settings.db_path.name}.before-restore-*")
+    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
+
+
+def sqlite_copy(src: Path, dest: Path) -> Path:
+    """A consistent copy of `src` made with SQLite's backup API (not recorded anywhere)."""
+    with contextlib.closing(sqlite3.connect(src)) as a, contextlib.closing(
+        sqlite3.connect(dest)
+    ) as b:
+        a.backup(b)
+    return dest
+
+
+def damage(db: Path, *, spare: tuple[str, ...] = ("schema_migrations", "leases")) -> None:
+    """Overwrite with junk every page of every table and index except page 1 (the header and
+    the schema) and the tables in `spare`, as a failing disk would; SQLite must then call
+    the file malformed."""
+    keep = ("sqlite_schema", *spare, *(f"sqlite_autoindex_{t}_1" for t in spare))
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        marks = ",".join("?" * len(keep))
+        pages = [p for (p,) in conn.execute(
+            f"SELECT pageno FROM dbstat WHERE name NOT IN ({marks})", keep)]
+    assert pages, "nothing to damage"
+    with db.open("r+b") as fh:
+        for page in pages:
+            fh.seek((page - 1) * page_size)
+            fh.write(b"\xa5" * page_size)
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+            conn.execute("PRAGMA quick_check").fetchall()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask of a shell: files would be created 0644 unless made private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+async def backed_up(settings: Settings, clock: FakeClock) -> Path:
+    """A database with mail 'one', a verified database backup of it, then mail 'two'."""
+    async with Engine(settings, run=[], clock=clock) as engine:
+        await engine.email.enqueue(to="a@example.com", subject="one", body="b")
+        made = await engine.backup.run("database")
+        assert made["status"] == "ok", made
+        clock.advance(HOUR)
+        await engine.email.enqueue(to="b@example.com", subject="two", body="b")
+    return Path(made["path"])
+
+
+async def assert_engine_starts(settings: Settings, clock: FakeClock) -> None:
+    async with Engine(settings, run=[], clock=clock) as engine:
+        assert await engine.leases.holder(MAINTENANCE_LEASE, clock.time()) is None
+
+
+# ---- F1: only a vertex-tui database this release can open, and only a verified backup ------
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_an_intact_sqlite_file_that_is_not_vertex_tui_is_refused_before_the_swap(
+    settings: Settings, clock: FakeClock, tmp_path: Path, force: bool
+) -> None:
+    await backed_up(settings, clock)
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        conn.execute("INSERT INTO notes (text) VALUES ('hello')")
+        conn.commit()
+    other_before = sha256(other)
+
+    with pytest.raises(UsageError, match="not a vertex-tui database"):
+        await restore(settings, other, owner="test-restorer", clock=clock, force=force)
+    assert sha256(other) == other_before
+    assert asides(settings) == []
+    assert not list(tmp_path.glob(".v.db.tmp-*"))
+    # Nothing left locked, nothing migrated on top of anything: the next start is normal.
+    await assert_engine_starts(settings, clock)
+    assert subjects(settings.db_path) == ["one", "two"]
+    assert query(other, "SELECT name FROM sqlite_master") == [("notes",)]
+
+
+async def test_a_database_of_a_newer_schema_is_refused_even_with_force(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    await backed_up(settings, clock)
+    newer = sqlite_copy(settings.db_path, tmp_path / "newer.db")
+    with contextlib.closing(sqlite3.connect(newer)) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, '0999_future.sql', 0)")
+        conn.commit()
+    with pytest.raises(UsageError, match="schema version 999 is newer"):
+        await restore(settings, newer, owner="test-restorer", clock=clock, force=True)
+    assert subjects(settings.db_path) == ["one", "two"] and asides(settings) == []
+    await assert_engine_starts(settings, clock)
+
+
+async def test_a_database_with_a_foreign_schema_history_is_refused(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    await backed_up(settings, clock)
+    foreign = sqlite_copy(settings.db_path, tmp_path / "foreign.db")
+    with contextlib.closing(sqlite3.connect(foreign)) as conn:
+        conn.execute("UPDATE schema_migrations SET name = '0002_something_else.sql'"
+                     " WHERE version = 2")
+        conn.commit()
+    with pytest.raises(UsageError, match=r"migration 2 is '0002_something_else\.sql'"):
+        await restore(settings, foreign, owner="test-restorer", clock=clock, force=True)
+    assert subjects(settings.db_path) == ["one", "two"]
+
+
+async def test_a_vertex_tui_file_that_is_not_a_recorded_backup_needs_force(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    backup = await backed_up(settings, clock)
+    stray = tmp_path / "copied-by-hand.db"
+    stray.write_bytes(backup.read_bytes())
+    with pytest.raises(UsageError, match=r"not a recorded, verified backup.*--force"):
+        await restore(settings, stray, owner="test-restorer", clock=clock)
+    assert subjects(settings.db_path) == ["one", "two"] and asides(settings) == []
+    await assert_engine_starts(settings, clock)
+
+    result = await restore(settings, stray, owner="test-restorer", clock=clock, force=True)
+    assert result["forced"] is True
+    assert subjects(settings.db_path) == ["one"]
+    assert len(asides(settings)) == 1
+
+
+async def test_a_recorded_verified_backup_restores_without_force(
+    settings: Settings, clock: FakeClock
+) -> None:
+    backup = await backed_up(settings, clock)
+    result = await restore(settings, backup, owner="test-restorer", clock=clock)
+    assert result["forced"] is False and result["warnings"] == []
+    assert subjects(settings.db_path) == ["one"]
+
+
+async def test_a_backup_that_failed_its_last_verify_needs_force(
+    settings: Settings, clock: FakeClock
+) -> None:
+    backup = await backed_up(settings, clock)
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        conn.execute("UPDATE backups SET verified = 0")
+        conn.commit()
+    with pytest.raises(UsageError, match="--force"):
+        await restore(settings, backup, owner="test-restorer", clock=clock)
+    assert subjects(settings.db_path) == ["one", "two"]
+    # Recorded and verified again, but the file was rewritten since: its sha256 differs.
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        conn.execute("UPDATE backups SET verified = 1")
+        conn.commit()
+    with contextlib.closing(sqlite3.connect(backup)) as conn:
+        conn.execute("UPDATE email_jobs SET subject = 'tampered'")
+        conn.commit()
+    with pytest.raises(manager.BackupFailed, match="sha256 differs"):
+        await restore(settings, backup, owner="test-restorer", clock=clock)
+    assert subjects(settings.db_path) == ["one", "two"]
+
+
+# ---- F2: never locked out by a dead restorer, never onto itself -----------------------------
+
+
+async def test_restoring_the_live_database_onto_itself_is_refused(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    await backed_up(settings, clock)
+    link = tmp_path / "link.db"
+    link.symlink_to(settings.db_path)
+    for path in (settings.db_path, link, tmp_path / "." / settings.db_path.name):
+        with pytest.raises(UsageError, match="is the live database"):
+            await restore(settings, path, owner="test-restorer", clock=clock, force=True)
+    assert subjects(settings.db_path) == ["one", "two"] and asides(settings) == []
+    assert query(settings.db_path, "SELECT count(*) FROM leases") == [(0,)]
+    await assert_engine_starts(settings, clock)
+
+
+async def test_a_maintenance_lease_of_a_dead_process_of_this_host_is_freed_at_once(
+    settings: Settings, clock: FakeClock
+) -> None:
+    await backed_up(settings, clock)
+    dead = f"{socket.gethostname()}:{dead_pid()}:deadbeef"
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?)",
+                     (MAINTENANCE_LEASE, dead, clock.time(), clock.time() + HOUR))
+        conn.commit()
+    # Every command and engine start used to fail with "being restored by <dead pid>".
+    async with Engine(settings, run=[], clock=clock) as engine:
+        assert (await engine.email.stats()).pending == 2
+    assert query(settings.db_path, "SELECT count(*) FROM leases WHERE name = ?",
+                 (MAINTENANCE_LEASE,)) == [(0,)]
+
+
+async def test_a_maintenance_lease_of_a_dead_process_does_not_block_the_next_restore(
+    settings: Settings, clock: FakeClock
+) -> None:
+    backup = await backed_up(settings, clock)
+    dead = f"{socket.gethostname()}:{dead_pid()}:deadbeef"
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?)",
+                     (MAINTENANCE_LEASE, dead, clock.time(), clock.time() + HOUR))
+        conn.commit()
+    await restore(settings, backup, owner="test-restorer", clock=clock)
+    assert subjects(settings.db_path) == ["one"]
+    await assert_engine_starts(settings, clock)
+
+
+async def test_the_restore_renews_its_lease_while_it_works(
+    settings: Settings, clock: FakeClock, wait_for: Any
+) -> None:
+    """Held with a short TTL and renewed: while the (slow) verification runs, the lease in
+    the live database keeps moving ahead of the clock."""
+    import asyncio
+    import threading
+
+    backup = await backed_up(settings, clock)
+    release = threading.Event()
+    real_verify = manager.verify
+
+    def slow_verify(path: Path, expected: str | None = None) -> manager.Verdict:
+        release.wait(30)
+        return real_verify(path, expected)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(manager, "verify", slow_verify)
+    try:
+        task = asyncio.create_task(restore(settings, backup, owner="test-restorer", clock=clock))
+
+        def expiry() -> float | None:
+            rows = query(settings.db_path, "SELECT expires_at FROM leases WHERE name = ?",
+                         (MAINTENANCE_LEASE,))
+            return rows[0][0] if rows else None
+
+        first = await wait_for(expiry, message="the maintenance lease")
+        assert first == pytest.approx(clock.time() + MAINTENANCE_TTL)
+        # A live restorer blocks engines and other restores...
+        with pytest.raises(StoreError, match="being restored by test-restorer"):
+            async with Engine(settings, run=[], clock=clock):
+                pass
+        with pytest.raises(UsageError, match="another restore is in progress"):
+            await restore(settings, backup, owner="second-restorer", clock=clock)
+        # ...and keeps its short lease ahead of the clock; one that stopped renewing (dead
+        # on another host) is stale after MAINTENANCE_TTL, not an hour.
+        for _ in range(3):
+            # FakeClock keeps a heap of (deadline, seq, future), one per sleeper.
+            await wait_for(lambda: [d for d, _, f in clock._sleepers
+                                    if not f.done() and d > clock.time()],
+                           message="the lease keeper to sleep")
+            clock.advance(20)
+            await wait_for(lambda: (expiry() or 0) >= clock.time() + MAINTENANCE_TTL - 1,
+                           message="the lease renewed")
+        release.set()
+        result = await task
+    finally:
+        release.set()
+        mp.undo()
+    assert subjects(settings.db_path) == ["one"] and result["forced"] is False
+    await assert_engine_starts(settings, clock)
+
+
+# ---- a damaged live database --------------------------------------------------------------
+
+
+async def test_restore_onto_a_damaged_database_needs_force_and_keeps_the_damaged_file(
+    settings: Settings, clock: FakeClock
+) -> None:
+    backup = await backed_up(settings, clock)
+    damage(settings.db_path)
+    with pytest.raises(DatabaseCorrupt):
+        async with Engine(settings, clock=clock):
+            pass
+    damaged = sha256(settings.db_path)
+
+    with pytest.raises(UsageError, match=r"damaged.*--force"):
+        await restore(settings, backup, owner="test-restorer", clock=clock)
+    result = await restore(settings, backup, owner="test-restorer", clock=clock, force=True)
+    assert result["forced"] is True and "damaged" in result["warnings"][0]
+    (aside,) = asides(settings)
+    assert Path(result["previous_saved_as"]) == aside
+    assert sha256(aside) == damaged  # kept as it was found, for forensics
+    assert subjects(settings.db_path) == ["one"]
+    async with Engine(settings, run=[], clock=clock) as engine:
+        assert (await engine.email.stats()).pending == 1
+
+
+# ---- private files ------------------------------------------------------------------------
+
+
+async def test_the_database_and_its_wal_and_shm_are_created_private(
+    settings: Settings, clock: FakeClock, umask_022: None
+) -> None:
+    assert not settings.db_path.exists()
+    async with Engine(settings, run=[], clock=clock) as engine:
+        await engine.email.enqueue(to="a@example.com", subject="one", body="b")
+        files = [settings.db_path, Path(f"{settings.db_path}-wal"),
+                 Path(f"{settings.db_path}-shm")]
+        assert all(f.exists() for f in files)
+        assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+    assert mode(settings.db_path) == 0o600
+
+
+async def test_restored_and_before_restore_files_are_private(
+    settings: Settings, clock: FakeClock, umask_022: None
+) -> None:
+    backup = await backed_up(settings, clock)
+    os.chmod(settings.db_path, 0o644)  # a database made by an older release
+    await restore(settings, backup, owner="test-restorer", clock=clock)
+    (aside,) = asides(settings)
+    assert mode(aside) == 0o600
+    assert mode(settings.db_path) == 0o600
+    async with Engine(settings, run=[], clock=clock) as engine:
+        await engine.email.enqueue(to="c@example.com", subject="three", body="b")
+        for suffix in ("-wal", "-shm"):
+            assert mode(Path(f"{settings.db_path}{suffix}")) == 0o600
+    assert not list(settings.db_path.parent.glob(".v.db.tmp-*"))
+
+
+async def test_an_open_that_runs_the_quick_check_refuses_a_damaged_file_untouched(
+    settings: Settings, clock: FakeClock
+) -> None:
+    await backed_up(settings, clock)
+    damage(settings.db_path)
+    before = sha256(settings.db_path)
+    with pytest.raises(DatabaseCorrupt, match="database disk image is malformed"):
+        await Database.open(settings.db_path, check=True)
+    # Without the check the damage shows at the first read of a damaged table, in one
+    # error naming the file; nothing more is written afterwards.
+    db = await Database.open(settings.db_path)
+    try:
+        with pytest.raises(DatabaseCorrupt, match=str(settings.db_path)):
+            await db.read("SELECT count(*) FROM email_jobs")
+        assert db.corrupt
+        with pytest.raises(DatabaseCorrupt):
+            await db.write("DELETE FROM leases")
+    finally:
+        await db.close()
+    assert sha256(settings.db_path) == before

@@ -1,0 +1,77 @@
+"""A DataTable whose cursor stays on the same row (by key) when its rows are replaced.
+
+Every console table is redrawn from a fresh snapshot (a refresh, a filter, an action). A
+cursor kept by row *number* then points at whatever row now sits there: new mail arriving
+above moves every job down one row, and `r` or Enter would act on a job the operator never
+chose. `StableTable.show_rows` keeps the cursor on the row with the same key; when that row
+has left the view, on its neighbour (`follow`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.widgets import DataTable
+
+Row = tuple[str, Sequence[object]]  # (key, cells)
+
+
+def follow(old_keys: Sequence[str], old_index: int, new_keys: Sequence[str]) -> int | None:
+    """Where the cursor goes when rows `old_keys` (cursor at `old_index`) become `new_keys`.
+
+    The row with the same key, wherever it moved; if it left, the first row after it that
+    is still shown (the one that took its place), else the nearest one before it (it was at
+    the end); if none of the old rows is left, the same row number, within the table. None
+    for an empty table.
+    """
+    if not new_keys:
+        return None
+    position = {key: index for index, key in enumerate(new_keys)}
+    if 0 <= old_index < len(old_keys):
+        for key in old_keys[old_index:]:
+            if key in position:
+                return position[key]
+        for key in reversed(old_keys[:old_index]):
+            if key in position:
+                return position[key]
+    return min(max(old_index, 0), len(new_keys) - 1)
+
+
+class StableTable(DataTable[str]):
+    """A DataTable redrawn with `show_rows`; the cursor follows its row's key."""
+
+    _shown: list[Row] | None = None
+
+    def show_rows(self, rows: Sequence[Row]) -> None:
+        """Replace every row (unless they are exactly those shown) keeping the cursor's row."""
+        fresh: list[Row] = []
+        seen: set[str] = set()
+        for key, cells in rows:
+            while key in seen:  # a key must be unique in a DataTable: never crash on a twin
+                key += "'"
+            seen.add(key)
+            fresh.append((key, tuple(cells)))
+        # The same rows as shown (an idle queue, every 2 s): keep the table. Rebuilding it
+        # re-measures and re-renders every cell.
+        if fresh == self._shown and self.row_count == len(fresh):
+            return
+        old_keys = [str(row.key.value) for row in self.ordered_rows]
+        old_index = self.cursor_row
+        scroll_y = self.scroll_y
+        self.clear()
+        for key, cells in fresh:
+            self.add_row(*cells, key=key)
+        self._shown = fresh
+        target = follow(old_keys, old_index, [key for key, _ in fresh])
+        if target is not None:
+            # Keep the view where the operator left it, then make the cursor's row visible.
+            self.scroll_to(y=scroll_y, animate=False, immediate=True)
+            self.move_cursor(row=target, animate=False)
+
+    @property
+    def cursor_key(self) -> str | None:
+        """The key of the row under the cursor (None for an empty table)."""
+        if self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return None if row_key.value is None else str(row_key.value)
