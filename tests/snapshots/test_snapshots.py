@@ -308,10 +308,22 @@ def test_jobs_80x24(snap_compare: Any, jobs_app: SnapshotApp) -> None:
 def test_job_history(snap_compare: Any, jobs_app: SnapshotApp) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await settled("j")(pilot)
+        table = pilot.app.screen.query_one("#jobs-table")
+        for _ in range(500):  # the Jobs screen's first load (a lazily built screen)
+            if table.row_count == len(PUBLISHED):  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.01)
+        await settled()(pilot)
         for _ in range(len(PUBLISHED)):
             if pilot.app.screen.selected_job() == "backup.database":  # type: ignore[attr-defined]
                 break
             await pilot.press("down")
         await settled("h")(pilot)
+        for _ in range(500):
+            if pilot.app.screen.query("#history-table") and pilot.app.screen.query_one(
+                    "#history-table").row_count:  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.01)
+        await settled()(pilot)
 
     assert snap_compare(jobs_app, terminal_size=WIDE, run_before=run_before)
