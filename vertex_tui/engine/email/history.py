@@ -30,6 +30,9 @@ HOUR = 3600
 # How long rows of each grain are kept.
 RETENTION: dict[int, float] = {MINUTE: 48 * 3600.0, HOUR: 30 * 86400.0}
 
+# A bucket is rolled up this many seconds after its end, not before.
+SETTLE = 5.0
+
 # range name -> (grain in seconds, number of buckets, the current one included)
 RANGES: dict[str, tuple[int, int]] = {"1h": (MINUTE, 60), "24h": (HOUR, 24), "7d": (HOUR, 168)}
 
@@ -89,16 +92,18 @@ def percentile(values: Sequence[int], pct: int) -> int | None:
 
 
 def roll_window(now: float, last_rolled: float | None, grain: int) -> tuple[float, float] | None:
-    """Which complete buckets a rollup at `now` (re)computes: [start, end).
+    """Which complete buckets a rollup at `now` computes: [start, end).
 
-    From the last bucket rolled before (re-rolled: an attempt another engine recorded a
-    moment late still lands in it), or from the retention limit, whichever is later, up
-    to the start of the current bucket (not complete yet). None: nothing to roll.
+    Those after the last bucket rolled before (a bucket is written once: re-rolling it
+    later would erase what `email cleanup` has since deleted from the jobs), or from the
+    retention limit, whichever is later, up to the last bucket that ended at least
+    `SETTLE` seconds ago (an attempt another engine records a moment late still lands in
+    its bucket before that is written). None: nothing to roll.
     """
-    end = floor(now, grain)
+    end = floor(now - SETTLE, grain)
     start = end - RETENTION[grain]
     if last_rolled is not None:
-        start = max(start, last_rolled)
+        start = max(start, last_rolled + grain)
     return (start, end) if start < end else None
 
 

@@ -1,7 +1,7 @@
 """The `email.rollup` job and the history query (`email history`, the dashboard).
 
 Every minute (an `Interval` job on the engine's scheduler, singleton lease `email.rollup`)
-the rollup (re)computes the complete buckets since the last one it wrote — minutes, then
+the rollup computes the complete buckets after the last one it wrote — minutes, then
 hours — from the jobs and their attempts, upserts them, samples the queue depth into the
 minute just closed, and deletes rows past retention (`history.RETENTION`). It is safe with
 several engines: the lease keeps one at a time on it, and a run is an idempotent upsert of
