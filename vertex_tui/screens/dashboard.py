@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
@@ -11,6 +12,9 @@ from vertex_tui.timefmt import ago, clock_time
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
+# `t` cycles the range of the mail sparklines (see `vertex-tui email history`).
+RANGES = {"1h": "per minute, last hour", "24h": "per hour, last 24 h",
+          "7d": "per hour, last 7 days"}
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
           "video": "Videos"}
 
@@ -20,6 +24,8 @@ class DashboardScreen(VertexScreen):
 
     REFRESH_ON = frozenset({"PassCompleted", "BackupFinished", "QueuePaused", "QueueResumed",
                             "ServiceErrored", "JobsRetried", "RequestHandled"})
+    BINDINGS = [Binding("t", "history_range", "1h/24h/7d")]
+    history_range = "1h"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -28,8 +34,10 @@ class DashboardScreen(VertexScreen):
                 yield ServiceCard(service, title)
         with Horizontal(id="mail-strip"):
             with Vertical(id="throughput"):
-                yield Label("Mail sent per minute, last hour", classes="section-title")
-                yield Sparkline([0], id="sparkline")
+                yield Label(_history_title("1h"), id="history-title", classes="section-title")
+                with Horizontal(id="sparklines"):
+                    yield Sparkline([0], id="sparkline")
+                    yield Sparkline([0], id="sparkline-p95")
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
@@ -37,7 +45,7 @@ class DashboardScreen(VertexScreen):
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()
-        per_minute = await self.engine.email.sent_per_minute(60)
+        history = await self.engine.email.history(self.history_range)
         errors = await self.engine.recent_errors(5)
         now = self.now()
         services = status["services"]
@@ -54,7 +62,9 @@ class DashboardScreen(VertexScreen):
         for name in TITLES:
             card = self.query_one(f"#card-{name}", ServiceCard)
             card.show(services[name], figures[name](services[name]), now)
-        self.query_one(Sparkline).data = per_minute or [0]
+        self.query_one("#history-title", Label).update(_history_title(self.history_range))
+        self.query_one("#sparkline", Sparkline).data = [b.sent for b in history] or [0]
+        self.query_one("#sparkline-p95", Sparkline).data = [b.p95_ms or 0 for b in history]
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
@@ -64,6 +74,17 @@ class DashboardScreen(VertexScreen):
         lines = [f"{clock_time(e['at'])}  {e['service']:9} "
                  + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
+
+
+    def action_history_range(self) -> None:
+        """Show the next range of the mail sparklines: 1h, 24h, 7d, 1h..."""
+        names = list(RANGES)
+        self.history_range = names[(names.index(self.history_range) + 1) % len(names)]
+        self.reload()
+
+
+def _history_title(range_name: str) -> str:
+    return f"Mail sent {RANGES[range_name]} │ p95 latency"
 
 
 def _relay_line(smtp: dict[str, object] | None) -> str:
