@@ -12,12 +12,17 @@ from vertex_tui.engine.email.models import EmailJobDetail
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import history as store
 
 if TYPE_CHECKING:
-    from conftest import JobWhen, TestSink
+    from conftest import JobWhen, TestSink, WaitFor
 
 EMAIL = ["email"]
+
+
+async def fresh(engine: Engine) -> bool:
+    return not await engines_store.heartbeat_stale(engine.db, engine.owner, engine.clock.time())
 
 
 def is_sent(d: EmailJobDetail) -> bool:
@@ -74,9 +79,13 @@ async def test_buckets_count_latency_retries_and_depth_live_then_rolled_up(
         assert result["status"] == "ok" and result["minutes"] == 1, result
         rows = await store.read(engine.db, MINUTE, t0 - 3 * HOUR, t0 + HOUR)
         assert rows == [expected]
-        # Run again: the same rows (idempotent upsert), and history reads them.
+        # Run again: the same rows (a bucket is written once), and history reads them. The
+        # quiet run is not recorded in service_runs; the first one is, with its counts.
         await engine.jobs.run("email.rollup")
         assert await store.read(engine.db, MINUTE, t0 - 3 * HOUR, t0 + HOUR) == rows
+        runs = await engine.jobs.history("email.rollup")
+        assert [(r["outcome"], r["counts"]) for r in runs] == [
+            ("ok", {"minutes": 1, "hours": 0})]
         hour = await engine.email.history("1h")
         assert hour[-2] == expected
         assert hour[-1] == Bucket(at=t0 + MINUTE, depth=1)  # the current minute, live
@@ -100,13 +109,16 @@ async def test_buckets_count_latency_retries_and_depth_live_then_rolled_up(
 
 async def test_a_second_engine_skips_the_rollup_while_the_first_holds_its_lease(
     settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock,
-    job_when: JobWhen,
+    job_when: JobWhen, wait_for: WaitFor,
 ) -> None:
     settings = settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=EMAIL) as first, \
             Engine(settings, clock=clock, run=[]) as second:
         t0 = await deliver_known_latencies(first, clock, sink, job_when)
         clock.advance(60)
+        # The holder is alive: its heartbeat has caught up with the clock (else the second
+        # engine rightly takes the lease over from a dead holder).
+        await wait_for(lambda: fresh(first), message="the first engine's heartbeat")
         held = Leases(first.db, first.owner)
         assert await held.acquire("email.rollup", clock.time(), 600)
         skipped = await second.jobs.run("email.rollup")
