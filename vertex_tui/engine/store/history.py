@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vertex_tui.engine.email.history import MINUTE, Bucket
+from vertex_tui.engine.email.history import Bucket
 from vertex_tui.engine.store.db import Database
 
 _COMPUTE = """
@@ -106,6 +106,3 @@ async def depth(db: Database) -> int:
         "SELECT coalesce(sum(n), 0) FROM email_status_counts"
         " WHERE status IN ('pending', 'sending')")
     return 0 if row is None else int(row[0])
-
-
-__all__ = ["MINUTE", "compute", "depth", "last_rolled", "prune", "read", "upsert"]
