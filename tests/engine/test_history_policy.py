@@ -85,7 +85,7 @@ def test_percentile(values: list[int], p50: int | None, p95: int | None) -> None
         (T0 + 90, None, HOUR, (T0 - 30 * 86400, T0)),
         # a bucket that ended less than SETTLE seconds ago waits for the next run
         (T0 + 63, None, MINUTE, (T0 - 48 * 3600, T0)),
-        (T0 + 3602, None, HOUR, (T0 - 3600 - 30 * 86400, T0 - 3600)),
+        (T0 + 3602, None, HOUR, (T0 - 30 * 86400, T0)),
         # from the bucket after the last one rolled, up to the current one (excluded)
         (T0 + 185, T0 + 60, MINUTE, (T0 + 120, T0 + 180)),
         (T0 + 7300, T0, HOUR, (T0 + 3600, T0 + 7200)),
