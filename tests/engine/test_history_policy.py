@@ -93,7 +93,7 @@ def test_percentile(values: list[int], p50: int | None, p95: int | None) -> None
         (T0 + 130, T0 + 60, MINUTE, None),
         (T0 + 9 * 3600 + 10, T0 + 8 * 3600, HOUR, None),
         # a long outage: never further back than retention
-        (T0 + 72 * 3600, T0, MINUTE, (T0 + 24 * 3600, T0 + 72 * 3600)),
+        (T0 + 72 * 3600 + 10, T0, MINUTE, (T0 + 24 * 3600, T0 + 72 * 3600)),
     ],
 )
 def test_roll_window(now: float, last: float | None, grain: int,
