@@ -1,0 +1,3 @@
+-- Reserved for issue-history's migration (a placeholder on the issue-log branch only, so
+-- that versions stay contiguous; the lead drops this file when merging the real 0009).
+SELECT 1;
