@@ -51,17 +51,20 @@ async def command(args: argparse.Namespace, engine: Engine) -> int:
     query = {"service": args.service, "level": level_number(args.level),
              "search": args.search}
     limit = args.limit or (100_000 if args.since is not None else FIRST_PAGE)
-    entries, cursor = await engine.read_log(since=args.since, limit=limit, **query)
-    _print(entries, args.json, zone)
     if not args.follow:
+        entries, _ = await engine.read_log(since=args.since, limit=limit, **query)
+        _print(entries, args.json, zone)
         if not entries and not args.json:
             print("no entries", file=sys.stderr)
         return EXIT_OK
+    # Before the first read: a SIGINT from then on ends the follow quietly (exit 0).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        entries, cursor = await engine.read_log(since=args.since, limit=limit, **query)
+        _print(entries, args.json, zone)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), FOLLOW_POLL)

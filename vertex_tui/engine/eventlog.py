@@ -90,12 +90,10 @@ def entry_for(event: ev.Event) -> Entry | None:  # noqa: C901 (one case per even
         case ev.BackupStarted(kind=kind, trigger=trigger):
             return Entry(at=at, service="backup", level=INFO, event="backup.started",
                          message=f"{kind} backup started ({trigger})")
-        case ev.BackupFinished(kind=kind, ok=True, path=path, size=size, warnings=warnings):
-            size_text = "" if size is None else f", {size:,} bytes"
+        case ev.BackupFinished(kind=kind, ok=True, path=path, warnings=warnings):
             note = f"; {warnings}" if warnings else ""
             return Entry(at=at, service="backup", level=WARNING if warnings else INFO,
-                         event="backup.finished",
-                         message=f"{kind} backup done: {path}{size_text}{note}")
+                         event="backup.finished", message=f"{kind} backup done: {path}{note}")
         case ev.BackupFinished(kind=kind, error=error):
             return Entry(at=at, service="backup", level=ERROR, event="backup.failed",
                          message=f"{kind} backup failed: {error or 'error'}")
