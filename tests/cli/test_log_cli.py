@@ -4,8 +4,8 @@ to a real aiosmtpd sink (another subprocess), then `vertex-tui log` from a third
 from __future__ import annotations
 
 import json
-import re
 import queue
+import re
 import signal
 import subprocess
 import sys

@@ -133,8 +133,9 @@ async def test_read_log_filters_by_service_level_text_and_age_and_follows(
             "videos: 1 activated, 0 deactivated, 0 rotated, 0 archived"]
         assert len(everything) == 5 and everything[4].endswith(": email.pause")
         assert await messages(service="backup") == ["database backup failed: disk full"]
-        assert await messages(level=30) == ["database backup failed: disk full",
-                                            "SMTP relay mx:25 unreachable: refused; delivery paused"]
+        assert await messages(level=30) == [
+            "database backup failed: disk full",
+            "SMTP relay mx:25 unreachable: refused; delivery paused"]
         assert await messages(search="DISK") == ["database backup failed: disk full"]
         assert await messages(search="email.pause") == [everything[4]]
         assert await messages(since=400) == everything[2:]
@@ -149,7 +150,7 @@ async def test_read_log_filters_by_service_level_text_and_age_and_follows(
         clock.advance(1)
         await engine.email.resume()
         new, cursor = await engine.read_log(after=cursor)
-        assert [e["message"] for e in new][0] == "service video stopped"
+        assert new[0]["message"] == "service video stopped"
         assert new[1]["event"] == "audit.email.resume"
         assert (await engine.read_log(after=cursor))[0] == []
 

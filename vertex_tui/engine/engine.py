@@ -203,7 +203,7 @@ class Engine:
 
     def _open_event_log(self) -> None:
         """Subscribed before any service is built: every event of this process is logged."""
-        self._event_log = EventLogWriter(self.db, self.clock, self.owner)
+        self._event_log = EventLogWriter(self.db, self.clock, self.owner, self.events)
         self._event_log.count_enqueues = self._run is None or "email" in self._run
         self._unsubscribe_log = self.events.subscribe(self._event_log.observe)
         self._event_log.start()

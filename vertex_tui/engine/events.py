@@ -180,6 +180,13 @@ class RelayOutage(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LogWritten(Event):
+    """The event log writer stored `count` entries (a hosting console's Log screen reads)."""
+
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class RequestHandled(Event):
     """An engine executed an action requested by an attached console."""
 

@@ -4,7 +4,8 @@
 buffer (or adds one to a per-minute delivery counter: `eventlog.DeliveryMinutes`), so a
 publisher — a worker that just sent a mail — never waits for the database. A task flushes
 the buffer every `flush_every` seconds (real time) in one transaction, with the summaries
-of the minutes that have ended; `close()` flushes the rest, the current minute included.
+of the minutes that have ended, and then publishes `LogWritten` (a hosting console's Log
+screen reads at once); `close()` flushes the rest, the current minute included.
 A flush that fails is logged and its rows dropped: the log never stops the engine.
 
 `prune_job()` is the `engine.log_prune` job (hourly, one engine at a time): rows older than
@@ -39,9 +40,10 @@ BUFFER = 10_000  # entries kept while the database is slow; the oldest go first
 class EventLogWriter:
     """Buffers this engine's events as log entries and writes them every second."""
 
-    def __init__(self, db: Database, clock: Clock, owner: str, *,
+    def __init__(self, db: Database, clock: Clock, owner: str, events: ev.EventBus, *,
                  flush_every: float = FLUSH_EVERY) -> None:
         self._db = db
+        self._events = events
         self._clock = clock
         self._owner = owner
         self._flush_every = flush_every
@@ -86,7 +88,8 @@ class EventLogWriter:
                 log.exception("writing %d event log rows failed; they are dropped", len(rows))
                 return 0
             self.written += len(rows)
-            return len(rows)
+        self._events.publish(ev.LogWritten(at=self._clock.time(), count=len(rows)))
+        return len(rows)
 
     async def close(self) -> None:
         """Stop the flush task and write everything left."""

@@ -26,10 +26,9 @@ MAX_LINES = 2000
 
 class LogScreen(VertexScreen):
     AUTO_FOCUS = "#log-lines"  # see VertexScreen.AUTO_FOCUS
-    # Entries reach the database within a second of the event; these refresh at once, the
-    # periodic refresh catches what they miss.
-    REFRESH_ON = frozenset({"PassCompleted", "ServiceStarted", "ServiceStopped",
-                            "BackupFinished", "RelayOutage", "RequestHandled"})
+    # This process's writer stored entries: read them now (entries of other engines come
+    # with the periodic refresh).
+    REFRESH_ON = frozenset({"LogWritten"})
     BINDINGS = [Binding("s", "cycle_service", "Service filter"),
                 Binding("L", "cycle_level", "Level filter"),
                 Binding("slash", "search", "Search", tooltip="text in the message"),
@@ -72,7 +71,8 @@ class LogScreen(VertexScreen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "log-service":
-            service = None if event.value is Select.BLANK else str(event.value)
+            # Cleared, the value is a sentinel (Select.NULL), not a service name.
+            service = event.value if isinstance(event.value, str) else None
             if service == self.service:
                 return
             self.service = service
@@ -87,7 +87,10 @@ class LogScreen(VertexScreen):
         order = [None, *self.services()]
         self.service = order[(order.index(self.service) + 1) % len(order)]
         select = self.query_one("#log-service", Select)
-        select.value = Select.BLANK if self.service is None else self.service
+        if self.service is None:
+            select.clear()  # (assigning Select.BLANK is refused as an illegal value)
+        else:
+            select.value = self.service
         self._filters_changed()
 
     def action_cycle_level(self) -> None:
