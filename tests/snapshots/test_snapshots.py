@@ -14,7 +14,6 @@ before running `pytest --snapshot-update`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -25,7 +24,6 @@ import pytest
 from textual.pilot import Pilot
 
 from vertex_tui.app import VertexApp
-from vertex_tui.bridge import ConsoleLogHandler
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
@@ -129,28 +127,6 @@ def freeze_measurements(db_path: Path) -> None:
         conn.close()
 
 
-def log_lines() -> ConsoleLogHandler:
-    """A Log screen buffer with fixed records (times, services, levels)."""
-    handler = ConsoleLogHandler()
-    records = [
-        ("vertex_tui.engine.engine", logging.INFO, "service email started", 0),
-        ("vertex_tui.engine.backup.service", logging.INFO,
-         "database backup written: backups/database/database-20270112T080000Z.db (40960 bytes)",
-         5),
-        ("vertex_tui.engine.email.queue", logging.WARNING,
-         "email job 2 attempt 1: recipients refused: bounce1@example.org: 550 5.1.1", 60),
-        ("vertex_tui.engine.lifecycle", logging.INFO, "lifecycle pass: 3 notices queued", 120),
-        ("vertex_tui.engine.videos", logging.ERROR, "video pass failed: database is locked",
-         180),
-        ("vertex_tui.engine.videos", logging.INFO, "video pass: 2 activated, 1 rotated", 240),
-    ]
-    for logger, level, text, offset in records:
-        record = logging.LogRecord(logger, level, __file__, 1, text, None, None)
-        record.created = NOW - 10 * MINUTE + offset
-        handler.handle(record)
-    return handler
-
-
 class SnapshotApp(VertexApp):
     """The console on an engine it opens itself on the app's own loop (snap_compare runs
     the app; an engine opened on another loop cannot be used from this one)."""
@@ -158,7 +134,7 @@ class SnapshotApp(VertexApp):
     def __init__(self, settings: Settings) -> None:
         self._stack = AsyncExitStack()
         engine = Engine(settings, run=[], clock=FakeClock(NOW), owner="console:1:snapshot")
-        super().__init__(engine, attached=True, live_refresh=False, log_handler=log_lines())
+        super().__init__(engine, attached=True, live_refresh=False)
 
     async def on_load(self) -> None:
         await self._stack.enter_async_context(self.engine)

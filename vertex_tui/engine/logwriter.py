@@ -88,7 +88,8 @@ class EventLogWriter:
                 log.exception("writing %d event log rows failed; they are dropped", len(rows))
                 return 0
             self.written += len(rows)
-        self._events.publish(ev.LogWritten(at=self._clock.time(), count=len(rows)))
+        if self._task is not None:  # not once closing: nobody is left to read it
+            self._events.publish(ev.LogWritten(at=self._clock.time(), count=len(rows)))
         return len(rows)
 
     async def close(self) -> None:
