@@ -118,6 +118,7 @@ def freeze_measurements(db_path: Path) -> None:
             conn.execute("UPDATE restore_drills SET duration = 0.5")
             conn.execute("UPDATE service_runs SET counts = json_remove(counts, '$.seconds')")
             conn.execute("UPDATE email_jobs SET message_id = printf('<%d.seed@vertex.test>', id)")
+            conn.execute("UPDATE audit_log SET actor = 'operator'")  # the Log screen shows it
             conn.execute("DELETE FROM leases")
             conn.execute("INSERT INTO leases (name, owner, acquired_at, expires_at)"
                          " VALUES (?, ?, ?, ?), ('lifecycle', ?, ?, ?), ('video', ?, ?, ?)",

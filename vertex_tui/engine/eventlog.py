@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.errors import UsageError
@@ -35,11 +36,30 @@ class Entry:
     message: str
 
 
+def _total(value: object) -> float | None:
+    """A count as a number: itself, or the sum of a nested dict of numbers; None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+        return None
+    if isinstance(value, dict):
+        parts = [_total(v) for v in value.values()]
+        return sum(p for p in parts if p is not None)
+    return value
+
+
 def _counts(counts: dict[str, object]) -> str:
-    # The run's duration is in its history (`jobs history`), not in what it did.
-    shown = [f"{k} {v}" for k, v in counts.items()
-             if k != "seconds" and v not in (0, None, "", [], {})]
-    return ", ".join(shown) if shown else "nothing to do"
+    # The run's duration is in its history (`jobs history`), not in what it did; flags and
+    # texts neither.
+    shown = []
+    for key, value in counts.items():
+        number = _total(value)
+        if key != "seconds" and number:
+            shown.append(f"{key} {number:g}")
+    return ", ".join(shown) if shown else "done"
+
+
+def _name(path: str | None) -> str:
+    """A backup's file name (the folder is the configured VERTEX_BACKUP_DIR's)."""
+    return "" if not path else PurePath(path).name
 
 
 def _plural(n: int, word: str) -> str:
@@ -95,7 +115,8 @@ def entry_for(event: ev.Event) -> Entry | None:
         case ev.BackupFinished(kind=kind, ok=True, path=path, warnings=warnings):
             note = f"; {warnings}" if warnings else ""
             return Entry(at=at, service="backup", level=WARNING if warnings else INFO,
-                         event="backup.finished", message=f"{kind} backup done: {path}{note}")
+                         event="backup.finished",
+                         message=f"{kind} backup done: {_name(path)}{note}")
         case ev.BackupFinished(kind=kind, error=error):
             return Entry(at=at, service="backup", level=ERROR, event="backup.failed",
                          message=f"{kind} backup failed: {error or 'error'}")
@@ -107,10 +128,10 @@ def entry_for(event: ev.Event) -> Entry | None:
                          message=f"rotation failed: {error}")
         case ev.RestoreDrillFinished(ok=True, path=path):
             return Entry(at=at, service="backup", level=INFO, event="backup.drill",
-                         message=f"restore drill passed: {path}")
+                         message=f"restore drill passed: {_name(path)}")
         case ev.RestoreDrillFinished(path=path, error=error):
             return Entry(at=at, service="backup", level=ERROR, event="backup.drill",
-                         message=f"restore drill failed ({path or 'no backup'}): {error}")
+                         message=f"restore drill failed ({_name(path) or 'no backup'}): {error}")
         case ev.CompletionRefused(job_id=job_id, attempt=attempt):
             return Entry(at=at, service="email", level=WARNING, event="email.lease_lost",
                          message=f"job {job_id} attempt {attempt}: finished after its lease "
