@@ -1,3 +1,4 @@
--- Reserved for issue-search's migration (a placeholder on the issue-log branch only, so
--- that versions stay contiguous; the lead drops this file when merging the real 0008).
+-- Placeholder for the migration numbered 0008 on another branch (issue-search); it only
+-- keeps this branch's numbering contiguous (0009 follows). Delete this file when merging a
+-- branch that brings its own 0008.
 SELECT 1;
