@@ -29,6 +29,7 @@ from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.builtin import BUILTIN, default_registry
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
 from vertex_tui.engine.errors import ConfigError, StoreError
+from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
 from vertex_tui.engine.jobs import JobBoard
 from vertex_tui.engine.leases import Leases
@@ -215,8 +216,8 @@ class Engine:
 
     async def read_log(self, *, since: float | None = None, service: str | None = None,
                        level: int = 0, search: str | None = None,
-                       after: log_store.Cursor | None = None,
-                       limit: int = 1000) -> tuple[list[dict[str, Any]], log_store.Cursor]:
+                       after: Cursor | None = None,
+                       limit: int = 1000) -> tuple[list[dict[str, Any]], Cursor]:
         """The event log of every engine on this database (and the operator actions), oldest
         first: at most `limit` entries, the latest; `since` is seconds back from now. Returns
         the entries (`at` ISO 8601, `service`, `level` name, `event`, `message`) and the

@@ -26,6 +26,14 @@ LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cursor:
+    """Where a reader of the log stopped: the last engine_log id and audit_log id it saw."""
+
+    log_id: int = 0
+    audit_id: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Entry:
     """One row of the event log (before it has an id and an owner)."""
 

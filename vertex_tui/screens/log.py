@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header, Input, RichLog, Select
 
-from vertex_tui.engine.store.log import Cursor
+from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.widgets.keybar import Key, KeyBar
 

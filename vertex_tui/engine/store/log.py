@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.store.db import Database
 
 INFO = 20
-
-
-@dataclass(frozen=True, kw_only=True)
-class Cursor:
-    """Where a reader stopped: the last engine_log id and audit_log id it has seen."""
-
-    log_id: int = 0
-    audit_id: int = 0
 
 
 async def append(db: Database, rows: Sequence[tuple[float, str, int, str, str, str]]) -> int:
