@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_history, cli_jobs, doctor, logsetup
+from vertex_tui import __version__, cli_history, cli_jobs, cli_log, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -113,6 +113,7 @@ def build_parser() -> Parser:
     _backup_parser(sub)
     _entity_parsers(sub)
     cli_jobs.add_parser(sub, Parser, _positive_int)
+    cli_log.add_parser(sub)
     doctor.add_parser(sub)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
@@ -616,6 +617,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
         if args.command == "jobs":
             return asyncio.run(_with_engine(settings, [], lambda e: cli_jobs.command(args, e)))
+        if args.command == "log":
+            return asyncio.run(_with_engine(settings, [], lambda e: cli_log.command(args, e)))
         if args.command == "doctor":
             return doctor.run(args, settings)
         if args.command in ("lifecycle", "video", "project", "portrait"):
