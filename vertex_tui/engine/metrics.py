@@ -32,7 +32,7 @@ from vertex_tui.engine.service import ServiceState
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT = 5.0
-EMAIL_STATUSES = ("pending", "sending", "sent", "failed")
+EMAIL_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 # Outcomes of a last run that count as success: passes say 'ok', backups 'ok' too.
 OK_OUTCOMES = frozenset({"ok"})
 BACKUP_SERVICE = "backup"
