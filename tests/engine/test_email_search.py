@@ -14,6 +14,7 @@ import pytest
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.metrics import families
 from vertex_tui.engine.search import SearchError
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store.db import Database, load_migrations, split_statements
@@ -172,7 +173,12 @@ async def test_cancelled_jobs_are_kept_counted_audited_never_sent_and_retryable(
         stats = await q.stats()
         assert (stats.sent, stats.cancelled) == (2, 3)
         assert stats.to_json()["cancelled"] == 3
-        assert (await engine.status())["services"]["email"]["cancelled"] == 3
+        status = await engine.status()
+        assert status["services"]["email"]["cancelled"] == 3
+        gauges = {tuple(sample.labels.items()): sample.value
+                  for family in families({"status": status, "backup_last_success": {}})
+                  if family.name == "vertex_email_jobs" for sample in family.samples}
+        assert gauges[(("status", "cancelled"),)] == 3
         assert {j.id for j in await q.search("status:cancelled")} == set(ids[:3])
         with pytest.raises(UsageError, match="only pending or failed"):
             await q.cancel(job_id=ids[4])  # sent

@@ -84,7 +84,7 @@ def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
     email = services["email"]
     jobs = GaugeMetricFamily("vertex_email_jobs", "Email jobs by status", labels=["status"])
     for name in EMAIL_STATUSES:
-        jobs.add_metric([name], email[name])
+        jobs.add_metric([name], email.get(name, 0))
     yield jobs
     oldest = GaugeMetricFamily("vertex_email_oldest_pending_age_seconds",
                                "Age of the oldest pending email (0 when none waits)")
