@@ -98,8 +98,13 @@ async def count(db: Database, q: Query, *, now: float, cap: int | None = None) -
     """How many jobs match (at most `cap`, when given: the caller shows "cap+")."""
     source, where, params, _ = _plan(q, now)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    if q.empty:
-        row = await db.read_one("SELECT sum(n) FROM email_status_counts")
+    if q.empty or q == Query(statuses=q.statuses):  # by status only: the kept counts
+        marks = ", ".join("?" * len(q.statuses or ()))
+        row = await db.read_one(
+            "SELECT sum(n) FROM email_status_counts"
+            + (f" WHERE status IN ({marks})" if q.statuses is not None else ""),
+            sorted(q.statuses or ()),
+        )
         total = int(row[0] or 0) if row else 0
         return total if cap is None else min(total, cap)
     if cap is None:
