@@ -112,8 +112,11 @@ async def test_help_lists_the_keys_of_the_screen_first(console: Console) -> None
         out = RichConsole(file=io.StringIO(), width=200, color_system=None)
         out.print(body.render())
         lines = [" ".join(line.split()) for line in out.file.getvalue().splitlines()]
-        own = ["/ search recipient or subject", "r retry the selected failed job",
-               "R retry all failed jobs (asks)", "D deliver all mail due now (asks)",
+        own = ["/ search: text, status:, to:, subject:, error:, id:, older:, newer:",
+               "r retry the marked jobs, else the selected one (asks for several)",
+               "R retry all failed jobs matching the filter (asks)",
+               "x cancel the marked jobs, else the selected one (asks)",
+               "D deliver all mail due now (asks)",
                "C delete old finished mail (asks)", "3 show jobs claimed by a worker"]
         for line in [*own, "e Email queue", "o Log", "? close this help", "q quit",
                      "↓ Cursor down"]:
@@ -144,12 +147,12 @@ async def test_palette_retry_all_failed_mail_asks_with_the_count(console: Consol
         await console.settle(pilot)
         await palette_run(pilot, console, "Retry all failed mail")
         await wait_screen(console, pilot, ConfirmDialog)
-        assert dialog_message(pilot).startswith("Retry 2 failed email(s)?")
+        assert dialog_message(pilot).startswith("Retry all 2 failed job(s) in the whole queue (no filter)?")
         await pilot.press("y")
         await wait_screen(console, pilot, EmailQueueScreen)
         await console.settle(pilot)
         assert sorted(console.statuses().values()) == ["pending", "pending", "sent"]
-        assert ("information", "2 failed email(s) queued again") in console.notes(app)
+        assert ("information", "2 job(s) queued again") in console.notes(app)
 
 
 async def test_palette_switches_screens_and_runs_a_lifecycle_check(console: Console) -> None:
@@ -259,7 +262,7 @@ async def test_brackets_page_through_more_than_one_page(console: Console) -> Non
         await console.settle(pilot)
         second = [int(r[0]) for r in console.rows(pilot, "#email-jobs")]
         assert second == sorted(ids, reverse=True)[PAGE:]
-        assert "page 2 · 7 shown" in text_of(screen.query_one("#email-page", Static))
+        assert "page 2 of 2 · 57 jobs" in text_of(screen.query_one("#email-page", Static))
         # A short page is the last one: ] stays, [ goes back.
         await pilot.press("right_square_bracket")
         await console.settle(pilot)
@@ -330,7 +333,7 @@ async def test_r_on_a_job_that_is_not_failed_changes_nothing(console: Console) -
         await email_screen(console, pilot)
         await pilot.press("4", "r")
         await console.settle(pilot)
-        assert ("warning", f"job {jobs['sent'][-1]} is sent, not failed") in console.notes(app)
+        assert ("warning", f"job {jobs['sent'][-1]} is sent, not failed or cancelled") in console.notes(app)
         assert console.audit("email.retry") == []
 
 
@@ -341,7 +344,7 @@ async def test_R_retries_exactly_the_failed_jobs_the_dialog_named(console: Conso
         await email_screen(console, pilot)
         await pilot.press("R")
         await wait_screen(console, pilot, ConfirmDialog)
-        assert dialog_message(pilot).startswith("Retry 2 failed email(s)?")
+        assert dialog_message(pilot).startswith("Retry all 2 failed job(s) in the whole queue (no filter)?")
         # Another job fails while the operator reads the dialog: not part of what was asked.
         late = await console.deliver([mail("bounce-late@example.org")])
         assert console.job_status(late[0]) == "failed"
@@ -353,7 +356,7 @@ async def test_R_retries_exactly_the_failed_jobs_the_dialog_named(console: Conso
         assert console.job_status(late[0]) == "failed"
         assert console.audit("email.retry") == [
             (2, {"ids": jobs["failed"], "requested": jobs["failed"], "limit": None})]
-        assert ("information", "2 failed email(s) queued again") in console.notes(app)
+        assert ("information", "2 job(s) queued again") in console.notes(app)
 
 
 async def test_R_then_n_retries_nothing(console: Console) -> None:

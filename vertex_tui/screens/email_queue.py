@@ -93,13 +93,16 @@ class EmailQueueScreen(VertexScreen):
         yield KeyBar()
 
     def footer_keys(self) -> list[Key]:
+        # Most used first: at 80 columns the footer keeps what fits (then "? help", "q quit");
+        # marking and cancel join from 100 columns (always in `?` help).
+        wide = self.app.size.width >= 100
         return [Key("1-6", "filter"), Key("/", "search", "screen.search"),
-                Key("␣", "mark", "screen.toggle_mark"),
                 Key("r", "retry", "screen.retry_selected"),
                 Key("R", "retry all", "screen.retry_all"),
                 Key("p", "resume" if self.paused else "pause", "screen.toggle_pause"),
-                Key("x", "cancel", "screen.cancel_selected"),
-                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup")]
+                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup"),
+                *([Key("␣", "mark", "screen.toggle_mark"),
+                   Key("x", "cancel", "screen.cancel_selected")] if wide else [])]
 
     def on_mount(self) -> None:
         # Textual then calls VertexScreen.on_mount itself (handlers run along the MRO): calling
@@ -257,7 +260,7 @@ class EmailQueueScreen(VertexScreen):
 
     def _done(self, verb: str, done: list[int], asked: int) -> None:
         skipped = asked - len(done)
-        self.notify(f"{verb} {len(done):,} job(s)" + (
+        self.notify(f"{len(done):,} job(s) {verb}" + (
             f"; {skipped:,} left as they were (not in a state for it)" if skipped else ""))
 
     @work(exit_on_error=False)
@@ -299,11 +302,12 @@ class EmailQueueScreen(VertexScreen):
     async def action_retry_all(self) -> None:
         # The dialog names the count of exactly the jobs it will retry: the ids read now.
         eligible = self._eligible(RETRYABLE, ("failed",))
-        ids = await self.engine.email.matching_ids(self.search, eligible=eligible,
-                                                   status=self.status_filter)
+        ids = sorted(await self.engine.email.matching_ids(
+            self.search, eligible=eligible, status=self.status_filter))
         what = " or ".join(eligible)
         if not ids:
-            self.notify(f"no {what} mail {self.filter_words()} to retry")
+            scope = f" {self.filter_words()}" if self.search or self.status_filter else ""
+            self.notify(f"no {what} mail{scope} to retry")
             return
         if not await self._confirm(
                 f"Retry all {_count(ids)} {what} job(s) {self.filter_words()}? Each gets a "
@@ -344,11 +348,12 @@ class EmailQueueScreen(VertexScreen):
     @work(exit_on_error=False)
     async def action_cancel_all(self) -> None:
         eligible = self._eligible(CANCELLABLE, CANCELLABLE)
-        ids = await self.engine.email.matching_ids(self.search, eligible=eligible,
-                                                   status=self.status_filter)
+        ids = sorted(await self.engine.email.matching_ids(
+            self.search, eligible=eligible, status=self.status_filter))
         what = " or ".join(eligible)
         if not ids:
-            self.notify(f"no {what} mail {self.filter_words()} to cancel")
+            scope = f" {self.filter_words()}" if self.search or self.status_filter else ""
+            self.notify(f"no {what} mail{scope} to cancel")
             return
         if not await self._confirm(
                 f"Cancel all {_count(ids)} {what} job(s) {self.filter_words()}? They are kept "
