@@ -138,8 +138,10 @@ class EmailQueueScreen(VertexScreen):
                          len(self.query_one("#email-jobs", StableTable).marks))
         if (self.status_filter, page) != self._page_shown:  # an update re-lays the screen
             self._page_shown = (self.status_filter, page)
+            # The count first: a narrow terminal cuts the end of the line (tabs, hints).
             self.query_one("#email-page", Static).update(
-                Content.assemble(*filter_tabs(self.status_filter), "  ", page))
+                Content.assemble(page, "  ", *filter_tabs(self.status_filter),
+                                 "  [ ] pages · ⏎ detail"))
 
     def selected_job(self) -> EmailJob | None:
         """The job under the cursor, by the row's key (never by a stale index)."""
@@ -412,7 +414,7 @@ def describe_filter(status: str | None, search: str) -> str:
 
 
 def page_line(page: int, total: int | None, search: str, marked: int) -> str:
-    """ "page 2 of 41 · 2,033 jobs" (and what the search and marks are)."""
+    """ "page 2 of 41 · 2,033 jobs", with the search and the marked count."""
     if total is None:
         count = ""
     elif total >= TOTAL_CAP:
@@ -422,7 +424,7 @@ def page_line(page: int, total: int | None, search: str, marked: int) -> str:
         count = f"page {page} of {pages} · {total:,} job{'' if total == 1 else 's'}"
     return " · ".join(part for part in (
         f"matching {search!r}" if search else "", count,
-        f"{marked:,} marked (Esc unmarks)" if marked else "", "[ ] pages · ⏎ detail") if part)
+        f"{marked:,} marked (Esc unmarks)" if marked else "") if part)
 
 
 def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
