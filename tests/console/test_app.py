@@ -147,7 +147,8 @@ async def test_palette_retry_all_failed_mail_asks_with_the_count(console: Consol
         await console.settle(pilot)
         await palette_run(pilot, console, "Retry all failed mail")
         await wait_screen(console, pilot, ConfirmDialog)
-        assert dialog_message(pilot).startswith("Retry all 2 failed job(s) in the whole queue (no filter)?")
+        assert dialog_message(pilot).startswith(
+            "Retry all 2 failed job(s) in the whole queue (no filter)?")
         await pilot.press("y")
         await wait_screen(console, pilot, EmailQueueScreen)
         await console.settle(pilot)
@@ -333,7 +334,8 @@ async def test_r_on_a_job_that_is_not_failed_changes_nothing(console: Console) -
         await email_screen(console, pilot)
         await pilot.press("4", "r")
         await console.settle(pilot)
-        assert ("warning", f"job {jobs['sent'][-1]} is sent, not failed or cancelled") in console.notes(app)
+        assert ("warning", f"job {jobs['sent'][-1]} is sent, not failed or cancelled") in (
+            console.notes(app))
         assert console.audit("email.retry") == []
 
 
@@ -344,7 +346,8 @@ async def test_R_retries_exactly_the_failed_jobs_the_dialog_named(console: Conso
         await email_screen(console, pilot)
         await pilot.press("R")
         await wait_screen(console, pilot, ConfirmDialog)
-        assert dialog_message(pilot).startswith("Retry all 2 failed job(s) in the whole queue (no filter)?")
+        assert dialog_message(pilot).startswith(
+            "Retry all 2 failed job(s) in the whole queue (no filter)?")
         # Another job fails while the operator reads the dialog: not part of what was asked.
         late = await console.deliver([mail("bounce-late@example.org")])
         assert console.job_status(late[0]) == "failed"

@@ -166,3 +166,50 @@ async def test_a_bad_search_term_is_one_line_under_the_box_and_the_table_stays(
         assert not error.display
         assert [row[0] for row in console.rows(pilot, "#email-jobs")] == [str(ids[1])]
         assert screen.query_one("#email-jobs", DataTable).has_focus
+
+
+# ---- `/` on the other tables: the same language, matched in memory ---------------------------
+
+
+async def test_slash_filters_the_backup_history_with_the_same_language(console: Console) -> None:
+    from vertex_tui.screens.backups import BackupsScreen
+    from vertex_tui.widgets.table_search import TableSearch
+
+    engine = await console.engine()
+    for kind in ("database", "database"):
+        await engine.backup.run(kind, trigger="manual")
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        await console.settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, BackupsScreen)
+        rows = console.rows(pilot, "#backup-history")
+        assert len(rows) == 2 and {r[3] for r in rows} == {"ok"}
+        newest = rows[0][0]
+
+        await search(console, pilot, "status:failed")
+        assert console.rows(pilot, "#backup-history") == []
+        await pilot.press("escape")
+        await search(console, pilot, f"status:ok id:{newest}")
+        assert [r[0] for r in console.rows(pilot, "#backup-history")] == [newest]
+        # The filter holds across a refresh with a new row that does not match.
+        await engine.backup.run("database", trigger="manual")
+        await console.settle(pilot)
+        screen.reload()
+        await console.settle(pilot)
+        assert [r[0] for r in console.rows(pilot, "#backup-history")] == [newest]
+
+        # A term this table cannot answer, and a bad one: one line under the box.
+        box = screen.query_one(TableSearch)
+        box.query_one("Input").value = ""  # type: ignore[attr-defined]
+        await pilot.press("slash", *"to:bob", "enter")
+        await console.settle(pilot)
+        error = str(box.query_one(".search-error", Static).render())
+        assert error.startswith("to: does not apply to the backup history")
+        assert any("to: does not apply" in line for line in console.screen_text(app))
+        assert [r[0] for r in console.rows(pilot, "#backup-history")] == [newest]  # kept
+
+        await pilot.press("escape")
+        await console.settle(pilot)
+        assert len(console.rows(pilot, "#backup-history")) == 3

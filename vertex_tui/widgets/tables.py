@@ -13,8 +13,11 @@ moves, when a refresh or a page leaves it out of view, and comes back marked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.widgets import DataTable
+
+from vertex_tui.engine.search import Query
 
 Row = tuple[str, Sequence[object]]  # (key, cells)
 
@@ -49,6 +52,12 @@ class StableTable(DataTable[str]):
 
     _shown: list[Row] | None = None
     _marks_shown: frozenset[str] = frozenset()
+    # An in-memory filter (`/` on tables other than email): rows whose cells match `filter_query`
+    # are shown; `status_column` is the cell `status:` reads (None: the table has none).
+    filter_query: Query | None = None
+    status_column: int | None = None
+    id_keys = False  # row keys are ids: `id:` applies
+    _given: list[Row] | None = None
 
     _marks: set[str] | None = None
 
@@ -58,7 +67,7 @@ class StableTable(DataTable[str]):
             self._marks = set()
         return self._marks
 
-    def _cells(self, key: str, cells: Sequence[object]) -> tuple[object, ...]:
+    def _cells(self, key: str, cells: Sequence[object]) -> tuple[Any, ...]:
         if key in self.marks and cells:
             return (f"{MARK}{cells[0]}", *cells[1:])
         return tuple(cells)
@@ -85,8 +94,26 @@ class StableTable(DataTable[str]):
             shown, self._shown = self._shown, None
             self.show_rows(shown)
 
+    def set_query(self, query: Query | None) -> None:
+        """Filter the rows given to `show_rows` (now and on every later refresh)."""
+        self.filter_query = None if query is None or query.empty else query
+        if self._given is not None:
+            self.show_rows(self._given)
+
+    def _matches(self, key: str, cells: Sequence[object]) -> bool:
+        if self.filter_query is None:
+            return True
+        column = self.status_column
+        return self.filter_query.matches(
+            [str(c) for c in cells],
+            status=str(cells[column]) if column is not None and column < len(cells) else None,
+            named={}, row_id=int(key) if self.id_keys and key.isdigit() else None)
+
     def show_rows(self, rows: Sequence[Row]) -> None:
         """Replace every row (unless they are exactly those shown) keeping the cursor's row."""
+        self._given = list(rows)
+        if self.filter_query is not None:
+            rows = [row for row in rows if self._matches(*row)]
         fresh: list[Row] = []
         seen: set[str] = set()
         for key, cells in rows:
