@@ -55,8 +55,8 @@ class VertexCommands(Provider):
         ]
         from vertex_tui.engine.backup.service import JOBS
 
-        out += [(f"Trigger backup job: {job}",
-                 partial(app.engine_action, "backup.run", {"job": job}), "run it now")
+        out += [(f"Trigger backup job: {job}",  # asks, as the key `t` does
+                 partial(app.screen_action, "backups", f"trigger({job!r})"), "run it now (asks)")
                 for job in JOBS]
         return out
 
@@ -207,7 +207,12 @@ class VertexApp(App[None]):
             error = event.worker.error
             logging.getLogger(__name__).error("console worker %s failed: %r",
                                               event.worker.name, error, exc_info=error)
-            self.notify_error(f"{type(error).__name__}: {error}", title="Something went wrong")
+            from vertex_tui.engine.errors import VertexError
+
+            # Ours say what is wrong in words; anything else also names its kind.
+            text = str(error) if isinstance(error, VertexError) else (
+                f"{type(error).__name__}: {error}")
+            self.notify_error(text, title="Something went wrong")
 
     def action_toggle_help(self) -> None:
         from vertex_tui.widgets.keyshelp import KeysHelp

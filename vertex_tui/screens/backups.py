@@ -113,8 +113,8 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         return next((r for r in self._history if str(r.id) == key), None)
 
     @work(exit_on_error=False)
-    async def action_trigger(self) -> None:
-        job = self._selected_job()
+    async def action_trigger(self, job: str | None = None) -> None:
+        job = job or self._selected_job()
         if job is None:
             return
         if await self.app.push_screen_wait(ConfirmDialog(f"Run the {job} job now?", yes="Run")):

@@ -384,7 +384,8 @@ class EmailQueueScreen(VertexScreen):
     @work(exit_on_error=False)
     async def action_cleanup(self) -> None:
         answer = await self.app.push_screen_wait(
-            PromptDialog("Delete sent and failed mail older than how many days?", "30"))
+            PromptDialog("Delete sent, failed and cancelled mail older than how many days?",
+                         "30"))
         if answer is None:
             return
         try:
@@ -394,11 +395,15 @@ class EmailQueueScreen(VertexScreen):
         except ValueError:
             self.notify(f"not a number of days: {answer!r}", severity="error")
             return
+        due = await self.engine.email.cleanup_count(days)
+        if not due:
+            self.notify(f"no sent, failed or cancelled mail older than {days:g} days to delete")
+            return
         if await self.app.push_screen_wait(
-                ConfirmDialog(f"Delete sent and failed mail older than {days:g} days?",
-                              yes="Delete", danger=True)):
+                ConfirmDialog(f"Delete {due:,} sent, failed or cancelled job(s) finished more "
+                              f"than {days:g} days ago?", yes="Delete", danger=True)):
             count = await self.engine.email.cleanup(days)
-            self.notify(f"deleted {count} job(s)")
+            self.notify(f"deleted {count:,} job(s)")
             self.reload()
 
 

@@ -74,6 +74,13 @@ class EmailBulk:
             self._db, query(text, status), now=self._clock.time(), statuses=eligible, cap=cap
         )
 
+    async def cleanup_count(self, older_than_days: float) -> int:
+        """How many jobs `cleanup(older_than_days)` would delete now (asked before it)."""
+        if older_than_days < 0:
+            raise UsageError("--older-than must be a number of days >= 0")
+        cutoff = self._clock.time() - older_than_days * 86_400
+        return await search_store.count_finished_before(self._db, cutoff)
+
     async def cancel(
         self,
         *,

@@ -129,6 +129,14 @@ async def matching_ids(
     return [int(r[0]) for r in rows]
 
 
+async def count_finished_before(db: Database, cutoff: float) -> int:
+    """How many jobs `email cleanup` would delete now (sent, failed, cancelled before)."""
+    row = await db.read_one(
+        "SELECT count(*) FROM email_jobs INDEXED BY ix_email_jobs_finished"
+        " WHERE finished_at < ? AND status IN ('sent', 'failed', 'cancelled')", (cutoff,))
+    return int(row[0]) if row else 0
+
+
 async def cancel(
     db: Database, *, now: float, ids: Sequence[int], search: str | None = None
 ) -> list[int]:
