@@ -213,3 +213,31 @@ async def test_slash_filters_the_backup_history_with_the_same_language(console: 
         await pilot.press("escape")
         await console.settle(pilot)
         assert len(console.rows(pilot, "#backup-history")) == 3
+
+
+async def test_slash_filters_the_upcoming_expirations(console: Console) -> None:
+    from vertex_tui.screens.lifecycle import LifecycleScreen
+    from vertex_tui.widgets.table_search import TableSearch
+
+    engine = await console.engine()
+    now = console.clock.time()
+    for name, days in (("Gallery North", 1), ("Museum", 1.5), ("Gallery South", 2)):
+        await engine.lifecycle.add_project(name=name, owner="owner@example.org",
+                                           subscription_end=now + days * 86_400)
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        await console.settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, LifecycleScreen)
+        assert len(console.rows(pilot, "#lifecycle-upcoming")) == 3
+        await search(console, pilot, "gallery")
+        assert sorted(r[4] for r in console.rows(pilot, "#lifecycle-upcoming")) == [
+            "Gallery North", "Gallery South"]
+        await pilot.press("escape")  # clears the search: every row again
+        await console.settle(pilot)
+        assert len(console.rows(pilot, "#lifecycle-upcoming")) == 3
+        await pilot.press("slash", *"status:active", "enter")
+        await console.settle(pilot)
+        error = str(screen.query_one(TableSearch).query_one(".search-error", Static).render())
+        assert error.startswith("status: does not apply to the upcoming expirations")
