@@ -35,6 +35,9 @@ job matches (a recipient), and `status:failed mailbox`; each query 7 times, inte
 (goal <= 100 ms). `search_count_ms_at_1m`: the "N jobs" total the Email screen shows for
 `mailbox` (capped at 10,000). Baseline: the same first pages by LIKE scans over the jobs
 (what `email list --search` did before), `baseline_like_*_ms`.
+
+history_ms_7d (goal <= 20 ms): `email history --range 7d` on the same database after the
+rollup has filled 30 days; see bench/history_latency.py.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, SENDER, emit, load_1m, message, settings
+from history_latency import GOALS as HISTORY_GOALS
+from history_latency import history_part
 
 VENV_BIN = Path(sys.executable).parent
 GOALS = {
@@ -65,6 +70,7 @@ GOALS = {
     "email_screen_ms_at_1m": ("<=", 150),
     "email_screen_first_ms_at_1m": ("<=", 150),
     "search_ms_at_1m": ("<=", 100),
+    **HISTORY_GOALS,
 }
 POLL_S = 0.02
 # What `vertex-tui` imports before its event loop starts (engine, Textual, the screens).
@@ -643,6 +649,8 @@ def email_part(jobs: int, db: Path | None, apps: int, switches: int,
             built = round(build(path, jobs), 1)
         doc = asyncio.run(email_screen(path, apps, switches)) if screen else {}
         doc.update(asyncio.run(search_times(path)))
+        if screen:
+            doc.update(history_part(path))  # history_ms_7d (bench/history_latency.py)
         doc["build_s"] = built
         return doc
     finally:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_jobs, cli_search, doctor, logsetup
+from vertex_tui import __version__, cli_history, cli_jobs, cli_search, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -110,6 +110,7 @@ def build_parser() -> Parser:
     email.add_parser("pause", help="stop delivering (every engine on this database)")
     email.add_parser("resume", help="resume delivering")
     cli_search.add_parser(email, _positive_int)
+    cli_history.add_parser(email)
     _backup_parser(sub)
     _entity_parsers(sub)
     cli_jobs.add_parser(sub, Parser, _positive_int)
@@ -390,6 +391,8 @@ def _jobs_table(jobs: list[EmailJob]) -> None:
 async def _email(args: argparse.Namespace, engine: Engine) -> int:
     q = engine.email
     action = args.action
+    if action == "history":
+        return await cli_history.command(args, engine)
     if action == "stats":
         stats = await q.stats()
         if args.json:
