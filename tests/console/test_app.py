@@ -169,7 +169,7 @@ async def test_palette_switches_screens_and_runs_a_lifecycle_check(console: Cons
                                   ("lifecycle",)) == [("ok",)],
             message="a lifecycle pass recorded")
         await console.settle(pilot)
-        assert any(m.startswith("lifecycle check: done") for _, m in console.notes(app))
+        assert any(m.startswith("lifecycle.check: done") for _, m in console.notes(app))
 
 
 async def test_palette_triggers_a_backup_job(console: Console) -> None:
