@@ -1,7 +1,7 @@
 """Console latency: cold start to the first dashboard frame, and the Email screen at 1M jobs.
 
     python bench/console_latency.py [--runs 5] [--switches 5] [--jobs 1000000] [--db PATH]
-                                    [--skip-cold] [--skip-email] [--json]
+                                    [--skip-cold] [--skip-email] [--only-search] [--json]
 
 cold_start_s: the real console (`.venv/bin/vertex-tui`, hosting an engine, over a database in a
 temp folder) in a real terminal: a tmux server of its own, 100x30, stderr not redirected. From
@@ -27,6 +27,14 @@ message processed) finds the data. Baselines: the engine queries alone (`stats()
 `list_jobs(limit=50)`), and stock Textual apps (no engine, rows in memory, filled
 synchronously on resume) with the same widgets, CSS and bindings, with the stock Footer and
 with no Footer; ours and both baselines run interleaved, one app each per round.
+
+search_ms_at_1m: the first page (50 jobs, newest first) of a search over the same database,
+through `engine.email.search` (the search language over the FTS5 trigram index): the slowest
+median of free text that ~10% of jobs match (`mailbox`), `error:mailbox`, free text that one
+job matches (a recipient), and `status:failed mailbox`; each query 7 times, interleaved
+(goal <= 100 ms). `search_count_ms_at_1m`: the "N jobs" total the Email screen shows for
+`mailbox` (capped at 10,000). Baseline: the same first pages by LIKE scans over the jobs
+(what `email list --search` did before), `baseline_like_*_ms`.
 
 history_ms_7d (goal <= 20 ms): `email history --range 7d` on the same database after the
 rollup has filled 30 days; see bench/history_latency.py.
@@ -61,6 +69,7 @@ GOALS = {
     "cold_start_s": ("<=", 1.0),
     "email_screen_ms_at_1m": ("<=", 150),
     "email_screen_first_ms_at_1m": ("<=", 150),
+    "search_ms_at_1m": ("<=", 100),
     **HISTORY_GOALS,
 }
 POLL_S = 0.02
@@ -236,7 +245,7 @@ def status_of(i: int) -> str:
 
 
 def expected_counts(jobs: int) -> dict[str, int]:
-    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "cancelled": 0}
     for i in range(jobs):
         counts[status_of(i)] += 1
     return counts
@@ -576,7 +585,58 @@ async def email_screen(path: Path, apps: int, switches: int) -> dict[str, Any]:
     }
 
 
-def email_part(jobs: int, db: Path | None, apps: int, switches: int) -> dict[str, Any]:
+SEARCHES = {
+    "free_common": "mailbox",
+    "error_term": "error:mailbox",
+    "free_rare": "user123457@",
+    "status_and_text": "status:failed mailbox",
+}
+LIKE_PAGE = (
+    "SELECT id FROM email_jobs WHERE (to_header LIKE ?1 OR subject LIKE ?1 OR last_error LIKE ?1"
+    " OR message_id LIKE ?1) ORDER BY id DESC LIMIT 50"
+)
+
+
+async def search_times(path: Path, rounds: int = 7) -> dict[str, Any]:
+    from vertex_tui.engine import Engine
+
+    ours: dict[str, list[float]] = {name: [] for name in SEARCHES}
+    like: dict[str, list[float]] = {name: [] for name in ("free_common", "free_rare")}
+    counts: list[float] = []
+    found: dict[str, int] = {}
+    async with Engine(settings(path), run=[]) as engine:
+        await engine.email.stats()
+        conn = sqlite3.connect(path)
+        try:
+            for _ in range(rounds):
+                for name, text in SEARCHES.items():
+                    t0 = time.perf_counter()
+                    page = await engine.email.search(text, limit=50)
+                    ours[name].append((time.perf_counter() - t0) * 1000)
+                    found[name] = len(page)
+                t0 = time.perf_counter()
+                await engine.email.count_matching("mailbox", cap=10_000)
+                counts.append((time.perf_counter() - t0) * 1000)
+                for name in like:
+                    pattern = "%" + SEARCHES[name] + "%"
+                    t0 = time.perf_counter()
+                    conn.execute(LIKE_PAGE, (pattern,)).fetchall()
+                    like[name].append((time.perf_counter() - t0) * 1000)
+        finally:
+            conn.close()
+    med = statistics.median
+    doc: dict[str, Any] = {
+        "search_ms_at_1m": round(max(med(v) for v in ours.values()), 1),
+        "search_count_ms_at_1m": round(med(counts), 1),
+        **{f"search_{name}_ms": round(med(v), 1) for name, v in ours.items()},
+        **{f"baseline_like_{name}_ms": round(med(v), 1) for name, v in like.items()},
+        "search_rows_found": found,
+    }
+    return doc
+
+
+def email_part(jobs: int, db: Path | None, apps: int, switches: int,
+               screen: bool = True) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="vertex-console-"))
     try:
         path = db or tmp / "console.db"
@@ -587,8 +647,10 @@ def email_part(jobs: int, db: Path | None, apps: int, switches: int) -> dict[str
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             print(f"building {path} with {jobs:,} email jobs", file=sys.stderr)
             built = round(build(path, jobs), 1)
-        doc = asyncio.run(email_screen(path, apps, switches))
-        doc.update(history_part(path))  # history_ms_7d (bench/history_latency.py)
+        doc = asyncio.run(email_screen(path, apps, switches)) if screen else {}
+        doc.update(asyncio.run(search_times(path)))
+        if screen:
+            doc.update(history_part(path))  # history_ms_7d (bench/history_latency.py)
         doc["build_s"] = built
         return doc
     finally:
@@ -602,7 +664,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1_000_000)
     p.add_argument("--db", type=Path, help="reuse (or build and keep) this database")
     p.add_argument("--skip-cold", action="store_true")
-    p.add_argument("--skip-email", action="store_true")
+    p.add_argument("--skip-email", action="store_true", help="no Email screen, no search")
+    p.add_argument("--only-search", action="store_true", help="of the 1M-job part: search")
     p.add_argument("--json", action="store_true", help="one JSON line")
     args = p.parse_args()
     os.chdir(ROOT)
@@ -610,7 +673,8 @@ def main() -> None:
     if not args.skip_cold:
         doc.update(cold_start(args.runs))
     if not args.skip_email:
-        doc.update(email_part(args.jobs, args.db, args.runs, args.switches))
+        doc.update(email_part(args.jobs, args.db, args.runs, args.switches,
+                              screen=not args.only_search))
     doc["load_1m"] = load_1m()
     if args.json:
         emit(doc, True, GOALS)

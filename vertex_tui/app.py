@@ -201,7 +201,12 @@ class VertexApp(App[None]):
             error = event.worker.error
             logging.getLogger(__name__).error("console worker %s failed: %r",
                                               event.worker.name, error, exc_info=error)
-            self.notify_error(f"{type(error).__name__}: {error}", title="Something went wrong")
+            from vertex_tui.engine.errors import VertexError
+
+            # Ours say what is wrong in words; anything else also names its kind.
+            text = str(error) if isinstance(error, VertexError) else (
+                f"{type(error).__name__}: {error}")
+            self.notify_error(text, title="Something went wrong")
 
     def action_toggle_help(self) -> None:
         from vertex_tui.widgets.keyshelp import KeysHelp

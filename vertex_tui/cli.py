@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_history, cli_jobs, cli_log, doctor, logsetup
+from vertex_tui import __version__, cli_history, cli_jobs, cli_log, cli_search, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -87,7 +87,7 @@ def build_parser() -> Parser:
     stats.add_argument("--json", action="store_true")
     lst = email.add_parser("list", help="jobs, newest first")
     lst.add_argument("--status", choices=STATUSES)
-    lst.add_argument("--search", help="text in the recipient or subject")
+    lst.add_argument("--search", metavar="QUERY", help=cli_search.SEARCH_HELP)
     lst.add_argument("--limit", type=_positive_int, default=50)
     lst.add_argument("--before-id", type=_positive_int, help="continue below this job id")
     lst.add_argument("--json", action="store_true")
@@ -109,6 +109,7 @@ def build_parser() -> Parser:
     cleanup.add_argument("--json", action="store_true")
     email.add_parser("pause", help="stop delivering (every engine on this database)")
     email.add_parser("resume", help="resume delivering")
+    cli_search.add_parser(email, _positive_int)
     cli_history.add_parser(email)
     _backup_parser(sub)
     _entity_parsers(sub)
@@ -401,7 +402,8 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
             now = engine.clock.time()
             print(
                 f"pending {stats.pending}  sending {stats.sending}  sent {stats.sent}  "
-                f"failed {stats.failed}{'  (PAUSED)' if stats.paused else ''}"
+                f"failed {stats.failed}  cancelled {stats.cancelled}"
+                f"{'  (PAUSED)' if stats.paused else ''}"
             )
             print(
                 f"oldest pending: {_ago(stats.oldest_pending_at, now)}   "
@@ -466,6 +468,8 @@ async def _email(args: argparse.Namespace, engine: Engine) -> int:
         return EXIT_OK
     if action == "enqueue":
         return await _enqueue(args, engine)
+    if action == "cancel":
+        return await cli_search.cancel(args, engine)
     raise UsageError(f"unknown email action {action}")
 
 

@@ -109,7 +109,7 @@ def test_column_widths_give_a_wide_terminal_to_subject_and_error(width: int) -> 
 # ---- on screen, at 80x24 ---------------------------------------------------------------------
 
 SCREENS = {"d": (DashboardScreen, []),
-           "e": (EmailQueueScreen, ["1-5 filter", "/ search", "r retry", "R retry all",
+           "e": (EmailQueueScreen, ["1-6 filter", "/ search", "r retry", "R retry all",
                                     "p pause", "D drain", "C cleanup"]),
            "b": (BackupsScreen, ["t run job now", "V verify backup", "R restore…"]),
            "l": (LifecycleScreen, ["c check now"]),
@@ -137,7 +137,7 @@ async def test_the_footer_at_80x24_shows_the_screen_keys_and_help(console: Conso
         bound = {app.get_key_display(b) for _, b in app.screen._bindings} | {
             app.get_key_display(b) for _, b in app._bindings}
         for shown in app.screen.query_one(KeyBar).shown:
-            assert shown.key in bound or shown.key == "1-5", shown
+            assert shown.key in bound or shown.key == "1-6", shown
 
 
 async def test_a_click_on_a_footer_key_runs_it(console: Console) -> None:

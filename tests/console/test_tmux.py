@@ -83,7 +83,7 @@ def test_demo_in_tmux(tmux: Tmux, tmp_path: Path, width: int, height: int) -> No
     # The footer (the last line) always names the screen's own keys and `? help`.
     screens = {
         "e": (("ID", "Status", "Tries", "pending"),
-              ("1-5 filter", "/ search", "r retry", "R retry all", "p pause", "D drain",
+              ("1-6 filter", "/ search", "r retry", "R retry all", "p pause", "D drain",
                "C cleanup", "? help")),
         "b": (("Jobs", "History", "database"),
               ("t run job now", "V verify backup", "R restore", "? help", "q quit")),

@@ -79,7 +79,8 @@ async def test_migrations_create_the_tables(db: Database) -> None:
     assert versions == [number for number, _, _ in load_migrations()]
     assert versions[0] == 1
     counts = await db.read("SELECT status, n FROM email_status_counts ORDER BY status")
-    assert {r[0]: r[1] for r in counts} == {"failed": 0, "pending": 0, "sending": 0, "sent": 0}
+    assert {r[0]: r[1] for r in counts} == {
+        "failed": 0, "pending": 0, "sending": 0, "sent": 0, "cancelled": 0}
 
 
 async def test_a_database_of_a_newer_release_is_refused_and_kept(tmp_path: Path) -> None:

@@ -90,6 +90,12 @@ class JobsRetried(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobsCancelled(Event):
+    count: int
+    job_ids: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobsCleanedUp(Event):
     count: int
 

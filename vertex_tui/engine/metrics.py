@@ -32,7 +32,7 @@ from vertex_tui.engine.service import ServiceState
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT = 5.0
-EMAIL_STATUSES = ("pending", "sending", "sent", "failed")
+EMAIL_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 # Outcomes of a last run that count as success: passes say 'ok', backups 'ok' too.
 OK_OUTCOMES = frozenset({"ok"})
 BACKUP_SERVICE = "backup"
@@ -84,7 +84,7 @@ def families(snapshot: dict[str, Any]) -> Iterator[Metric]:
     email = services["email"]
     jobs = GaugeMetricFamily("vertex_email_jobs", "Email jobs by status", labels=["status"])
     for name in EMAIL_STATUSES:
-        jobs.add_metric([name], email[name])
+        jobs.add_metric([name], email.get(name, 0))
     yield jobs
     oldest = GaugeMetricFamily("vertex_email_oldest_pending_age_seconds",
                                "Age of the oldest pending email (0 when none waits)")

@@ -15,10 +15,11 @@ from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, duration, size, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
 from vertex_tui.widgets.tables import StableTable
 
 
-class BackupsScreen(VertexScreen):
+class BackupsScreen(TableSearchMixin, VertexScreen):
     """Jobs on top, history below; Tab moves between them."""
 
     AUTO_FOCUS = "#backup-jobs"  # see VertexScreen.AUTO_FOCUS
@@ -28,6 +29,8 @@ class BackupsScreen(VertexScreen):
         Binding("t", "trigger", "Run job now"),
         Binding("V", "verify", "Verify backup"),
         Binding("R", "restore", "Restore…"),
+        Binding("slash", "search", "Search", tooltip="filter the history: text, status:, id:"),
+        Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
     def __init__(self) -> None:
@@ -44,7 +47,9 @@ class BackupsScreen(VertexScreen):
         yield jobs
         yield Static("", id="backup-drill")
         yield Label("History", classes="section-title")
+        yield TableSearch("#backup-history", "the backup history")
         history = StableTable(id="backup-history", cursor_type="row", zebra_stripes=True)
+        history.status_column, history.id_keys = 3, True
         history.add_columns("ID", "Kind", "Started", "Status", "Size", "Took", "Verified",
                             "Path / error")
         yield history
@@ -108,8 +113,8 @@ class BackupsScreen(VertexScreen):
         return next((r for r in self._history if str(r.id) == key), None)
 
     @work(exit_on_error=False)
-    async def action_trigger(self) -> None:
-        job = self._selected_job()
+    async def action_trigger(self, job: str | None = None) -> None:
+        job = job or self._selected_job()
         if job is None:
             return
         if await self.app.push_screen_wait(ConfirmDialog(f"Run the {job} job now?", yes="Run")):

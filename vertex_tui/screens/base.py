@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from vertex_tui.app import VertexApp
 
 REFRESH_SECONDS = 2.0
+# What an operator reads for an engine action (never its internal name, "backup.run").
+ACTION_WORDS = {"backup.run": "backup", "email.drain": "drain", "lifecycle.check":
+                "lifecycle check", "video.check": "video check", "email.reap": "reap"}
+COUNT_WORDS = ("sent", "failed", "retrying", "deleted", "reaped", "queued")
+
+
+def outcome_words(result: dict[str, Any]) -> str:
+    """ "sent 5, failed 1, retrying 2" from an action's result (what it did), or ""."""
+    return ", ".join(f"{key} {result[key]:,}" for key in COUNT_WORDS
+                     if isinstance(result.get(key), int))
 
 
 class VertexScreen(Screen[None]):
@@ -98,14 +108,15 @@ class VertexScreen(Screen[None]):
         """An engine action in a worker; the outcome is a notification, never a crash.
 
         (Not `run_action`: that is Textual's, which runs a key binding's action string.)"""
-        label = label or action
+        label = label or ACTION_WORDS.get(action, action.replace(".", " ").replace("_", " "))
         if self.bridge.attached:
             self.notify(f"{label}: requested from the running engine…")
         result = await self.bridge.act(action, args)
         status = result.get("status", "ok")
         if status == "ok":
+            counts = outcome_words(result)  # what it did ("drain: sent 5, failed 1, ...")
             detail = result.get("path") or result.get("via") or ""
-            self.notify(f"{label}: done {detail}".strip())
+            self.notify(f"{label}: {counts}" if counts else f"{label}: done {detail}".strip())
         elif status == "skipped":
             self.notify(f"{label}: skipped — {result.get('reason')}", severity="warning")
         elif status == "pending":

@@ -1,4 +1,11 @@
-"""Email queue: live counts, a paged jobs table by status and search, job detail, actions."""
+"""Email queue: live counts, a paged jobs table by status and search, job detail, actions.
+
+Search (`/`) is the one language of `engine/search.py`; a bad term is one line under the box
+and the search shown is kept. Space marks jobs (by id, across refreshes and pages); `r`/`x`
+act on the marked jobs (else the one under the cursor), `R`/`X` on all jobs matching the
+current filter. Each confirmation names the count and the filter, and the action takes
+exactly the ids read for it (the engine then touches only those still eligible).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import DataTable, Header, Input, Static
 
+from vertex_tui.engine.email.bulk import BULK_CAP, CANCELLABLE, RETRYABLE
 from vertex_tui.engine.email.models import EmailJob
+from vertex_tui.engine.search import SearchError, parse
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, precise_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
@@ -20,7 +29,9 @@ from vertex_tui.widgets.shorten import clip
 from vertex_tui.widgets.tables import StableTable
 
 PAGE = 50
-FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed"}
+FILTERS = {"1": None, "2": "pending", "3": "sending", "4": "sent", "5": "failed",
+           "6": "cancelled"}
+TOTAL_CAP = 10_000  # the page line counts matches up to this ("10,000+ jobs")
 
 
 class EmailQueueScreen(VertexScreen):
@@ -28,16 +39,26 @@ class EmailQueueScreen(VertexScreen):
 
     AUTO_FOCUS = "#email-jobs"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"EmailSent", "EmailFailed", "EmailEnqueued", "JobsRetried",
-                            "JobsCleanedUp", "QueuePaused", "QueueResumed"})
+                            "JobsCancelled", "JobsCleanedUp", "QueuePaused", "QueueResumed"})
     BINDINGS = [
         Binding("1", "filter('1')", "All", tooltip="show all jobs"),
         Binding("2", "filter('2')", "Pending", tooltip="show pending jobs"),
         Binding("3", "filter('3')", "Sending", tooltip="show jobs claimed by a worker"),
         Binding("4", "filter('4')", "Sent", tooltip="show sent jobs"),
         Binding("5", "filter('5')", "Failed", tooltip="show failed jobs"),
-        Binding("slash", "search", "Search", tooltip="search recipient or subject"),
-        Binding("r", "retry_selected", "Retry", tooltip="retry the selected failed job"),
-        Binding("R", "retry_all", "Retry all", tooltip="retry all failed jobs (asks)"),
+        Binding("6", "filter('6')", "Cancelled", tooltip="show cancelled jobs"),
+        Binding("slash", "search", "Search",
+                tooltip="search: text, status:, to:, subject:, error:, id:, older:, newer:"),
+        Binding("space", "toggle_mark", "Mark", tooltip="mark or unmark the job (r/x act on "
+                "the marked ones)"),
+        Binding("r", "retry_selected", "Retry",
+                tooltip="retry the marked jobs, else the selected one (asks for several)"),
+        Binding("R", "retry_all", "Retry all",
+                tooltip="retry all failed jobs matching the filter (asks)"),
+        Binding("x", "cancel_selected", "Cancel job",
+                tooltip="cancel the marked jobs, else the selected one (asks)"),
+        Binding("X", "cancel_all", "Cancel all",
+                tooltip="cancel all pending or failed jobs matching the filter (asks)"),
         Binding("p", "toggle_pause", "Pause/resume",
                 tooltip="pause or resume all delivery"),
         Binding("D", "drain", "Drain", tooltip="deliver all mail due now (asks)"),
@@ -46,7 +67,7 @@ class EmailQueueScreen(VertexScreen):
                 tooltip="the job: headers, attempts, body"),
         Binding("right_square_bracket", "page(1)", "Next page", show=False),
         Binding("left_square_bracket", "page(-1)", "Prev page", show=False),
-        Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("escape", "clear_search", "Clear marks/search", show=False),
     ]
 
     def __init__(self) -> None:
@@ -57,12 +78,14 @@ class EmailQueueScreen(VertexScreen):
         self._jobs: list[EmailJob] = []
         self.paused = False
         self._page_shown: tuple[str | None, str] | None = None
+        self.total: int | None = None  # jobs matching the filter (at most TOTAL_CAP)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="email-counts")
-        yield Input(placeholder="search recipient or subject, Enter to apply, Esc to clear",
-                    id="email-search")
+        yield Input(placeholder="text status:failed to: subject: error: id: older:2h newer:15m"
+                                " · Enter applies, Esc clears", id="email-search")
+        yield Static("", id="email-search-error")
         table = StableTable(id="email-jobs", cursor_type="row", zebra_stripes=True)
         table.add_columns("ID", "Status", "Tries", "Updated", "To", "Subject", "Last error")
         yield table
@@ -70,11 +93,16 @@ class EmailQueueScreen(VertexScreen):
         yield KeyBar()
 
     def footer_keys(self) -> list[Key]:
-        return [Key("1-5", "filter"), Key("/", "search", "screen.search"),
+        # Most used first: at 80 columns the footer keeps what fits (then "? help", "q quit");
+        # marking and cancel join from 100 columns (always in `?` help).
+        wide = self.app.size.width >= 100
+        return [Key("1-6", "filter"), Key("/", "search", "screen.search"),
                 Key("r", "retry", "screen.retry_selected"),
                 Key("R", "retry all", "screen.retry_all"),
                 Key("p", "resume" if self.paused else "pause", "screen.toggle_pause"),
-                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup")]
+                Key("D", "drain", "screen.drain"), Key("C", "cleanup", "screen.cleanup"),
+                *([Key("␣", "mark", "screen.toggle_mark"),
+                   Key("x", "cancel", "screen.cancel_selected")] if wide else [])]
 
     def on_mount(self) -> None:
         # Textual then calls VertexScreen.on_mount itself (handlers run along the MRO): calling
@@ -89,6 +117,8 @@ class EmailQueueScreen(VertexScreen):
         jobs = await self.engine.email.list_jobs(status=self.status_filter,
                                                  search=self.search or None, limit=PAGE,
                                                  before_id=self._pages[-1])
+        self.total = await self.engine.email.count_matching(
+            self.search, status=self.status_filter, cap=TOTAL_CAP)
         now = self.now()
         paused = stats["state"] == "paused"
         if paused != self.paused:
@@ -104,12 +134,14 @@ class EmailQueueScreen(VertexScreen):
                          clip(j.to, to_w), clip(j.subject, subject_w),
                          clip(j.last_error or "", error_w)))
             for j in jobs])
-        page = (f"matching {self.search!r} · " if self.search else "") + (
-            f"page {len(self._pages)} · {len(jobs)} shown · [ ] pages · ⏎ detail")
+        page = page_line(len(self._pages), self.total, self.search,
+                         len(self.query_one("#email-jobs", StableTable).marks))
         if (self.status_filter, page) != self._page_shown:  # an update re-lays the screen
             self._page_shown = (self.status_filter, page)
+            # The count first: a narrow terminal cuts the end of the line (tabs, hints).
             self.query_one("#email-page", Static).update(
-                Content.assemble(*filter_tabs(self.status_filter), "  ", page))
+                Content.assemble(page, "  ", *filter_tabs(self.status_filter),
+                                 "  [ ] pages · ⏎ detail"))
 
     def selected_job(self) -> EmailJob | None:
         """The job under the cursor, by the row's key (never by a stale index)."""
@@ -139,6 +171,15 @@ class EmailQueueScreen(VertexScreen):
 
     @on(Input.Submitted, "#email-search")
     def apply_search(self, event: Input.Submitted) -> None:
+        error = self.query_one("#email-search-error", Static)
+        try:
+            parse(event.value)
+        except SearchError as exc:  # one line under the box; the search shown stays
+            error.update(str(exc))
+            error.add_class("-shown")
+            return
+        error.update("")
+        error.remove_class("-shown")
         self.search = event.value.strip()
         self._pages = [None]
         self.query_one("#email-jobs", DataTable).focus()
@@ -146,6 +187,12 @@ class EmailQueueScreen(VertexScreen):
         self.reload()
 
     def action_clear_search(self) -> None:
+        table = self.query_one("#email-jobs", StableTable)
+        if table.marks and self.focused is table:  # Esc first unmarks, then clears the search
+            table.clear_marks()
+            self.reload()
+            return
+        self.query_one("#email-search-error", Static).remove_class("-shown")
         box = self.query_one("#email-search", Input)
         box.value = ""
         box.remove_class("-shown")
@@ -194,31 +241,128 @@ class EmailQueueScreen(VertexScreen):
         lines += ["", "Body:", detail.body[:2000]]
         self.app.push_screen(TextDialog(f"Email job {job.id}", "\n".join(lines)))
 
+    # ---- marking and bulk actions --------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        table = self.query_one("#email-jobs", StableTable)
+        if table.toggle_mark() is not None:
+            self.reload()  # the page line shows the count
+            if table.cursor_row < table.row_count - 1:
+                table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def marked_ids(self) -> list[int]:
+        return sorted(int(k) for k in self.query_one("#email-jobs", StableTable).marks)
+
+    def filter_words(self) -> str:
+        return describe_filter(self.status_filter, self.search)
+
+    async def _confirm(self, message: str, yes: str, danger: bool = False) -> bool:
+        return bool(await self.app.push_screen_wait(ConfirmDialog(message, yes=yes,
+                                                                  danger=danger)))
+
+    def _done(self, verb: str, done: list[int], asked: int) -> None:
+        skipped = asked - len(done)
+        self.notify(f"{len(done):,} job(s) {verb}" + (
+            f"; {skipped:,} left as they were (not in a state for it)" if skipped else ""))
+
     @work(exit_on_error=False)
     async def action_retry_selected(self) -> None:
+        marked = self.marked_ids()
+        if marked:
+            if not await self._confirm(
+                    f"Retry {len(marked):,} marked job(s)? Failed and cancelled ones get a "
+                    "fresh set of attempts (history kept); the others are left as they are.",
+                    "Retry"):
+                return
+            done = await self.engine.email.retry(ids=marked)
+            self.query_one("#email-jobs", StableTable).clear_marks()
+            self._done("queued again", done, len(marked))
+            self.reload()
+            return
         job = self.selected_job()
         if job is None:
             return
-        if job.status != "failed":
-            self.notify(f"job {job.id} is {job.status}, not failed", severity="warning")
+        if job.status not in RETRYABLE:
+            self.notify(f"job {job.id} is {job.status}, not failed or cancelled",
+                        severity="warning")
             return
         ids = await self.engine.email.retry(ids=[job.id])
-        self.notify(f"job {job.id} queued again" if ids else f"job {job.id} was not failed")
+        self.notify(f"job {job.id} queued again" if ids else
+                    f"job {job.id} was no longer failed or cancelled")
         self.reload()
+
+    def _eligible(self, states: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+        """The states a bulk action over the filter takes: those the filter names, if any
+        of them qualifies, else `default` (R retries failed jobs, not cancelled ones)."""
+        named: set[str] = set(parse(self.search).statuses or ())
+        if self.status_filter:
+            named = {self.status_filter} if not named else named & {self.status_filter}
+        chosen = tuple(s for s in states if s in named)
+        return chosen or default
 
     @work(exit_on_error=False)
     async def action_retry_all(self) -> None:
         # The dialog names the count of exactly the jobs it will retry: the ids read now.
-        failed = await self.engine.email.failed_ids()
-        if not failed:
-            self.notify("no failed mail to retry")
+        eligible = self._eligible(RETRYABLE, ("failed",))
+        ids = sorted(await self.engine.email.matching_ids(
+            self.search, eligible=eligible, status=self.status_filter))
+        what = " or ".join(eligible)
+        if not ids:
+            scope = f" {self.filter_words()}" if self.search or self.status_filter else ""
+            self.notify(f"no {what} mail{scope} to retry")
             return
-        if not await self.app.push_screen_wait(
-                ConfirmDialog(f"Retry {len(failed)} failed email(s)? Each gets a fresh set of "
-                              "attempts; their history is kept.", yes="Retry")):
+        if not await self._confirm(
+                f"Retry all {_count(ids)} {what} job(s) {self.filter_words()}? Each gets a "
+                "fresh set of attempts; their history is kept.", "Retry"):
             return
-        done = await self.engine.email.retry(ids=failed)
-        self.notify(f"{len(done)} failed email(s) queued again")
+        done = await self.engine.email.retry(ids=ids)
+        self._done("queued again", done, len(ids))
+        self.reload()
+
+    @work(exit_on_error=False)
+    async def action_cancel_selected(self) -> None:
+        marked = self.marked_ids()
+        if marked:
+            if not await self._confirm(
+                    f"Cancel {len(marked):,} marked job(s)? Pending and failed ones are kept "
+                    "but never sent (retry brings them back); the others are left as they are.",
+                    "Cancel jobs", danger=True):
+                return
+            done = await self.engine.email.cancel(ids=marked)
+            self.query_one("#email-jobs", StableTable).clear_marks()
+            self._done("cancelled", done, len(marked))
+            self.reload()
+            return
+        job = self.selected_job()
+        if job is None:
+            return
+        if job.status not in CANCELLABLE:
+            self.notify(f"job {job.id} is {job.status}; only pending or failed jobs can be "
+                        "cancelled", severity="warning")
+            return
+        if not await self._confirm(f"Cancel job {job.id} to {job.to}? It is kept but never "
+                                   "sent (retry brings it back).", "Cancel job", danger=True):
+            return
+        done = await self.engine.email.cancel(ids=[job.id])
+        self._done("cancelled", done, 1)
+        self.reload()
+
+    @work(exit_on_error=False)
+    async def action_cancel_all(self) -> None:
+        eligible = self._eligible(CANCELLABLE, CANCELLABLE)
+        ids = sorted(await self.engine.email.matching_ids(
+            self.search, eligible=eligible, status=self.status_filter))
+        what = " or ".join(eligible)
+        if not ids:
+            scope = f" {self.filter_words()}" if self.search or self.status_filter else ""
+            self.notify(f"no {what} mail{scope} to cancel")
+            return
+        if not await self._confirm(
+                f"Cancel all {_count(ids)} {what} job(s) {self.filter_words()}? They are kept "
+                "but never sent (retry brings them back).", "Cancel jobs", danger=True):
+            return
+        done = await self.engine.email.cancel(ids=ids, search=self.search or None)
+        self._done("cancelled", done, len(ids))
         self.reload()
 
     @work(exit_on_error=False)
@@ -240,7 +384,8 @@ class EmailQueueScreen(VertexScreen):
     @work(exit_on_error=False)
     async def action_cleanup(self) -> None:
         answer = await self.app.push_screen_wait(
-            PromptDialog("Delete sent and failed mail older than how many days?", "30"))
+            PromptDialog("Delete sent, failed and cancelled mail older than how many days?",
+                         "30"))
         if answer is None:
             return
         try:
@@ -250,12 +395,41 @@ class EmailQueueScreen(VertexScreen):
         except ValueError:
             self.notify(f"not a number of days: {answer!r}", severity="error")
             return
+        due = await self.engine.email.cleanup_count(days)
+        if not due:
+            self.notify(f"no sent, failed or cancelled mail older than {days:g} days to delete")
+            return
         if await self.app.push_screen_wait(
-                ConfirmDialog(f"Delete sent and failed mail older than {days:g} days?",
-                              yes="Delete", danger=True)):
+                ConfirmDialog(f"Delete {due:,} sent, failed or cancelled job(s) finished more "
+                              f"than {days:g} days ago?", yes="Delete", danger=True)):
             count = await self.engine.email.cleanup(days)
-            self.notify(f"deleted {count} job(s)")
+            self.notify(f"deleted {count:,} job(s)")
             self.reload()
+
+
+def _count(ids: list[int]) -> str:
+    return f"{len(ids):,}" + (" (the newest; at most that many at once)"
+                              if len(ids) >= BULK_CAP else "")
+
+
+def describe_filter(status: str | None, search: str) -> str:
+    """The filter in words, for confirmations: "matching status failed and 'mailbox'"."""
+    parts = ([f"status {status}"] if status else []) + ([repr(search)] if search else [])
+    return f"matching {' and '.join(parts)}" if parts else "in the whole queue (no filter)"
+
+
+def page_line(page: int, total: int | None, search: str, marked: int) -> str:
+    """ "page 2 of 41 · 2,033 jobs", with the search and the marked count."""
+    if total is None:
+        count = ""
+    elif total >= TOTAL_CAP:
+        count = f"page {page} · {TOTAL_CAP:,}+ jobs"
+    else:
+        pages = max(1, -(-total // PAGE))
+        count = f"page {page} of {pages} · {total:,} job{'' if total == 1 else 's'}"
+    return " · ".join(part for part in (
+        f"matching {search!r}" if search else "", count,
+        f"{marked:,} marked (Esc unmarks)" if marked else "") if part)
 
 
 def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
@@ -290,6 +464,7 @@ def counts_line(stats: dict[str, Any], now: float) -> str:
     return ("⏸ PAUSED  " if stats["state"] == "paused" else "") + (
         f"pending {stats['pending']:,}  {sending}  sent {stats['sent']:,} "
         f"({stats['sent_last_minute']:,} last min)  failed {stats['failed']:,}  "
+        + (f"cancelled {stats['cancelled']:,}  " if stats.get("cancelled") else "") +
         f"oldest {'-' if oldest is None else ago(oldest, now)}")
 
 
@@ -300,4 +475,4 @@ def _update(static: Static, text: str) -> None:
 
 
 FILTER_LABEL = {None: "all jobs", "pending": "pending", "sending": "sending", "sent": "sent",
-                "failed": "failed"}
+                "failed": "failed", "cancelled": "cancelled"}

@@ -10,19 +10,23 @@ from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import next_run
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
 from vertex_tui.widgets.tables import StableTable
 
 
-class LifecycleScreen(VertexScreen):
+class LifecycleScreen(TableSearchMixin, VertexScreen):
     AUTO_FOCUS = "#lifecycle-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "LifecycleStatusChanged", "NoticesQueued"})
-    BINDINGS = [Binding("c", "check", "Check now")]
+    BINDINGS = [Binding("c", "check", "Check now"),
+                Binding("slash", "search", "Search", tooltip="filter the table: free text"),
+                Binding("escape", "clear_search", "Clear search", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="lifecycle-counts")
         yield Static("", id="lifecycle-notices")
         yield Label("Upcoming expirations", classes="section-title")
+        yield TableSearch("#lifecycle-upcoming", "the upcoming expirations")
         table = StableTable(id="lifecycle-upcoming", cursor_type="row", zebra_stripes=True)
         table.add_columns("Ends", "", "Kind", "ID", "Name", "Owner")
         yield table

@@ -10,22 +10,27 @@ from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import next_run
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
 from vertex_tui.widgets.tables import StableTable
 
 
-class VideosScreen(VertexScreen):
+class VideosScreen(TableSearchMixin, VertexScreen):
     AUTO_FOCUS = "#video-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "VideosChanged"})
-    BINDINGS = [Binding("c", "check", "Check now")]
+    BINDINGS = [Binding("c", "check", "Check now"),
+                Binding("slash", "search", "Search", tooltip="filter the table: free text"),
+                Binding("escape", "clear_search", "Clear search", show=False)]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="video-counts")
         yield Label("Upcoming changes", classes="section-title")
+        yield TableSearch("#video-upcoming", "the upcoming changes")
         upcoming = StableTable(id="video-upcoming", cursor_type="row")
         upcoming.add_columns("When", "", "Change", "Video", "Title", "Portrait")
         yield upcoming
         yield Label("Current rotation", classes="section-title")
+        yield TableSearch("#video-rotation", "the current rotation")
         rotating = StableTable(id="video-rotation", cursor_type="row")
         rotating.add_columns("Portrait", "Playing", "Mode", "Since")
         yield rotating

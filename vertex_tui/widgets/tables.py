@@ -5,13 +5,19 @@ cursor kept by row *number* then points at whatever row now sits there: new mail
 above moves every job down one row, and `r` or Enter would act on a job the operator never
 chose. `StableTable.show_rows` keeps the cursor on the row with the same key; when that row
 has left the view, on its neighbour (`follow`).
+
+Marks (Space on the Email screen) are kept by row key too: a marked job stays marked when it
+moves, when a refresh or a page leaves it out of view, and comes back marked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.widgets import DataTable
+
+from vertex_tui.engine.search import Query
 
 Row = tuple[str, Sequence[object]]  # (key, cells)
 
@@ -37,13 +43,77 @@ def follow(old_keys: Sequence[str], old_index: int, new_keys: Sequence[str]) -> 
     return min(max(old_index, 0), len(new_keys) - 1)
 
 
+MARK = "● "
+
+
 class StableTable(DataTable[str]):
-    """A DataTable redrawn with `show_rows`; the cursor follows its row's key."""
+    """A DataTable redrawn with `show_rows`; the cursor follows its row's key. `marks`: the
+    keys of marked rows (their first cell starts with a dot)."""
 
     _shown: list[Row] | None = None
+    _marks_shown: frozenset[str] = frozenset()
+    # An in-memory filter (`/` on tables other than email): rows whose cells match `filter_query`
+    # are shown; `status_column` is the cell `status:` reads (None: the table has none).
+    filter_query: Query | None = None
+    status_column: int | None = None
+    id_keys = False  # row keys are ids: `id:` applies
+    _given: list[Row] | None = None
+
+    _marks: set[str] | None = None
+
+    @property
+    def marks(self) -> set[str]:
+        if self._marks is None:
+            self._marks = set()
+        return self._marks
+
+    def _cells(self, key: str, cells: Sequence[object]) -> tuple[Any, ...]:
+        if key in self.marks and cells:
+            return (f"{MARK}{cells[0]}", *cells[1:])
+        return tuple(cells)
+
+    def toggle_mark(self) -> bool | None:
+        """Mark or unmark the row under the cursor; its new state (None: no row)."""
+        key = self.cursor_key
+        if key is None:
+            return None
+        if key in self.marks:
+            self.marks.discard(key)
+        else:
+            self.marks.add(key)
+        self._redraw_marks()
+        return key in self.marks
+
+    def clear_marks(self) -> None:
+        self.marks.clear()
+        self._redraw_marks()
+
+    def _redraw_marks(self) -> None:
+        if self._shown is not None:
+            self._marks_shown = frozenset()
+            shown, self._shown = self._shown, None
+            self.show_rows(shown)
+
+    def set_query(self, query: Query | None) -> None:
+        """Filter the rows given to `show_rows` (now and on every later refresh)."""
+        self.filter_query = None if query is None or query.empty else query
+        if self._given is not None:
+            self.show_rows(self._given)
+
+    def _matches(self, key: str, cells: Sequence[object]) -> bool:
+        if self.filter_query is None:
+            return True
+        column = self.status_column
+        return self.filter_query.matches(
+            [str(c) for c in cells],
+            status=str(cells[column]) if column is not None and column < len(cells) else None,
+            named={}, row_id=int(key) if self.id_keys and key.isdigit() else None)
 
     def show_rows(self, rows: Sequence[Row]) -> None:
         """Replace every row (unless they are exactly those shown) keeping the cursor's row."""
+        self._given = list(rows)
+        if self.filter_query is not None:
+            rows = [row for row in rows if self._matches(*row)]
         fresh: list[Row] = []
         seen: set[str] = set()
         for key, cells in rows:
@@ -53,15 +123,17 @@ class StableTable(DataTable[str]):
             fresh.append((key, tuple(cells)))
         # The same rows as shown (an idle queue, every 2 s): keep the table. Rebuilding it
         # re-measures and re-renders every cell.
-        if fresh == self._shown and self.row_count == len(fresh):
+        marks = frozenset(self.marks)
+        if fresh == self._shown and self.row_count == len(fresh) and marks == self._marks_shown:
             return
         old_keys = [str(row.key.value) for row in self.ordered_rows]
         old_index = self.cursor_row
         scroll_y = self.scroll_y
         self.clear()
         for key, cells in fresh:
-            self.add_row(*cells, key=key)
+            self.add_row(*self._cells(key, cells), key=key)
         self._shown = fresh
+        self._marks_shown = marks
         target = follow(old_keys, old_index, [key for key, _ in fresh])
         if target is not None:
             # Keep the view where the operator left it, then make the cursor's row visible.

@@ -11,7 +11,7 @@ from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import build_message
 from vertex_tui.engine.store.db import Row
 
-STATUSES = ("pending", "sending", "sent", "failed")
+STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,6 +193,7 @@ class QueueStats:
     sending: int
     sent: int
     failed: int
+    cancelled: int
     oldest_pending_at: float | None
     oldest_pending_age: float | None
     next_attempt_at: float | None
@@ -205,6 +206,7 @@ class QueueStats:
             "sending": self.sending,
             "sent": self.sent,
             "failed": self.failed,
+            "cancelled": self.cancelled,
             "oldest_pending_at": isoformat(self.oldest_pending_at),
             "oldest_pending_age_seconds": (
                 None if self.oldest_pending_age is None else round(self.oldest_pending_age, 3)

@@ -22,6 +22,7 @@ from typing import Any
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock, isoformat
+from vertex_tui.engine.email.bulk import EmailBulk
 from vertex_tui.engine.email.housekeeping import EmailJobs
 from vertex_tui.engine.email.message import MessageIds, PreparedEmail, prepare
 from vertex_tui.engine.email.models import ClaimedJob, EmailJob, EmailJobDetail, QueueStats
@@ -55,7 +56,7 @@ ERROR_STATE_SECONDS = 60.0
 TransportFactory = Callable[[], Transport]
 
 
-class EmailQueue(EmailJobs):
+class EmailQueue(EmailJobs, EmailBulk):
     """The durable email queue of one engine process."""
 
     name = "email"
@@ -206,6 +207,7 @@ class EmailQueue(EmailJobs):
             sending=counts.get("sending", 0),
             sent=counts.get("sent", 0),
             failed=counts.get("failed", 0),
+            cancelled=counts.get("cancelled", 0),
             oldest_pending_at=oldest,
             oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
             next_attempt_at=await store.next_attempt_at(self._db),
@@ -225,9 +227,9 @@ class EmailQueue(EmailJobs):
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[EmailJob]:
-        return await store.list_jobs(
-            self._db, status=status, search=search, limit=limit, before_id=before_id
-        )
+        if search:  # the search language (`engine/search.py`); a bad term is a UsageError
+            return await self.search(search, status=status, limit=limit, before_id=before_id)
+        return await store.list_jobs(self._db, status=status, limit=limit, before_id=before_id)
 
     async def failed_ids(self) -> list[int]:
         """Ids of every failed job now (for a bulk retry that acts on exactly these)."""
@@ -248,8 +250,10 @@ class EmailQueue(EmailJobs):
         now = self._clock.time()
         if job_id is not None:
             detail = await store.get_job(self._db, job_id)
-            if detail.job.status != "failed":
-                raise UsageError(f"email job {job_id} is {detail.job.status}, not failed")
+            if detail.job.status not in ("failed", "cancelled"):
+                raise UsageError(
+                    f"email job {job_id} is {detail.job.status}, not failed or cancelled"
+                )
             ids = [job_id]
         chosen = await store.retry_failed(
             self._db, now=now, ids=None if ids is None else list(ids), limit=limit

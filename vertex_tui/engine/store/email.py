@@ -392,7 +392,8 @@ async def retry_failed(
         if ids is not None:
             marks = ",".join("?" * len(ids))
             rows = await conn.execute_fetchall(
-                f"SELECT id FROM email_jobs WHERE status = 'failed' AND id IN ({marks})"
+                "SELECT id FROM email_jobs WHERE status IN ('failed', 'cancelled')"
+                f" AND id IN ({marks})"
                 " ORDER BY id",
                 list(ids),
             )
@@ -426,7 +427,7 @@ async def cleanup(db: Database, *, now: float, cutoff: float, older_than_days: f
         async with db.transaction() as conn:
             cursor = await conn.execute(
                 "DELETE FROM email_jobs WHERE id IN (SELECT id FROM email_jobs"
-                " WHERE finished_at < ? AND status IN ('sent', 'failed') LIMIT ?)",
+                " WHERE finished_at < ? AND status IN ('sent', 'failed', 'cancelled') LIMIT ?)",
                 (cutoff, CLEANUP_CHUNK),
             )
             deleted = cursor.rowcount

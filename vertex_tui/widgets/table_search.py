@@ -1,0 +1,95 @@
+"""`/` on a table: the search language of `engine/search.py`, matched in memory against the
+rows a screen already holds (no SQL; the Email screen searches through the engine instead).
+
+A screen mixes in `TableSearchMixin`, yields a `TableSearch` naming its table, and binds
+`slash` to `search` and `escape` to `clear_search`. Terms the table cannot answer (`to:` on
+the backups table) and bad terms are one line under the box; the filter shown stays.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from vertex_tui.engine.search import SearchError, parse
+from vertex_tui.widgets.tables import StableTable
+
+
+class TableSearch(Vertical):
+    """A hidden search box and its error line for the table `target` (a CSS selector)."""
+
+    DEFAULT_CSS = """
+    TableSearch { height: auto; display: none; }
+    TableSearch.-shown { display: block; }
+    TableSearch Input { margin: 0 1; }
+    TableSearch .search-error { height: 1; margin: 0 2; color: $error; display: none; }
+    TableSearch .search-error.-shown { display: block; }
+    """
+
+    def __init__(self, target: str, where: str) -> None:
+        super().__init__(classes="table-search")
+        self.target = target
+        self.where = where  # "the backups table": named in "to: does not apply to ..."
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="text status:… · Enter applies, Esc clears")
+        yield Static("", classes="search-error")
+
+    @property
+    def table(self) -> StableTable:
+        return self.screen.query_one(self.target, StableTable)
+
+    def open(self) -> None:
+        self.add_class("-shown")
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def apply(self, event: Input.Submitted) -> None:
+        event.stop()
+        error = self.query_one(".search-error", Static)
+        table = self.table
+        try:
+            query = parse(event.value, statuses=None)
+            keys = (("status",) if table.status_column is not None else ()) + (
+                ("id",) if table.id_keys else ())
+            query.check_applies(keys, self.where)
+        except SearchError as exc:
+            error.update(str(exc))
+            error.add_class("-shown")
+            return
+        error.remove_class("-shown")
+        table.set_query(query)
+        self.set_class(not query.empty, "-shown")
+        table.focus()
+
+    def clear(self) -> None:
+        self.query_one(Input).value = ""
+        self.query_one(".search-error", Static).remove_class("-shown")
+        self.remove_class("-shown")
+        self.table.set_query(None)
+        self.table.focus()
+
+
+class TableSearchMixin:
+    """`/` and Esc for the screen's `TableSearch` (the one whose table has the focus, else
+    the first)."""
+
+    def _table_search(self) -> TableSearch | None:
+        boxes: list[TableSearch] = list(self.query(TableSearch))  # type: ignore[attr-defined]
+        focused = getattr(self, "focused", None)
+        for box in boxes:
+            if focused is not None and focused is box.table:
+                return box
+        return boxes[0] if boxes else None
+
+    def action_search(self) -> None:
+        box = self._table_search()
+        if box is not None:
+            box.open()
+
+    def action_clear_search(self) -> None:
+        for box in self.query(TableSearch):  # type: ignore[attr-defined]
+            if box.has_class("-shown") or box.table.filter_query is not None:
+                box.clear()
