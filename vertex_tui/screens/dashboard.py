@@ -8,6 +8,7 @@ from textual.widgets import Header, Label, Sparkline, Static
 
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.engines_panel import EnginesPanel
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
@@ -31,6 +32,7 @@ class DashboardScreen(VertexScreen):
                 yield Label("Mail sent per minute, last hour", classes="section-title")
                 yield Sparkline([0], id="sparkline")
             yield Static("", id="oldest")
+        yield EnginesPanel()
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
         yield KeyBar()
@@ -55,6 +57,7 @@ class DashboardScreen(VertexScreen):
             card = self.query_one(f"#card-{name}", ServiceCard)
             card.show(services[name], figures[name](services[name]), now)
         self.query_one(Sparkline).data = per_minute or [0]
+        self.query_one(EnginesPanel).show(status, now)
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
