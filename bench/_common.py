@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import socket
 import statistics
 import subprocess
@@ -56,6 +58,46 @@ def sink_process(port: int | None = None) -> Iterator[tuple[int, subprocess.Pope
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def smtp_sink_server(port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Postfix's `smtp-sink` (C, one process, discards every message) as the server; yields
+    (port, process). As root it needs `-u` to drop to an unprivileged user."""
+    binary = shutil.which("smtp-sink") or shutil.which("smtp-sink", path="/usr/sbin:/usr/bin")
+    if binary is None:
+        raise SystemExit("--server smtp-sink: smtp-sink not found (Debian package postfix)")
+    port = port or free_port()
+    user = ["-u", pwd.getpwuid(65534).pw_name] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(
+        [binary, *user, f"127.0.0.1:{port}", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                assert proc.stderr is not None
+                raise RuntimeError(f"smtp-sink exited: {proc.stderr.read().decode().strip()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("smtp-sink did not start listening") from None
+                time.sleep(0.05)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+SERVERS = {"aiosmtpd": sink_process, "smtp-sink": smtp_sink_server}
 
 
 def settings(db_path: Path, *, smtp_port: int = 25, workers: int = 3) -> Settings:

@@ -1,8 +1,11 @@
 """Email queue throughput against side-by-side baselines, all in one run.
 
-    python bench/email_throughput.py [--n 15000] [--smtp-n 1000] [--rounds 5] [--json]
+    python bench/email_throughput.py [--n 15000] [--smtp-n 1000] [--rounds 5]
+        [--server aiosmtpd|smtp-sink] [--json]
 
-Measured (one aiosmtpd sink in a separate process, `python -m vertex_tui.sink`):
+Measured against one SMTP server in a separate process: `--server aiosmtpd` (default) is our
+sink, `python -m vertex_tui.sink`, which parses every message in Python; `--server smtp-sink`
+is Postfix's `smtp-sink` (C, discards the data), so the client's own cost decides the rate.
 
 - raw_smtp_msgs_per_s: aiosmtplib over 3 reused connections, no database; every message is
   built (`EmailMessage`) inside the timed loop, as the queue builds it at send time.
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from _common import (
     SENDER,
+    SERVERS,
     cpu_seconds,
     emit,
     load_1m,
@@ -50,7 +54,6 @@ from _common import (
     per_second,
     round_floats,
     settings,
-    sink_process,
 )
 
 from vertex_tui.engine import Engine
@@ -70,8 +73,9 @@ GOALS = {
 # ---- baselines ----------------------------------------------------------------------------
 
 
-async def raw_smtp(port: int, n: int) -> float:
-    """aiosmtplib alone: 3 reused connections share N messages, each built in the loop."""
+async def raw_smtp(port: int, n: int) -> tuple[float, float]:
+    """aiosmtplib alone: 3 reused connections share N messages, each built in the loop.
+    Returns (messages per second, process CPU microseconds per message)."""
     counter = itertools.count()
 
     async def sender() -> None:
@@ -91,9 +95,10 @@ async def raw_smtp(port: int, n: int) -> float:
         finally:
             await smtp.quit()
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
-    return per_second(n, time.perf_counter() - t0)
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    return per_second(n, elapsed), cpu / n * 1e6
 
 
 def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> tuple[float, float]:
@@ -192,14 +197,16 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[
 # ---- the run ------------------------------------------------------------------------------
 
 
-async def smtp_round(folder: Path, port: int, n: int, raw_first: bool) -> tuple[float, float]:
+async def smtp_round(
+    folder: Path, port: int, n: int, raw_first: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
     """Raw SMTP and the queue back to back (alternate the order between rounds: the load
     of a shared machine drifts)."""
     db = folder / "smtp.db"
     await enqueue_jobs(db, n)
     if raw_first:
         raw = await raw_smtp(port, n)
-    queue, _ = await deliver_all(db, n, smtp_port=port)
+    queue = await deliver_all(db, n, smtp_port=port)
     if not raw_first:
         raw = await raw_smtp(port, n)
     return raw, queue
@@ -212,14 +219,19 @@ async def null_round(folder: Path, n: int) -> tuple[float, float, float]:
     return null, cpu, bulk
 
 
-def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
+def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str, Any]:
     raws, queues, nulls, hueys, bulks, null_cpus, huey_cpus = [], [], [], [], [], [], []
-    with sink_process() as (port, _):
+    raw_cpus, queue_cpus = [], []
+    with SERVERS[server]() as (port, _):
         for r in range(rounds):
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                raw, queue = asyncio.run(smtp_round(Path(tmp), port, smtp_n, r % 2 == 0))
+                (raw, raw_cpu), (queue, queue_cpu) = asyncio.run(
+                    smtp_round(Path(tmp), port, smtp_n, r % 2 == 0)
+                )
                 raws.append(raw)
                 queues.append(queue)
+                raw_cpus.append(raw_cpu)
+                queue_cpus.append(queue_cpu)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
                 huey, huey_cpu = huey_noop(Path(tmp), n)
                 hueys.append(huey)
@@ -245,9 +257,15 @@ def run(n: int, smtp_n: int, rounds: int) -> dict[str, Any]:
             "n": n,
             "smtp_n": smtp_n,
             "rounds": rounds,
+            "server": server,
             "raw_smtp_msgs_per_s": med(raws),
             "queue_msgs_per_s": med(queues),
             "ratio_vs_raw_smtp": med(q / r for q, r in zip(queues, raws, strict=True)),
+            "raw_smtp_cpu_us_per_msg": med(raw_cpus),
+            "queue_cpu_us_per_msg": med(queue_cpus),
+            "cpu_ratio_vs_raw_smtp": med(
+                r / q for q, r in zip(queue_cpus, raw_cpus, strict=True)
+            ),
             "null_transport_jobs_per_s": med(nulls),
             "huey_noop_jobs_per_s": med(hueys),
             "ratio_vs_huey": med(x / h for x, h in zip(nulls, hueys, strict=True)),
@@ -269,9 +287,15 @@ def main() -> None:
     p.add_argument("--n", type=int, default=15_000, help="jobs per queue/huey measurement")
     p.add_argument("--smtp-n", type=int, default=1_000, help="messages per SMTP measurement")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (median)")
+    p.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="aiosmtpd",
+        help="SMTP server of the raw/queue pair: our aiosmtpd sink or Postfix's smtp-sink",
+    )
     p.add_argument("--json", action="store_true", help="one JSON line")
     args = p.parse_args()
-    emit(run(args.n, args.smtp_n, args.rounds), args.json, GOALS)
+    emit(run(args.n, args.smtp_n, args.rounds, args.server), args.json, GOALS)
 
 
 if __name__ == "__main__":

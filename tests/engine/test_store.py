@@ -435,3 +435,76 @@ async def test_a_transaction_cancelled_while_waiting_to_begin_leaves_no_transact
         assert rows == [("kept",)]
     finally:
         await db.close()
+
+
+# --- run_transaction: a whole write transaction in one hop to the writer thread ---------------
+
+
+def _insert_action(conn: sqlite3.Connection, action: str) -> int:
+    row = conn.execute(
+        "INSERT INTO audit_log (at, actor, action) VALUES (1, 'test', ?) RETURNING id", (action,)
+    ).fetchone()
+    return int(row[0])
+
+
+async def test_run_transaction_commits_and_returns_what_fn_returns(db: Database) -> None:
+    def two_inserts(conn: sqlite3.Connection) -> list[int]:
+        assert conn.in_transaction  # fn runs inside BEGIN IMMEDIATE ... COMMIT
+        return [_insert_action(conn, "a"), _insert_action(conn, "b")]
+
+    ids = await db.run_transaction(two_inserts)
+    assert ids == [1, 2]
+    with sqlite3.connect(db.path) as check:  # committed: another connection sees both rows
+        rows = check.execute("SELECT id, action FROM audit_log ORDER BY id").fetchall()
+    check.close()
+    assert rows == [(1, "a"), (2, "b")]
+
+
+async def test_run_transaction_rolls_back_everything_when_fn_raises(db: Database) -> None:
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        _insert_action(conn, "lost")
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await db.run_transaction(half_then_fail)
+    assert await db.read("SELECT * FROM audit_log") == []
+    # No transaction left open: the next writes of either kind commit.
+    await db.run_transaction(lambda conn: _insert_action(conn, "kept"))
+    await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'also')")
+    with sqlite3.connect(db.path) as check:
+        rows = check.execute("SELECT action FROM audit_log ORDER BY id").fetchall()
+    check.close()
+    assert rows == [("kept",), ("also",)]
+
+
+async def test_run_transaction_waits_for_another_connections_exclusive_lock(
+    db: Database,
+) -> None:
+    with exclusive_lock(db.path, 0.6):
+        await db.run_transaction(lambda conn: _insert_action(conn, "after"))
+    rows = await db.read("SELECT action FROM audit_log ORDER BY id")
+    assert [r[0] for r in rows] == ["held", "after"]
+
+
+async def test_run_transaction_cancelled_mid_way_still_ends_its_transaction(db: Database) -> None:
+    """The caller stops waiting while `fn` runs on the writer thread: the transaction still
+    ends there (here: commits), and the next write on the connection is its own."""
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        _insert_action(conn, "in-flight")
+        inside.set()
+        assert release.wait(10)
+
+    task = asyncio.create_task(db.run_transaction(slow))
+    assert await asyncio.to_thread(inside.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'next')")
+    await db.close()  # a transaction left open would lose 'next' here
+    with sqlite3.connect(db.path) as check:
+        rows = check.execute("SELECT action FROM audit_log ORDER BY id").fetchall()
+    check.close()
+    assert rows == [("in-flight",), ("next",)]

