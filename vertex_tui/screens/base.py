@@ -21,7 +21,7 @@ REFRESH_SECONDS = 2.0
 # disabled in a read-only console (`--attach --read-only`). A screen adds its own in
 # `VertexScreen.MUTATING`.
 MUTATING_ACTIONS = frozenset({
-    "retry_selected", "retry_all", "toggle_pause", "drain", "cleanup", "cancel",
+    "retry_selected", "retry_all", "toggle_pause", "drain", "cleanup", "cancel", "cancel_all",
     "cancel_selected", "trigger", "verify", "check", "run_job", "run_now", "pause_job",
     "resume_job", "toggle_job_pause"})
 READ_ONLY_NOTE = "read-only console: actions are disabled (started with --read-only)"
