@@ -18,7 +18,13 @@ from vertex_tui.screens.email_queue import EmailQueueScreen
 from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.widgets.backup_panel import BackupPanel, compact
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
-from vertex_tui.widgets.engines_panel import EnginesPanel, engine_line, waiting_work
+from vertex_tui.widgets.engines_panel import (
+    EnginesPanel,
+    due_at,
+    engine_line,
+    overdue_jobs,
+    waiting_work,
+)
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.keyshelp import KeysHelp
 
@@ -69,6 +75,42 @@ WAITING = [
 @pytest.mark.parametrize(("services", "expected"), WAITING)
 def test_waiting_work_policy(services: dict[str, Any], expected: list[str]) -> None:
     assert waiting_work(services, NOW) == expected
+
+
+@pytest.mark.parametrize(("schedule", "last", "timezone", "expected"), [
+    ("every 3600 s", NOW, "UTC", NOW + 3600),
+    ("every 0.5 s", NOW, "UTC", NOW + 0.5),
+    ("cron 0 2 * * *", NOW, "UTC", NOW + 18 * HOUR),  # 2027-01-15 08:00 -> 01-16 02:00 UTC
+    ("cron 0 2 * * *", NOW, "Europe/Paris", NOW + 17 * HOUR),  # 02:00 Paris = 01:00 UTC
+    ("every s", NOW, "UTC", None), ("cron 99 * * * *", NOW, "UTC", None),
+    ("on demand", NOW, "UTC", None),
+])
+def test_due_at(schedule: str, last: float, timezone: str, expected: float | None) -> None:
+    assert due_at(schedule, last, timezone) == expected
+
+
+def job(name: str, schedule: str, last: float | None, **extra: Any) -> dict[str, Any]:
+    return {"job": name, "schedule": schedule, "enabled": True, "paused": False,
+            "last_run": None if last is None else iso(last), **extra}
+
+
+OVERDUE = [
+    ([job("lifecycle.check", "every 3600 s", NOW - 3 * HOUR)],
+     ["lifecycle.check overdue since 2 hours ago"]),
+    ([job("lifecycle.check", "every 3600 s", NOW - HOUR + 1)], []),  # due in a second
+    ([job("lifecycle.check", "every 3600 s", NOW - HOUR - 30)], []),  # within the grace
+    ([job("video.check", "every 300 s", None)], []),  # never ran: nothing to compare
+    ([job("video.check", "every 300 s", NOW - HOUR, paused=True)], []),
+    ([job("video.check", "every 300 s", NOW - HOUR, enabled=False)], []),
+    ([job("email.reap", "every 1 s", NOW - HOUR)], []),
+    ([job("backup.database", "cron 0 2 * * *", NOW - 2 * 86_400)],
+     ["backup.database overdue since a day ago"]),
+]
+
+
+@pytest.mark.parametrize(("jobs", "expected"), OVERDUE)
+def test_overdue_jobs_policy(jobs: list[dict[str, Any]], expected: list[str]) -> None:
+    assert overdue_jobs(jobs, NOW, "UTC") == expected
 
 
 def test_engine_line_names_host_pid_age_beat_and_leases() -> None:
@@ -135,6 +177,22 @@ async def test_dashboard_alarms_when_mail_is_due_and_no_engine_is_alive(
         await console.settle(pilot)
         assert any(line.startswith(" NO ENGINE ALIVE and work waits")
                    for line in console.screen_text(app))
+
+
+async def test_dashboard_alarms_when_a_schedule_is_overdue_and_no_engine_is_alive(
+        console: Console) -> None:
+    from vertex_tui.engine.engine import Engine
+
+    async with Engine(console.settings, run=["lifecycle"], clock=console.clock) as peer:
+        await peer.lifecycle.check()  # the last pass, then the engine goes away
+    console.clock.advance(3 * HOUR)  # LIFECYCLE_CHECK_INTERVAL_SECONDS: 3600
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        panel = app.screen.query_one(EnginesPanel)
+        assert text_of(panel) == ("NO ENGINE ALIVE and work waits: lifecycle.check overdue "
+                                  "since 2 hours ago")
+        assert panel.has_class("-alarm")
 
 
 # ---- the Backups panel and the rotation preview ------------------------------------------

@@ -57,7 +57,7 @@ class DashboardScreen(VertexScreen):
             card = self.query_one(f"#card-{name}", ServiceCard)
             card.show(services[name], figures[name](services[name]), now)
         self.query_one(Sparkline).data = per_minute or [0]
-        self.query_one(EnginesPanel).show(status, now)
+        await self.query_one(EnginesPanel).load(self.engine, status, now)
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"

@@ -4,13 +4,16 @@ due, a schedule overdue)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from textual.content import Content
 from textual.widgets import Static
 
 from vertex_tui.timefmt import ago, span
+
+if TYPE_CHECKING:
+    from vertex_tui.engine import Engine
 
 # A schedule is overdue when its next run passed this long ago (a pass that is merely
 # starting is not).
@@ -37,9 +40,47 @@ def engine_line(engine: dict[str, Any], now: float) -> str:
             f" · {up} · {beat_text} · {holds}")
 
 
-def waiting_work(services: dict[str, Any], now: float) -> list[str]:
+def due_at(schedule: str, last_run: float, timezone: str) -> float | None:
+    """When a job that last ran at `last_run` was due next: `every N s` after N seconds,
+    `cron EXPR` at the expression's next fire time; None for a schedule of another form."""
+    kind, _, rest = schedule.partition(" ")
+    if kind == "every" and rest.endswith(" s"):
+        try:
+            return last_run + float(rest[:-2])
+        except ValueError:
+            return None
+    if kind == "cron":
+        from vertex_tui.engine.scheduling import next_cron_time
+
+        try:
+            nxt = next_cron_time(rest, timezone, datetime.fromtimestamp(last_run, UTC))
+        except ValueError:
+            return None
+        return None if nxt is None else nxt.timestamp()
+    return None
+
+
+def overdue_jobs(jobs: list[dict[str, Any]], now: float, timezone: str) -> list[str]:
+    """Jobs (`jobs.snapshot()`) that ran before and whose next run by their schedule is more
+    than OVERDUE_GRACE_SECONDS late; enabled and not paused. `email.reap` is left out (mail
+    that waits is named by itself)."""
+    out = []
+    for job in jobs:
+        last = _ts(job.get("last_run"))
+        if (last is None or not job.get("enabled") or job.get("paused")
+                or job.get("job") == "email.reap"):
+            continue
+        at = due_at(str(job.get("schedule", "")), last, timezone)
+        if at is not None and at < now - OVERDUE_GRACE_SECONDS:
+            out.append(f"{job['job']} overdue since {ago(at, now)}")
+    return out
+
+
+def waiting_work(services: dict[str, Any], now: float,
+                 overdue: list[str] | None = None) -> list[str]:
     """What waits for an engine (pure; `status()["services"]`): mail whose next attempt is
-    due, and every service whose next run is more than OVERDUE_GRACE_SECONDS late."""
+    due, every service whose next run is more than OVERDUE_GRACE_SECONDS late, and the
+    `overdue` jobs (`overdue_jobs`)."""
     out = []
     email = services.get("email") or {}
     due_at = _ts(email.get("next_attempt_at"))
@@ -51,7 +92,7 @@ def waiting_work(services: dict[str, Any], now: float) -> list[str]:
         if at is not None and at < now - OVERDUE_GRACE_SECONDS and not (
                 name == "email" and out):
             out.append(f"{name} overdue since {ago(at, now)}")
-    return out
+    return out + list(overdue or [])
 
 
 class EnginesPanel(Static):
@@ -77,9 +118,16 @@ class EnginesPanel(Static):
     def __init__(self) -> None:
         super().__init__("", id="engines")
 
-    def show(self, status: dict[str, Any], now: float) -> None:
+    async def load(self, engine: Engine, status: dict[str, Any], now: float) -> None:
+        """`show`, with the overdue jobs read from `engine` when no engine is alive."""
+        overdue = [] if status.get("engines") else overdue_jobs(
+            await engine.jobs.snapshot(), now, engine.settings.timezone)
+        self.show(status, now, overdue)
+
+    def show(self, status: dict[str, Any], now: float,
+             overdue: list[str] | None = None) -> None:
         engines = status.get("engines") or []
-        waiting = [] if engines else waiting_work(status.get("services") or {}, now)
+        waiting = [] if engines else waiting_work(status.get("services") or {}, now, overdue)
         self.set_class(not engines and bool(waiting), "-alarm")
         self.set_class(not engines and not waiting, "-none")
         if engines:
