@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_jobs, cli_panels, doctor, logsetup
+from vertex_tui import __version__, cli_history, cli_jobs, cli_log, cli_panels, doctor, logsetup
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -111,9 +111,11 @@ def build_parser() -> Parser:
     cleanup.add_argument("--json", action="store_true")
     email.add_parser("pause", help="stop delivering (every engine on this database)")
     email.add_parser("resume", help="resume delivering")
+    cli_history.add_parser(email)
     _backup_parser(sub)
     _entity_parsers(sub)
     cli_jobs.add_parser(sub, Parser, _positive_int)
+    cli_log.add_parser(sub)
     doctor.add_parser(sub)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
@@ -395,6 +397,8 @@ def _jobs_table(jobs: list[EmailJob]) -> None:
 async def _email(args: argparse.Namespace, engine: Engine) -> int:
     q = engine.email
     action = args.action
+    if action == "history":
+        return await cli_history.command(args, engine)
     if action == "stats":
         stats = await q.stats()
         if args.json:
@@ -626,6 +630,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_with_engine(settings, [], lambda e: _status(args, e)))
         if args.command == "jobs":
             return asyncio.run(_with_engine(settings, [], lambda e: cli_jobs.command(args, e)))
+        if args.command == "log":
+            return asyncio.run(_with_engine(settings, [], lambda e: cli_log.command(args, e)))
         if args.command == "doctor":
             return doctor.run(args, settings)
         if args.command in ("lifecycle", "video", "project", "portrait"):

@@ -404,9 +404,12 @@ async def test_read_only_console_refuses_every_mutating_key_and_says_so(
         await console.settle(pilot)
         assert isinstance(app.screen, LifecycleScreen)
         assert last_note(app) == f"Retry all failed mail: {READ_ONLY_NOTE}"
-        await palette_pick(pilot, console, "Trigger backup job: database")
+        await palette_pick(pilot, console, "Run backup.database now")
         await console.settle(pilot)
-        assert last_note(app) == f"Trigger backup job: database: {READ_ONLY_NOTE}"
+        assert last_note(app) == f"Run backup.database now: {READ_ONLY_NOTE}"
+        # What only looks is not refused.
+        prompt = await palette_pick(pilot, console, "Show the runs of backup.database")
+        assert "read-only" not in prompt
 
     assert {console.job_status(i) for i in failed} == {"failed"}
     assert not (await engine.email.stats()).paused

@@ -29,7 +29,8 @@ class BackupsScreen(VertexScreen):
         Binding("t", "trigger", "Run job now"),
         Binding("V", "verify", "Verify backup"),
         Binding("R", "restore", "Restore…"),
-        Binding("P", "rotation_preview", "Rotation preview",
+        # In ? help, not the footer: at 120 columns it would push the screen keys out.
+        Binding("P", "rotation_preview", "Rotation preview", show=False,
                 tooltip="what rotation would delete now (deletes nothing)"),
     ]
 

@@ -1,8 +1,15 @@
-"""Dashboard: one card per service, mail throughput, oldest pending mail, latest errors."""
+"""Dashboard: one card per service, mail throughput, oldest pending mail, latest errors.
+
+The cards are the engine's registry: the four built-in services, then any plug-in (its key
+figures are the scalar fields of its `status()`), then those that failed to load (error).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
@@ -12,25 +19,36 @@ from vertex_tui.widgets.engines_panel import EnginesPanel
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
+# `t` cycles the range of the mail sparklines (see `vertex-tui email history`).
+RANGES = {"1h": "per minute, last hour", "24h": "per hour, last 24 h",
+          "7d": "per hour, last 7 days"}
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
           "video": "Videos"}
+# Fields of a status() document that every card shows already (or that are not figures).
+COMMON = frozenset({"state", "last_run", "next_run", "last_outcome", "holder", "error",
+                    "last_error", "at"})
 
 
 class DashboardScreen(VertexScreen):
-    """The four services at a glance."""
+    """Every service at a glance."""
 
     REFRESH_ON = frozenset({"PassCompleted", "BackupFinished", "QueuePaused", "QueueResumed",
                             "ServiceErrored", "JobsRetried", "RequestHandled"})
+    BINDINGS = [Binding("t", "history_range", "1h/24h/7d")]
+    history_range = "1h"
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Grid(id="cards"):
-            for service, title in TITLES.items():
-                yield ServiceCard(service, title)
+        services = self.bridge.services()
+        with Grid(id="cards", classes="-more" if len(services) > len(TITLES) else ""):
+            for service in services:
+                yield ServiceCard(service, TITLES.get(service, service))
         with Horizontal(id="mail-strip"):
             with Vertical(id="throughput"):
-                yield Label("Mail sent per minute, last hour", classes="section-title")
-                yield Sparkline([0], id="sparkline")
+                yield Label(_history_title("1h"), id="history-title", classes="section-title")
+                with Horizontal(id="sparklines"):
+                    yield Sparkline([0], id="sparkline")
+                    yield Sparkline([0], id="sparkline-p95")
             yield Static("", id="oldest")
         yield EnginesPanel()
         yield Label("Latest errors", classes="section-title")
@@ -39,11 +57,11 @@ class DashboardScreen(VertexScreen):
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()
-        per_minute = await self.engine.email.sent_per_minute(60)
+        history = await self.engine.email.history(self.history_range)
         errors = await self.engine.recent_errors(5)
         now = self.now()
         services = status["services"]
-        figures = {
+        figures: dict[str, Any] = {
             "email": lambda s: (f"pending {s['pending']}  failed {s['failed']}\n"
                                 f"sent {s['sent']}  last min {s['sent_last_minute']}"
                                 + _relay_line(s.get("smtp"))),
@@ -53,10 +71,18 @@ class DashboardScreen(VertexScreen):
             "lifecycle": lambda s: _counts(s.get("last_counts")),
             "video": lambda s: _counts(s.get("last_counts")),
         }
-        for name in TITLES:
-            card = self.query_one(f"#card-{name}", ServiceCard)
-            card.show(services[name], figures[name](services[name]), now)
-        self.query_one(Sparkline).data = per_minute or [0]
+        for card in self.query(ServiceCard):
+            doc = services.get(card.service)
+            if doc is None:
+                continue
+            try:
+                text = figures.get(card.service, key_figures)(doc)
+            except (KeyError, TypeError):  # a status without its figures (state error)
+                text = ""
+            card.show(doc, text, now)
+        self.query_one("#history-title", Label).update(_history_title(self.history_range))
+        self.query_one("#sparkline", Sparkline).data = [b.sent for b in history] or [0]
+        self.query_one("#sparkline-p95", Sparkline).data = [b.p95_ms or 0 for b in history]
         await self.query_one(EnginesPanel).load(self.engine, status, now)
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
@@ -67,6 +93,26 @@ class DashboardScreen(VertexScreen):
         lines = [f"{clock_time(e['at'])}  {e['service']:9} "
                  + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
+
+
+    def action_history_range(self) -> None:
+        """Show the next range of the mail sparklines: 1h, 24h, 7d, 1h..."""
+        names = list(RANGES)
+        self.history_range = names[(names.index(self.history_range) + 1) % len(names)]
+        self.reload()
+
+
+
+def key_figures(status: dict[str, Any], limit: int = 4) -> str:
+    """A plug-in's figures: the scalar fields of its status, two to a line."""
+    shown = [f"{k} {v}" for k, v in status.items()
+             if k not in COMMON and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+             ][:limit]
+    return "\n".join("  ".join(shown[i:i + 2]) for i in range(0, len(shown), 2))
+
+
+def _history_title(range_name: str) -> str:
+    return f"Mail sent {RANGES[range_name]} │ p95 latency"
 
 
 def _relay_line(smtp: dict[str, object] | None) -> str:

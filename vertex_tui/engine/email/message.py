@@ -93,17 +93,22 @@ def _utf8(what: str, value: str) -> None:
         raise InvalidMessage(f"{what} is not valid Unicode text (unpaired surrogate)") from None
 
 
+def valid_address_literal(literal: str) -> bool:
+    """`[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 address literals)."""
+    inner = literal[1:-1]
+    inner = inner[5:] if inner[:5].lower() == "ipv6:" else inner
+    try:
+        ipaddress.ip_address(inner)
+    except ValueError:
+        return False
+    return True
+
+
 def valid_domain(domain: str) -> bool:
     """A host name of letters, digits and inner hyphens (international names through
     IDNA), at least two labels unless `localhost`; or an address literal like [192.0.2.1]."""
     if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1]
-        literal = literal[5:] if literal[:5].lower() == "ipv6:" else literal
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
-            return False
-        return True
+        return valid_address_literal(domain)
     try:
         ascii_name = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
     except UnicodeError:
