@@ -30,6 +30,10 @@ SCREENS = {"dashboard": ("Dashboard", "d"), "jobs": ("Jobs", "j"), "email": ("Em
            "videos": ("Videos", "v"), "log": ("Log", "o")}
 
 
+# Palette entries that only look (allowed in a read-only console); every other one acts.
+LOOKING = ("Switch to ", "Show ")
+
+
 class VertexCommands(Provider):
     """Every console action in the command palette (ctrl+p)."""
 
@@ -54,13 +58,23 @@ class VertexCommands(Provider):
 
         return out + job_commands(app)  # every job of every service, from the registry
 
+    def _marked(self) -> list[tuple[str, Any, str]]:
+        """The commands, those that change something marked and refused when read-only."""
+        app = self.app
+        assert isinstance(app, VertexApp)
+        if not app.read_only:
+            return self._commands()
+        return [(name, callback, help_text) if name.startswith(LOOKING)
+                else (name, partial(app.refuse_read_only, name), "disabled: read-only console")
+                for name, callback, help_text in self._commands()]
+
     async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
+        for name, callback, help_text in self._marked():
             yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
+        for name, callback, help_text in self._marked():
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
@@ -121,9 +135,12 @@ class VertexApp(App[None]):
     ]
 
     def __init__(self, engine: Engine, *, attached: bool = False, live_refresh: bool = True,
-                 log_handler: ConsoleLogHandler | None = None) -> None:
+                 log_handler: ConsoleLogHandler | None = None, read_only: bool = False) -> None:
         super().__init__()
         self.engine = engine
+        # `--attach --read-only`: every action that changes something is refused (the keys
+        # are dimmed in the footer and marked in help and the palette).
+        self.read_only = read_only
         self.bridge = Bridge(engine, attached=attached)
         self.live_refresh = live_refresh
         self.log_handler = log_handler or ConsoleLogHandler()
@@ -145,6 +162,8 @@ class VertexApp(App[None]):
         self.set_timer(PRELOAD_SECONDS, preload_screens)  # after the first frames
         self.bridge.connect(self)
         self._engine_state = "ATTACHED ·" if self.bridge.attached else "engine on"
+        if self.read_only:
+            self._engine_state = "READ-ONLY " + self._engine_state
         self.show_header()
         if self.bridge.attached:
             self.check_engines()
@@ -162,7 +181,7 @@ class VertexApp(App[None]):
     async def _check_engines(self) -> None:
         alive = await self.bridge.engines_alive()
         state = f"engine alive ({len(alive)})" if alive else "NO ENGINE RUNNING"
-        self._engine_state = f"ATTACHED · {state} ·"
+        self._engine_state = f"{'READ-ONLY ' if self.read_only else ''}ATTACHED · {state} ·"
         self.show_header()
 
     def show_header(self) -> None:
@@ -216,6 +235,21 @@ class VertexApp(App[None]):
             shown.remove()
         else:
             self.screen.mount(KeysHelp(self.screen))
+
+    def refuse_read_only(self, what: str) -> None:
+        from vertex_tui.screens.base import READ_ONLY_NOTE
+
+        self.notify(f"{what}: {READ_ONLY_NOTE}", severity="warning")
+
+    async def _dispatch_action(self, namespace: Any, action_name: str, params: Any) -> bool:
+        """Every key, footer click and palette entry passes here: in a read-only console a
+        screen's mutating action is refused with a note (and the key is consumed)."""
+        from vertex_tui.screens.base import VertexScreen
+
+        if isinstance(namespace, VertexScreen) and namespace.locked(action_name):
+            self.refuse_read_only(action_name.replace("_", " "))
+            return True
+        return await super()._dispatch_action(namespace, action_name, params)
 
     async def screen_action(self, mode: str, action: str) -> None:
         await self.switch_mode(mode)

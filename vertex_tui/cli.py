@@ -17,7 +17,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from vertex_tui import __version__, cli_history, cli_jobs, cli_log, cli_search, doctor, logsetup
+from vertex_tui import (
+    __version__,
+    cli_history,
+    cli_jobs,
+    cli_log,
+    cli_panels,
+    cli_search,
+    doctor,
+    logsetup,
+)
 from vertex_tui.engine import Engine, Settings, UsageError, VertexError
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -39,7 +48,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports bad usage in one line (exit 2) instead of a usage block."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageExit(f"{self.prog}: {message}")
+        raise UsageExit(cli_panels.missing_subcommand(self, message) or f"{self.prog}: {message}")
 
 
 def _positive_int(text: str) -> int:
@@ -71,11 +80,13 @@ def build_parser() -> Parser:
         action="store_true",
         help="console without an engine of its own, over the shared database",
     )
+    cli_panels.add_top_options(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
 
-    sub.add_parser("config", help="print the effective settings (secrets masked)")
+    sub.add_parser("config", help="print the effective settings (secrets masked)").add_argument(
+        "--json", action="store_true")
     sub.add_parser("demo", help="the console on a sample database with a built-in mail sink")
     status = sub.add_parser("status", help="state of every service")
     status.add_argument("--json", action="store_true")
@@ -253,6 +264,8 @@ def _backup_parser(sub: Any) -> None:
     lst.add_argument("--json", action="store_true")
     run = actions.add_parser("run", help="run a job now: " + ", ".join(JOBS))
     run.add_argument("kind", choices=JOBS, metavar="KIND")
+    run.add_argument("--dry-run", action="store_true",
+                     help="rotation: list what it would delete now, delete nothing")
     run.add_argument("--json", action="store_true")
     verify = actions.add_parser("verify", help="check a backup file or folder (exit 1 if bad)")
     verify.add_argument("path", type=Path)
@@ -288,6 +301,8 @@ async def _backup(args: argparse.Namespace, engine: Engine) -> int:
         else:
             _backups_table(records)
         return EXIT_OK
+    if args.action == "run" and args.dry_run:
+        return await cli_panels.rotation_dry_run(args, engine)
     if args.action in ("run", "drill"):
         job = args.kind if args.action == "run" else "drill"
         result = await _here_or_by_request(engine, "backup.run", {"job": job},
@@ -590,7 +605,8 @@ def _console(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(run_demo(settings))
         from vertex_tui.console import run_console
 
-        return asyncio.run(run_console(settings, attached=args.attach))
+        return asyncio.run(run_console(settings, attached=args.attach,
+                                       read_only=args.read_only))
     except VertexError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
@@ -603,7 +619,10 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     try:
+        cli_panels.check_options(args)
         settings = Settings.from_env()
+        if args.command not in ("config", "demo"):
+            cli_panels.check_database_folder(settings)
     except UsageError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -614,6 +633,9 @@ def main(argv: list[str]) -> int:
         if args.command is None:
             return asyncio.run(run_headless(settings))
         if args.command == "config":
+            if args.json:
+                _print_json(cli_panels.config_json(settings))
+                return EXIT_OK
             for name, value in settings.describe():
                 print(f"{name}={value}")
             return EXIT_OK

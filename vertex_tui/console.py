@@ -32,7 +32,7 @@ def console_logging(settings: Settings) -> ConsoleLogHandler:
     return handler
 
 
-async def run_console(settings: Settings, *, attached: bool = False,
+async def run_console(settings: Settings, *, attached: bool = False, read_only: bool = False,
                       transport_factory: TransportFactory | None = None,
                       run: list[str] | None = None) -> int:
     from vertex_tui.app import VertexApp
@@ -40,7 +40,7 @@ async def run_console(settings: Settings, *, attached: bool = False,
     handler = console_logging(settings)
     services: list[str] | None = [] if attached else run
     async with Engine(settings, run=services, transport_factory=transport_factory) as engine:
-        app = VertexApp(engine, attached=attached, log_handler=handler)
+        app = VertexApp(engine, attached=attached, read_only=read_only, log_handler=handler)
         await app.run_async()
     return 0
 

@@ -412,7 +412,6 @@ BAD_ARGS = [
     ["email", "cleanup", "--older-than", "-1"],
     ["email", "stats", "--bogus"],
     ["email", "bogus"],
-    ["email"],
     ["bogus"],
     ["--log-format", "xml"],
 ]

@@ -414,14 +414,12 @@ async def test_D_drains_the_queue_into_the_sink(console: Console, sink_550: Test
     async with app.run_test(size=SIZE) as pilot:
         await email_screen(console, pilot)
         await pilot.press("D")
-        await wait_screen(console, pilot, ConfirmDialog)
-        await pilot.press("y")
         await console.settle(pilot)
-        # Paused: the drain refuses and says why (a notification, not a crash).
-        assert any(sev == "error" and "paused" in msg for sev, msg in console.notes(app))
-        # In words, not the exception's class name ("UsageError: ..." before).
-        assert ("error", "delivery is paused; resume it first (vertex-tui email resume)") in (
-            console.notes(app))
+        # Paused: the drain is refused at once, in a sentence (no dialog, no class name).
+        assert isinstance(app.screen, EmailQueueScreen)
+        assert ("warning", "Drain refused: delivery is paused. Resume it (p) first, then "
+                "drain.") in console.notes(app)
+        assert not any("Error" in msg for _, msg in console.notes(app))
         assert sink_550.received == []
         await pilot.press("p")  # resume, then drain
         await console.wait_for(lambda: console.audit("email.resume"), message="a resume")

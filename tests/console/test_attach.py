@@ -135,18 +135,21 @@ async def test_attached_console_runs_a_backup_in_the_engine_process(
             len(app.title))
 
 
-async def test_attached_request_with_no_engine_stays_pending(
+async def test_attached_request_nobody_picks_up_stays_pending(
         console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nobody picks the request up: the console says so instead of hanging or crashing."""
+    """An engine is alive but does not pick the request up (it serves no requests, or dies
+    after the console looked): the console says so instead of hanging or crashing. (With no
+    engine alive at all it asks first: tests/console/test_panels.py.)"""
     from vertex_tui import bridge, bridge_requests
 
     monkeypatch.setattr(bridge, "wait_for_request",
                         functools.partial(bridge_requests.wait_for_request, timeout=1.0))
+    await console.engine(run=["video"], clock=SystemClock())  # beats; serves no requests
     engine = await console.engine(clock=SystemClock())
     app = console.app(engine, attached=True)
     async with app.run_test(size=SIZE) as pilot:
-        await console.wait_for(lambda: "NO ENGINE RUNNING" in app.sub_title,
-                               message="the header to see no engine")
+        await console.wait_for(lambda: "engine alive (1)" in app.sub_title,
+                               message="the header to see the engine")
         await pilot.press("l", "c")
         await console.wait_for(lambda: any(s == "warning" for s, _ in console.notes(app)),
                                message="a warning")
@@ -154,4 +157,5 @@ async def test_attached_request_with_no_engine_stays_pending(
         assert any("no engine picked up the request" in m for _, m in console.notes(app))
         assert console.query("SELECT action, picked_by FROM requests") == [
             ("lifecycle.check", None)]
-        assert console.query("SELECT COUNT(*) FROM service_runs") == [(0,)]
+        assert console.query("SELECT COUNT(*) FROM service_runs WHERE service = 'lifecycle'"
+                             ) == [(0,)]

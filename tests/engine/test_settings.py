@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from vertex_tui.engine.errors import ConfigError, UsageError
-from vertex_tui.engine.settings import _VARIABLES, VARIABLE_NAMES, Secret, Settings
+from vertex_tui.engine.settings import (
+    _VARIABLES,
+    VARIABLE_NAMES,
+    BackupAgeLimits,
+    Secret,
+    Settings,
+)
 
 FIELD = {v.name: v.field for v in _VARIABLES}
 
@@ -65,6 +71,8 @@ EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
     "METRICS_PORT": ("0", 0),
     "METRICS_ADDRESS": ("127.0.0.1", "127.0.0.1"),
+    "BACKUP_WARN_AGE_HOURS": ("database=26,storage=170,full=170",
+                              BackupAgeLimits(database=26, storage=170, full=170)),
 }
 ALL_DEFAULTS = {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}
 
@@ -108,6 +116,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "BACKUP_KEEP_WEEKLY": ["-1", *NOT_AN_INT],
     "BACKUP_KEEP_MONTHLY": ["-1", *NOT_AN_INT],
     "BACKUP_MISFIRE_GRACE_SECONDS": ["0", "-1", *NOT_AN_INT],
+    "BACKUP_WARN_AGE_HOURS": ["0", "9000", "x", "", "weekly=3", "database=", "database:26"],
     "BACKUP_DRILL_ENABLED": NOT_A_BOOL,
     "BACKUP_DRILL_SCHEDULE": BAD_CRON,
     "METRICS_PORT": ["-1", "65536", *NOT_AN_INT],
@@ -166,6 +175,8 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
     "BACKUP_KEEP_WEEKLY": [("4", 4)],
     "BACKUP_KEEP_MONTHLY": [("12", 12)],
     "BACKUP_MISFIRE_GRACE_SECONDS": [("1", 1), ("60", 60)],
+    "BACKUP_WARN_AGE_HOURS": [("48", BackupAgeLimits(database=48, storage=48, full=48)),
+                              ("full=200", BackupAgeLimits(full=200))],
     "BACKUP_DRILL_ENABLED": [("true", True)],
     "BACKUP_DRILL_SCHEDULE": [("0 5 1 * *", "0 5 1 * *")],
     "METRICS_PORT": [("9410", 9410), ("0", 0)],

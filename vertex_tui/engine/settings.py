@@ -169,6 +169,52 @@ def _optional_mailbox(raw: str) -> str | None:
     return _mailbox(raw) if raw.strip() else None
 
 
+@dataclass(frozen=True, kw_only=True)
+class BackupAgeLimits:
+    """Hours after its last success at which a backup kind is shown as overdue (warning);
+    twice that is critical. The defaults fit the default schedules plus two hours: the
+    database daily, storage and full weekly."""
+
+    database: float = 26.0
+    storage: float = 170.0
+    full: float = 170.0
+
+    def warn_hours(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+    def __str__(self) -> str:
+        return ",".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
+
+
+def _age_limits(raw: str) -> BackupAgeLimits:
+    """`26` (every kind) or `database=26,full=200` (the kinds named; the others keep their
+    defaults)."""
+    expected = ("hours (a number from 1 to 8760) for every kind, or kind=hours pairs"
+                " (database, storage, full), e.g. database=26,full=200")
+    kinds = {f.name for f in fields(BackupAgeLimits)}
+
+    def hours(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(expected) from None
+        if not 1 <= value <= 8760:
+            raise ValueError(expected)
+        return value
+
+    text = raw.strip()
+    if "=" not in text:
+        value = hours(text)
+        return BackupAgeLimits(**dict.fromkeys(kinds, value))
+    values: dict[str, float] = {}
+    for item in text.split(","):
+        kind, sep, number = item.partition("=")
+        if not sep or kind.strip() not in kinds or kind.strip() in values:
+            raise ValueError(expected)
+        values[kind.strip()] = hours(number)
+    return BackupAgeLimits(**values)
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("a non-empty path")
@@ -220,6 +266,7 @@ class Settings:
     backup_keep_weekly: int = 0
     backup_keep_monthly: int = 0
     backup_misfire_grace_seconds: int = 3600
+    backup_warn_age_hours: BackupAgeLimits = BackupAgeLimits()
 
     email_workers: int = 3
     email_retry_max_attempts: int = 5
@@ -264,6 +311,10 @@ class Settings:
             )
         _check_backup_dir(settings)
         return settings
+
+    def values(self) -> list[tuple[str, Any]]:
+        """(variable, effective value) pairs, typed (`config --json` renders them)."""
+        return [(var.name, getattr(self, var.field)) for var in _VARIABLES]
 
     def describe(self) -> list[tuple[str, str]]:
         """(variable, effective value) pairs for `vertex-tui config`, secrets masked."""
@@ -335,6 +386,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("BACKUP_KEEP_WEEKLY", "backup_keep_weekly", _int_range(0, 10_000)),
     _Var("BACKUP_KEEP_MONTHLY", "backup_keep_monthly", _int_range(0, 10_000)),
     _Var("BACKUP_MISFIRE_GRACE_SECONDS", "backup_misfire_grace_seconds", _int_range(1)),
+    _Var("BACKUP_WARN_AGE_HOURS", "backup_warn_age_hours", _age_limits),
     _Var("EMAIL_QUEUE_WORKERS", "email_workers", _int_range(1, 64)),
     _Var("EMAIL_RETRY_MAX_ATTEMPTS", "email_retry_max_attempts", _int_range(1, 100)),
     _Var("EMAIL_RETRY_DELAYS", "email_retry_delays", _delays),

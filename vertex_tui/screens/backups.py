@@ -8,11 +8,12 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Header, Label, Static
+from textual.widgets import Header, Label
 
 from vertex_tui.engine.store.backups import BackupRecord
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, duration, size, until
+from vertex_tui.widgets.backup_panel import BackupPanel
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
@@ -31,6 +32,9 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         Binding("R", "restore", "Restore…"),
         Binding("slash", "search", "Search", tooltip="filter the history: text, status:, id:"),
         Binding("escape", "clear_search", "Clear search", show=False),
+        # In ? help, not the footer: at 120 columns it would push the screen keys out.
+        Binding("P", "rotation_preview", "Rotation preview", show=False,
+                tooltip="what rotation would delete now (deletes nothing)"),
     ]
 
     def __init__(self) -> None:
@@ -45,7 +49,7 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         jobs.add_columns("Job", "Schedule", "Enabled", "Next run", "", "Last run", "Outcome",
                          "Took")
         yield jobs
-        yield Static("", id="backup-drill")
+        yield BackupPanel()
         yield Label("History", classes="section-title")
         yield TableSearch("#backup-history", "the backup history")
         history = StableTable(id="backup-history", cursor_type="row", zebra_stripes=True)
@@ -80,12 +84,8 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
                 ("RUNNING" if job.get("running") else str(outcome or "-")),
                 duration(last.duration) if last else "-")))
         self.query_one("#backup-jobs", StableTable).show_rows(rows)
-        drill = status.get("last_verified_restore")
-        self.query_one("#backup-drill", Static).update(
-            "last verified restore: "
-            + (f"{ago(drill['at'], now)} from {self._shown_path(drill['path'])}" if drill
-               else "never (run the "
-               "drill job: select it and press t)"))
+        self.query_one(BackupPanel).show(await self.engine.backup.panel(), now,
+                                         self._shown_path)
         self._history = history
         self.query_one("#backup-history", StableTable).show_rows([
             (str(r.id), (str(r.id), r.kind, clock_time(r.started_at), r.status, size(r.size),
@@ -131,6 +131,18 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         self.notify(f"backup {record.id}: {'verified' if verdict.ok else 'BAD'} — "
                     f"{verdict.reason}", severity="information" if verdict.ok else "error")
         self.reload()
+
+    @work(exit_on_error=False)
+    async def action_rotation_preview(self) -> None:
+        preview = await self.engine.backup.rotation_preview()
+        lines = [f"{kind:8} #{item['id']:<5} {clock_time(item['started_at'])}  "
+                 f"{size(item['size']):>10}  {self._shown_path(item['path']) or ''}"
+                 for kind, items in preview.items() for item in items]
+        total = len(lines)
+        self.app.push_screen(TextDialog(
+            f"Rotation now would delete {total} backup(s); this preview deleted nothing.",
+            "\n".join(lines) or "nothing: every backup is kept by the retention rules "
+            "(BACKUP_KEEP_LAST/_DAILY/_WEEKLY/_MONTHLY)"))
 
     def action_restore(self) -> None:
         record = self._selected_backup()

@@ -9,7 +9,8 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from vertex_tui.bridge import Bridge, EngineEvent
-from vertex_tui.engine import Engine
+from vertex_tui.engine import Engine, UsageError
+from vertex_tui.widgets.dialogs import ConfirmDialog
 from vertex_tui.widgets.keybar import Key, KeyBar
 
 if TYPE_CHECKING:
@@ -28,6 +29,21 @@ def outcome_words(result: dict[str, Any]) -> str:
                      if isinstance(result.get(key), int))
 
 
+# Screen actions that change something (the engine's state, the queue, the backup records):
+# disabled in a read-only console (`--attach --read-only`). A screen adds its own in
+# `VertexScreen.MUTATING`.
+MUTATING_ACTIONS = frozenset({
+    "retry_selected", "retry_all", "toggle_pause", "drain", "cleanup", "cancel", "cancel_all",
+    "cancel_selected", "trigger", "verify", "check", "run_job", "run_now", "pause_job",
+    "resume_job", "toggle_job_pause"})
+READ_ONLY_NOTE = "read-only console: actions are disabled (started with --read-only)"
+
+
+def action_name(action: str | None) -> str:
+    """`screen.retry_all` or `filter('1')` -> the bare action name."""
+    return (action or "").removeprefix("screen.").partition("(")[0]
+
+
 class VertexScreen(Screen[None]):
     """A screen that pulls a snapshot in a worker on mount, on a timer and on events."""
 
@@ -39,6 +55,14 @@ class VertexScreen(Screen[None]):
     # widget) the Email screen's hidden search box held the focus until on_mount moved it,
     # and it swallowed the `b` of a quick `e` `b` (an Input consumes printable keys).
     AUTO_FOCUS: str | None = None
+    # This screen's own mutating actions, beyond MUTATING_ACTIONS.
+    MUTATING: frozenset[str] = frozenset()
+
+    def locked(self, action: str | None) -> bool:
+        """True if `action` (a binding's or a footer key's) changes something and this
+        console is read-only."""
+        name = action_name(action)
+        return self.vertex.read_only and (name in MUTATING_ACTIONS or name in self.MUTATING)
 
     @property
     def vertex(self) -> VertexApp:
@@ -109,9 +133,30 @@ class VertexScreen(Screen[None]):
 
         (Not `run_action`: that is Textual's, which runs a key binding's action string.)"""
         label = label or ACTION_WORDS.get(action, action.replace(".", " ").replace("_", " "))
+        if self.vertex.read_only:
+            self.notify(f"{label}: {READ_ONLY_NOTE}", severity="warning")
+            return
         if self.bridge.attached:
+            if not await self.bridge.engines_alive():
+                # Say so at once: a request nobody picks up would wait in silence.
+                if not await self.app.push_screen_wait(ConfirmDialog(
+                        f"No engine is running on this database: {label} would wait until "
+                        "one starts (a request stays queued for 10 minutes). Leave it "
+                        "queued?", yes="Leave queued")):
+                    self.notify(f"{label}: cancelled, nothing was requested")
+                    return
+                request_id = await self.engine.submit_request(action, args)
+                self.notify(f"{label}: queued as request #{request_id}; an engine that starts "
+                            "within 10 minutes runs it", severity="warning")
+                return
             self.notify(f"{label}: requested from the running engine…")
-        result = await self.bridge.act(action, args)
+        try:
+            result = await self.bridge.act(action, args)
+        except UsageError as exc:
+            # A refusal (drain while paused, …) is a sentence for the operator, not a crash.
+            self.notify(f"{label}: {exc}", severity="warning")
+            self.reload()
+            return
         status = result.get("status", "ok")
         if status == "ok":
             counts = outcome_words(result)  # what it did ("drain: sent 5, failed 1, ...")

@@ -15,6 +15,7 @@ from textual.widgets import Header, Label, Sparkline, Static
 
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time
+from vertex_tui.widgets.engines_panel import EnginesPanel
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
@@ -49,6 +50,7 @@ class DashboardScreen(VertexScreen):
                     yield Sparkline([0], id="sparkline")
                     yield Sparkline([0], id="sparkline-p95")
             yield Static("", id="oldest")
+        yield EnginesPanel()
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
         yield KeyBar()
@@ -81,6 +83,7 @@ class DashboardScreen(VertexScreen):
         self.query_one("#history-title", Label).update(_history_title(self.history_range))
         self.query_one("#sparkline", Sparkline).data = [b.sent for b in history] or [0]
         self.query_one("#sparkline-p95", Sparkline).data = [b.p95_ms or 0 for b in history]
+        await self.query_one(EnginesPanel).load(self.engine, status, now)
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"

@@ -377,6 +377,10 @@ class EmailQueueScreen(VertexScreen):
 
     @work(exit_on_error=False)
     async def action_drain(self) -> None:
+        if self.paused:
+            self.notify("Drain refused: delivery is paused. Resume it (p) first, then drain.",
+                        severity="warning")
+            return
         if await self.app.push_screen_wait(
                 ConfirmDialog("Deliver everything due now, then report?", yes="Drain")):
             self.act_on_engine("email.drain", label="drain")

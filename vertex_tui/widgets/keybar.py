@@ -90,8 +90,12 @@ class KeyBar(Static):
         parts: list[str | tuple[str, str]] = []
         self._spans = []
         at = 0
+        locked = screen.locked if isinstance(screen, VertexScreen) else (lambda _: False)
         for key in keys:
-            parts += [" ", (key.key, "bold $footer-key-foreground"), f" {key.label}"]
+            if locked(key.action):  # a read-only console: shown, dimmed, says so if pressed
+                parts += [" ", (f"{key.key} {key.label}", "dim strike")]
+            else:
+                parts += [" ", (key.key, "bold $footer-key-foreground"), f" {key.label}"]
             self._spans.append((at, at + key.width, key.action))
             at += key.width
         self.update(Content.assemble(*parts))

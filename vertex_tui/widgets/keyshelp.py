@@ -70,7 +70,9 @@ class KeysHelp(VerticalScroll):
         app = self.app
         screen = self._target
         title = SCREENS.get(str(getattr(app, "current_mode", "")), ("This screen", ""))[0]
-        own = [(app.get_key_display(b), b.tooltip or b.description)
+        locked = getattr(screen, "locked", lambda _: False)
+        own = [(app.get_key_display(b), (b.tooltip or b.description)
+                + (" (disabled: read-only)" if locked(b.action) else ""))
                for b in _bindings(screen)
                if b.description and b.action not in GENERIC]
         screens = [(key, name) for _, (name, key) in SCREENS.items()]

@@ -394,6 +394,21 @@ class BackupService:
     async def last_drill(self) -> dict[str, Any] | None:
         return await store.last_drill(self._db)
 
+    async def panel(self) -> dict[str, Any]:
+        """The backup panel: each kind's freshness, next run, last verification, count and
+        size (engine/backup/overview.py), and the last drill with its result."""
+        from vertex_tui.engine.backup import overview
+
+        kinds = await overview.panel(self._db, self._settings, self._clock.time(),
+                                     await self.schedule(), KINDS)
+        return {"kinds": kinds, "last_drill": await store.last_drill(self._db)}
+
+    async def rotation_preview(self) -> dict[str, list[dict[str, Any]]]:
+        """What `rotation` would delete now, per kind; deletes nothing."""
+        from vertex_tui.engine.backup import overview
+
+        return await overview.rotation_preview(self._db, self._settings, KINDS)
+
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
