@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import signal
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from vertex_tui.engine.email.message import PreparedEmail
 from vertex_tui.engine.email.models import STATUSES, EmailJob
 from vertex_tui.engine.email.queue import prepare_mapping
 from vertex_tui.engine.errors import InvalidMessage
+from vertex_tui.engine.store.db import DriverError
 
 log = logging.getLogger("vertex_tui")
 
@@ -629,7 +629,7 @@ def main(argv: list[str]) -> int:
     except VertexError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except sqlite3.Error as exc:
+    except DriverError as exc:
         # What the engine did not turn into a VertexError still gets one line, not a traceback.
         print(f"vertex-tui: database {settings.db_path}: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -9,12 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from vertex_tui.engine import audit
 from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
 from vertex_tui.engine.errors import NotFound
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store import audit
+from vertex_tui.engine.store.db import Connection, Database
 
 PAUSED_FLAG = "email.paused"
 CLEANUP_CHUNK = 5_000
@@ -99,7 +97,7 @@ class Completion:
 class JobWriter:
     """Inserts job rows, chunk after chunk, into one open write transaction (`job_writer`)."""
 
-    def __init__(self, conn: aiosqlite.Connection, first: int) -> None:
+    def __init__(self, conn: Connection, first: int) -> None:
         self._conn = conn
         self._first = first
         self._count = 0
@@ -131,6 +129,11 @@ async def job_writer(db: Database) -> AsyncIterator[JobWriter]:
             "SELECT seq FROM sqlite_sequence WHERE name = 'email_jobs'"
         )
         yield JobWriter(conn, (next(iter(seq))[0] if seq else 0) + 1)
+
+
+async def insert_job(conn: Connection, row: tuple[Any, ...]) -> None:
+    """Insert one prepared row inside the caller's transaction (another service's outbox)."""
+    await conn.execute(INSERT_JOB, row)
 
 
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
