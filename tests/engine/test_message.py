@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 from datetime import UTC, datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -312,7 +313,12 @@ def _build(**overrides: Any) -> EmailMessage:
 def test_build_message_sets_the_standard_headers() -> None:
     msg = _build(headers={"X-Campaign": "spring", "Reply-To": "help@vertex.example"})
     assert isinstance(msg, EmailMessage)
-    assert msg.policy == email.policy.default
+    # The default policy but for its header registry (one that caches header classes).
+    policy, default = msg.policy, email.policy.default
+    for name in ("linesep", "max_line_length", "utf8", "cte_type", "refold_source",
+                 "raise_on_defect", "mangle_from_", "message_factory"):
+        assert getattr(policy, name) == getattr(default, name), name
+    assert isinstance(policy.header_factory, HeaderRegistry)
     assert msg["From"] == "Vertex AR <noreply@vertex.example>"
     assert msg["To"] == "Name <a@b.com>, c@d.org"
     assert msg["Subject"] == "Your subscription"

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from vertex_tui.engine.leases import process_alive
+
 TMP_MARK = ".tmp-"
 
 
@@ -72,16 +74,8 @@ def stale_temps(folder: Path) -> list[Path]:
         if not name.startswith(".") or TMP_MARK not in name:
             continue
         pid = name.rsplit(TMP_MARK, 1)[1]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not process_alive(int(pid)):
             found.append(entry)
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

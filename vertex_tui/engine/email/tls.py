@@ -15,7 +15,6 @@ strict relays reject `EHLO localhost`.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 import ssl
@@ -23,6 +22,8 @@ from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vertex_tui.engine.email.message import valid_address_literal
 
 if TYPE_CHECKING:
     from vertex_tui.engine.settings import Settings
@@ -92,13 +93,7 @@ def valid_host_name(name: str) -> bool:
     """An ASCII host name (letters, digits, inner hyphens; dot-separated labels) or an
     address literal such as [192.0.2.1]: what RFC 5321 allows after EHLO."""
     if name.startswith("[") and name.endswith("]"):
-        literal = name[1:-1]
-        literal = literal[5:] if literal[:5].lower() == "ipv6:" else literal
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
-            return False
-        return True
+        return valid_address_literal(name)
     name = name[:-1] if name.endswith(".") else name
     return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
 
