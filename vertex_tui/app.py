@@ -25,7 +25,7 @@ from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.widgets.shorten import shorten_middle
 
 STYLES = resources.files("vertex_tui") / "styles"
-SCREENS = {"dashboard": ("Dashboard", "d"), "email": ("Email queue", "e"),
+SCREENS = {"dashboard": ("Dashboard", "d"), "jobs": ("Jobs", "j"), "email": ("Email queue", "e"),
            "backups": ("Backups", "b"), "lifecycle": ("Lifecycle", "l"),
            "videos": ("Videos", "v"), "log": ("Log", "o")}
 
@@ -49,16 +49,10 @@ class VertexCommands(Provider):
              "deliver everything due now"),
             ("Clean up old mail", partial(app.screen_action, "email", "cleanup"),
              "sent and failed older than N days"),
-            ("Check lifecycle now", partial(app.engine_action, "lifecycle.check"),
-             "one lifecycle pass"),
-            ("Check videos now", partial(app.engine_action, "video.check"), "one video pass"),
         ]
-        from vertex_tui.engine.backup.service import JOBS
+        from vertex_tui.screens.jobs import job_commands
 
-        out += [(f"Trigger backup job: {job}",
-                 partial(app.engine_action, "backup.run", {"job": job}), "run it now")
-                for job in JOBS]
-        return out
+        return out + job_commands(app)  # every job of every service, from the registry
 
     async def discover(self) -> Hits:
         for name, callback, help_text in self._commands():
@@ -75,7 +69,7 @@ class VertexCommands(Provider):
 # The screens other than the dashboard: imported when first shown, or PRELOAD_SECONDS after
 # the start. Importing them up front (DataTable, Input, RichLog, Select, dialogs) cost ~80 ms
 # of a ~1.1 s cold start (bench/console_latency.py).
-LAZY_SCREENS = {"email": ("email_queue", "EmailQueueScreen"),
+LAZY_SCREENS = {"jobs": ("jobs", "JobsScreen"), "email": ("email_queue", "EmailQueueScreen"),
                 "backups": ("backups", "BackupsScreen"),
                 "lifecycle": ("lifecycle", "LifecycleScreen"),
                 "videos": ("videos", "VideosScreen"), "log": ("log", "LogScreen")}
@@ -222,7 +216,8 @@ class VertexApp(App[None]):
         await self.switch_mode(mode)
         await self.run_action(action, self.screen)
 
-    def engine_action(self, action: str, args: dict[str, Any] | None = None) -> None:
+    def engine_action(self, action: str, args: dict[str, Any] | None = None,
+                      label: str = "") -> None:
         """Run an engine action from the palette on the screen under any open dialog (a
         dialog is not a VertexScreen, and the action must not be dropped silently)."""
         from vertex_tui.screens.base import VertexScreen
@@ -232,4 +227,4 @@ class VertexApp(App[None]):
         if screen is None:
             self.notify(f"{action}: no screen to run it from", severity="error")
             return
-        screen.act_on_engine(action, args)
+        screen.act_on_engine(action, args, label=label)

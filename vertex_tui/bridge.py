@@ -21,6 +21,12 @@ from vertex_tui.engine.events import Event
 if TYPE_CHECKING:
     from textual.app import App
 
+# Engine events (class names) after which the jobs' table is out of date: every job run
+# publishes PassCompleted (or JobSkipped for a standby's skip); a backup, rotation or drill
+# its own event; an attached console's request comes back as RequestHandled.
+JOB_EVENTS = frozenset({"PassCompleted", "JobSkipped", "BackupFinished", "RotationFinished",
+                        "RestoreDrillFinished", "RequestHandled"})
+
 
 class EngineEvent(Message, bubble=False):
     """An engine event, delivered on the app's loop (the app forwards it to the screen).
@@ -103,6 +109,13 @@ class Bridge:
         if not self.attached:
             return await self.engine.perform(action, args)
         return await wait_for_request(self.engine, action, args)
+
+    def services(self) -> list[str]:
+        """Every service of the engine's registry in its order (the four built-in ones, then
+        plug-ins), then those whose entry point failed to load (shown with state error)."""
+        registry = self.engine.registry
+        names = registry.names()
+        return [*names, *(name for name in registry.broken if name not in names)]
 
     async def engines_alive(self) -> list[str]:
         return await self.engine.leases.alive_engines(self.engine.clock.time())

@@ -158,7 +158,7 @@ async def test_palette_switches_screens_and_runs_a_lifecycle_check(console: Cons
         await console.settle(pilot)
         await palette_run(pilot, console, "Switch to Backups")
         await wait_screen(console, pilot, BackupsScreen)
-        await palette_run(pilot, console, "Check lifecycle now")
+        await palette_run(pilot, console, "Run lifecycle.check now")
         await console.wait_for(
             lambda: console.query("SELECT outcome FROM service_runs WHERE service = ?",
                                   ("lifecycle",)) == [("ok",)],
@@ -171,7 +171,7 @@ async def test_palette_triggers_a_backup_job(console: Console) -> None:
     app = console.app(await console.engine())
     async with app.run_test(size=SIZE) as pilot:
         await console.settle(pilot)
-        await palette_run(pilot, console, "Trigger backup job: database")
+        await palette_run(pilot, console, "Run backup.database now")
         await console.wait_for(
             lambda: console.query("SELECT kind, status FROM backups") == [("database", "ok")],
             message="a database backup")
@@ -785,7 +785,7 @@ async def test_palette_engine_command_runs_while_a_dialog_is_open(console: Conso
         await backups_screen(console, pilot)
         await pilot.press("t")
         await wait_screen(console, pilot, ConfirmDialog)
-        await palette_run(pilot, console, "Check videos now")
+        await palette_run(pilot, console, "Run video.check now")
         await console.wait_for(
             lambda: console.query("SELECT service, outcome FROM service_runs")
             == [("video", "ok")], message="a video pass")

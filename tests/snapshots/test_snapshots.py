@@ -14,6 +14,7 @@ before running `pytest --snapshot-update`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from textual.pilot import Pilot
 
 from vertex_tui.app import VertexApp
 from vertex_tui.bridge import ConsoleLogHandler
+from vertex_tui.engine.builtin import builtin_registry
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
@@ -157,7 +159,10 @@ class SnapshotApp(VertexApp):
 
     def __init__(self, settings: Settings) -> None:
         self._stack = AsyncExitStack()
-        engine = Engine(settings, run=[], clock=FakeClock(NOW), owner="console:1:snapshot")
+        # The built-in services only: a plug-in installed in the test's venv must not redraw
+        # the baselines.
+        engine = Engine(settings, run=[], clock=FakeClock(NOW), owner="console:1:snapshot",
+                        registry=builtin_registry())
         super().__init__(engine, attached=True, live_refresh=False, log_handler=log_lines())
 
     async def on_load(self) -> None:
@@ -165,6 +170,41 @@ class SnapshotApp(VertexApp):
 
     async def on_unmount(self) -> None:
         await self._stack.aclose()
+
+
+# What the running engine (PEER) publishes of its jobs: schedule, enabled, next run.
+PUBLISHED = {
+    "email.reap": ("every 1 s", True, NOW + 1),
+    "video.check": ("every 300 s", True, NOW + 100),
+    "lifecycle.check": ("every 3600 s", True, NOW + 50 * MINUTE),
+    "backup.database": ("cron 0 2 * * *", True, NOW + 18 * HOUR),
+    "backup.rotation": ("cron 0 4 * * *", True, NOW + 20 * HOUR),
+    "backup.storage": ("cron 0 3 * * 0", True, NOW + 43 * HOUR),
+    "backup.full": ("cron 0 3 * * 0", True, NOW + 43 * HOUR),
+    "backup.drill": ("cron 30 4 * * 0", False, None),
+}
+
+
+def publish_schedule(db_path: Path, paused: Iterable[str]) -> None:
+    """The schedule PEER publishes with its heartbeat, and jobs an operator paused."""
+    doc = {name: {"schedule": schedule, "enabled": enabled, "paused": name in paused,
+                  "next_run": None if name in paused else at, "params": {}}
+           for name, (schedule, enabled, at) in PUBLISHED.items()}
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.execute("INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)",
+                         (f"schedule:{PEER}", json.dumps(doc, sort_keys=True), NOW - 5))
+            conn.executemany(
+                "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)",
+                [(f"job_paused:{name}", json.dumps({"by": "ops"}), NOW - HOUR)
+                 for name in paused])
+            # The runs' durations and backup sizes were measured: fixed values instead.
+            conn.execute("UPDATE service_runs SET finished_at = started_at + 0.5 + id / 100.0,"
+                         " counts = CASE WHEN json_extract(counts, '$.bytes') IS NULL"
+                         " THEN counts ELSE json_set(counts, '$.bytes', 40960 * id) END")
+    finally:
+        conn.close()
 
 
 def settled(*keys: str) -> Callable[[Pilot[Any]], Any]:
@@ -192,6 +232,13 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         backup_dir=Path("backups"), backup_storage_enabled=True, timezone="UTC")
     asyncio.run(seed(settings))
     return SnapshotApp(settings)
+
+
+@pytest.fixture
+def jobs_app(app: SnapshotApp) -> SnapshotApp:
+    """The same console, with the engine's published schedule and one job paused."""
+    publish_schedule(app.engine.settings.db_path, paused=["backup.storage"])
+    return app
 
 
 # Every screen at 80x24 (the smallest terminal it must serve) and 120x40 (a wide one).
@@ -248,3 +295,35 @@ def test_email_job_detail(snap_compare: Any, app: SnapshotApp) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_jobs(snap_compare: Any, jobs_app: SnapshotApp) -> None:
+    assert snap_compare(jobs_app, terminal_size=WIDE, run_before=settled("j"))
+
+
+def test_jobs_80x24(snap_compare: Any, jobs_app: SnapshotApp) -> None:
+    assert snap_compare(jobs_app, terminal_size=SMALL, run_before=settled("j"))
+
+
+def test_job_history(snap_compare: Any, jobs_app: SnapshotApp) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settled("j")(pilot)
+        table = pilot.app.screen.query_one("#jobs-table")
+        for _ in range(500):  # the Jobs screen's first load (a lazily built screen)
+            if table.row_count == len(PUBLISHED):  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.01)
+        await settled()(pilot)
+        for _ in range(len(PUBLISHED)):
+            if pilot.app.screen.selected_job() == "backup.database":  # type: ignore[attr-defined]
+                break
+            await pilot.press("down")
+        await settled("h")(pilot)
+        for _ in range(500):
+            if pilot.app.screen.query("#history-table") and pilot.app.screen.query_one(
+                    "#history-table").row_count:  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.01)
+        await settled()(pilot)
+
+    assert snap_compare(jobs_app, terminal_size=WIDE, run_before=run_before)

@@ -1,6 +1,12 @@
-"""Dashboard: one card per service, mail throughput, oldest pending mail, latest errors."""
+"""Dashboard: one card per service, mail throughput, oldest pending mail, latest errors.
+
+The cards are the engine's registry: the four built-in services, then any plug-in (its key
+figures are the scalar fields of its `status()`), then those that failed to load (error).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -13,19 +19,23 @@ from vertex_tui.widgets.service_card import ServiceCard
 
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
           "video": "Videos"}
+# Fields of a status() document that every card shows already (or that are not figures).
+COMMON = frozenset({"state", "last_run", "next_run", "last_outcome", "holder", "error",
+                    "last_error", "at"})
 
 
 class DashboardScreen(VertexScreen):
-    """The four services at a glance."""
+    """Every service at a glance."""
 
     REFRESH_ON = frozenset({"PassCompleted", "BackupFinished", "QueuePaused", "QueueResumed",
                             "ServiceErrored", "JobsRetried", "RequestHandled"})
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Grid(id="cards"):
-            for service, title in TITLES.items():
-                yield ServiceCard(service, title)
+        services = self.bridge.services()
+        with Grid(id="cards", classes="-more" if len(services) > len(TITLES) else ""):
+            for service in services:
+                yield ServiceCard(service, TITLES.get(service, service))
         with Horizontal(id="mail-strip"):
             with Vertical(id="throughput"):
                 yield Label("Mail sent per minute, last hour", classes="section-title")
@@ -41,7 +51,7 @@ class DashboardScreen(VertexScreen):
         errors = await self.engine.recent_errors(5)
         now = self.now()
         services = status["services"]
-        figures = {
+        figures: dict[str, Any] = {
             "email": lambda s: (f"pending {s['pending']}  failed {s['failed']}\n"
                                 f"sent {s['sent']}  last min {s['sent_last_minute']}"
                                 + _relay_line(s.get("smtp"))),
@@ -51,9 +61,15 @@ class DashboardScreen(VertexScreen):
             "lifecycle": lambda s: _counts(s.get("last_counts")),
             "video": lambda s: _counts(s.get("last_counts")),
         }
-        for name in TITLES:
-            card = self.query_one(f"#card-{name}", ServiceCard)
-            card.show(services[name], figures[name](services[name]), now)
+        for card in self.query(ServiceCard):
+            doc = services.get(card.service)
+            if doc is None:
+                continue
+            try:
+                text = figures.get(card.service, key_figures)(doc)
+            except (KeyError, TypeError):  # a status without its figures (state error)
+                text = ""
+            card.show(doc, text, now)
         self.query_one(Sparkline).data = per_minute or [0]
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
@@ -64,6 +80,14 @@ class DashboardScreen(VertexScreen):
         lines = [f"{clock_time(e['at'])}  {e['service']:9} "
                  + (str(e["error"]).splitlines() or [""])[0] for e in errors]
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
+
+
+def key_figures(status: dict[str, Any], limit: int = 4) -> str:
+    """A plug-in's figures: the scalar fields of its status, two to a line."""
+    shown = [f"{k} {v}" for k, v in status.items()
+             if k not in COMMON and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+             ][:limit]
+    return "\n".join("  ".join(shown[i:i + 2]) for i in range(0, len(shown), 2))
 
 
 def _relay_line(smtp: dict[str, object] | None) -> str:

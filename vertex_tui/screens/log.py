@@ -14,7 +14,6 @@ from vertex_tui.bridge import LogLine, LogRecorded
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.widgets.keybar import KeyBar
 
-SERVICES = ("email", "backup", "lifecycle", "video", "engine")
 LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR),
           ("debug", logging.DEBUG))
 
@@ -29,11 +28,13 @@ class LogScreen(VertexScreen):
         self.service: str | None = None
         self.level = logging.INFO
         self._shown = 0
+        self.services: list[str] = []  # the engine's registry, then "engine" (on compose)
 
     def compose(self) -> ComposeResult:
         yield Header()
+        self.services = [*self.bridge.services(), "engine"]
         with Horizontal(id="log-filters"):
-            yield Select([(s, s) for s in SERVICES], prompt="all services", id="log-service")
+            yield Select([(s, s) for s in self.services], prompt="all services", id="log-service")
             yield Select([(name, no) for name, no in LEVELS], value=logging.INFO,
                          allow_blank=False, id="log-level")
         yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=2000)
@@ -53,7 +54,7 @@ class LogScreen(VertexScreen):
         self.redraw()
 
     def action_cycle_service(self) -> None:
-        order = [None, *SERVICES]
+        order = [None, *self.services]
         self.service = order[(order.index(self.service) + 1) % len(order)]
         select = self.query_one("#log-service", Select)
         select.value = Select.BLANK if self.service is None else self.service

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from textual.app import ComposeResult
@@ -18,7 +19,8 @@ class ServiceCard(Vertical):
     """Shows `status()` of one service; the state is also a CSS class (`-running`, ...)."""
 
     def __init__(self, service: str, title: str) -> None:
-        super().__init__(id=f"card-{service}", classes="card")
+        # A plug-in's name (an entry point's) may hold characters an id cannot.
+        super().__init__(id=f"card-{re.sub(r'[^A-Za-z0-9_-]', '_', service)}", classes="card")
         self.service = service
         self.card_title = title
         self.border_title = title
@@ -37,9 +39,13 @@ class ServiceCard(Vertical):
         last = ago(status.get("last_run"), now)
         if outcome and status.get("last_run"):
             last += f" ({outcome})"
-        lines = [f"last run  {last}", f"next run  {next_run(status, now)}", figures]
-        if status.get("last_error") and state == "error":
-            lines.append(f"error: {str(status['last_error'])[:80]}")
+        lines = [f"last run  {last}", f"next run  {next_run(status, now)}"]
+        if figures:
+            lines.append(figures)
+        # A pass's error (last_error), or why a service could not load or start (error).
+        error = status.get("last_error") or status.get("error")
+        if error and state == "error":
+            lines.append(f"error: {str(error)[:80]}")
         self.query_one(".card-body", Static).update("\n".join(lines))
 
 
