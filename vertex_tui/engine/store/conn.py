@@ -2,8 +2,9 @@
 
 Store functions take a `Database` (one statement: `read`, `read_one`, `write`, `write_many`)
 or, inside `Database.transaction()`, a `Connection`: the three calls below and nothing of the
-driver behind them. `db.py` is the one module that knows aiosqlite (`SqliteConnection`); a
-PostgreSQL backend implements the same three calls over its own driver.
+driver behind them (`Database.run_transaction` hands a hot path a `SyncConnection`). `db.py`
+is the one module that knows aiosqlite (`SqliteConnection`); a PostgreSQL backend implements
+the same calls over its own driver.
 """
 
 from __future__ import annotations
@@ -47,3 +48,19 @@ class Connection(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
         """Run one statement once per parameter row; `rowcount` is the total changed."""
+
+
+class Cursor(Protocol):
+    """What a statement run by `SyncConnection.execute` gives back."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class SyncConnection(Protocol):
+    """The writer connection as `Database.run_transaction` hands it to a function that runs
+    on the driver's own thread: a hot path's statements in one hop, no await between them."""
+
+    def execute(self, sql: str, parameters: Params = (), /) -> Cursor: ...

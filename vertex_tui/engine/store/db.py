@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from vertex_tui.engine.errors import StoreError
-from vertex_tui.engine.store.conn import Connection, Params, Result, Row
+from vertex_tui.engine.store.conn import Connection, Params, Result, Row, SyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -361,13 +361,13 @@ class Database:
                 self._raise_if_corrupt(exc)
                 raise
 
-    async def run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run_transaction(self, fn: Callable[[SyncConnection], T]) -> T:
         """`fn(conn)` inside one write transaction, run on the writer's thread in one hop.
 
         `transaction()` costs a round trip to that thread per statement (BEGIN, each
         statement, COMMIT: each a hand-over of the GIL and a wake-up of the event loop);
         this costs one, for the statements of a hot path (the queue's group commits). `fn`
-        gets the plain `sqlite3.Connection` and runs on the writer thread: it must only
+        gets the plain connection (`SyncConnection`) and runs on the writer thread: it must only
         run SQL and compute. The transaction ends on that thread (COMMIT, or ROLLBACK when
         `fn` raised), so a caller cancelled meanwhile never leaves it open.
         """

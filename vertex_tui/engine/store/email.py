@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
 from vertex_tui.engine.errors import NotFound
 from vertex_tui.engine.store import audit
+from vertex_tui.engine.store.conn import SyncConnection
 from vertex_tui.engine.store.db import Connection, Database
 
 PAUSED_FLAG = "email.paused"
@@ -164,7 +164,7 @@ async def complete(db: Database, items: Sequence[Completion]) -> list[Completion
     return await db.run_transaction(lambda conn: _complete(conn, items))
 
 
-def _complete(conn: sqlite3.Connection, items: Sequence[Completion]) -> list[Completion]:
+def _complete(conn: SyncConnection, items: Sequence[Completion]) -> list[Completion]:
     held: set[tuple[int, str, int]] = set()
     for start in range(0, len(items), STATEMENT_ROWS):
         chunk = items[start : start + STATEMENT_ROWS]
