@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from vertex_tui import cli_history
 from vertex_tui.cli_common import EXIT_OK, ago, days, print_json
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
@@ -48,6 +49,7 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser],
     cleanup.add_argument("--json", action="store_true")
     email.add_parser("pause", help="stop delivering (every engine on this database)")
     email.add_parser("resume", help="resume delivering")
+    cli_history.add_parser(email)
     enqueue = email.add_parser("enqueue", help="queue one message or a JSONL file of them")
     enqueue.add_argument("--to")
     enqueue.add_argument("--subject")
@@ -236,4 +238,5 @@ ACTIONS: dict[str, Callable[[argparse.Namespace, Engine], Awaitable[int]]] = {
     "resume": _pause_or_resume,
     "drain": _drain,
     "enqueue": _enqueue,
+    "history": cli_history.command,
 }

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 JOBS = {"backup.database", "backup.storage", "backup.full", "backup.rotation", "backup.drill",
-        "lifecycle.check", "video.check", "email.reap"}
+        "lifecycle.check", "video.check", "email.reap", "email.rollup"}
 KEYS = {"job", "service", "schedule", "enabled", "paused", "next_run", "last_run",
         "last_outcome", "last_duration_s", "holder"}
 
@@ -45,7 +45,7 @@ def test_jobs_lists_every_job_of_every_service(cli: Any) -> None:
     assert listed["lifecycle.check"]["service"] == "lifecycle"
     text = cli.ok("jobs").splitlines()
     assert text[0].split() == ["NEXT", "LEFT", "LAST", "PASSED", "JOB", "RESULT"]
-    assert text[-1] == "8 jobs listed."
+    assert text[-1] == "9 jobs listed."
     assert any("backup.storage" in line and "disabled" in line for line in text)
 
 

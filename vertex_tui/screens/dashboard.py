@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Header, Label, Sparkline, Static
 
@@ -17,6 +18,9 @@ from vertex_tui.timefmt import ago, clock_time
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
 
+# `t` cycles the range of the mail sparklines (see `vertex-tui email history`).
+RANGES = {"1h": "per minute, last hour", "24h": "per hour, last 24 h",
+          "7d": "per hour, last 7 days"}
 TITLES = {"email": "Email queue", "backup": "Backups", "lifecycle": "Lifecycle",
           "video": "Videos"}
 # Fields of a status() document that every card shows already (or that are not figures).
@@ -29,6 +33,8 @@ class DashboardScreen(VertexScreen):
 
     REFRESH_ON = frozenset({"PassCompleted", "BackupFinished", "QueuePaused", "QueueResumed",
                             "ServiceErrored", "JobsRetried", "RequestHandled"})
+    BINDINGS = [Binding("t", "history_range", "1h/24h/7d")]
+    history_range = "1h"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -38,8 +44,10 @@ class DashboardScreen(VertexScreen):
                 yield ServiceCard(service, TITLES.get(service, service))
         with Horizontal(id="mail-strip"):
             with Vertical(id="throughput"):
-                yield Label("Mail sent per minute, last hour", classes="section-title")
-                yield Sparkline([0], id="sparkline")
+                yield Label(_history_title("1h"), id="history-title", classes="section-title")
+                with Horizontal(id="sparklines"):
+                    yield Sparkline([0], id="sparkline")
+                    yield Sparkline([0], id="sparkline-p95")
             yield Static("", id="oldest")
         yield Label("Latest errors", classes="section-title")
         yield Static("", id="errors")
@@ -47,7 +55,7 @@ class DashboardScreen(VertexScreen):
 
     async def refresh_snapshot(self) -> None:
         status = await self.engine.status()
-        per_minute = await self.engine.email.sent_per_minute(60)
+        history = await self.engine.email.history(self.history_range)
         errors = await self.engine.recent_errors(5)
         now = self.now()
         services = status["services"]
@@ -70,7 +78,9 @@ class DashboardScreen(VertexScreen):
             except (KeyError, TypeError):  # a status without its figures (state error)
                 text = ""
             card.show(doc, text, now)
-        self.query_one(Sparkline).data = per_minute or [0]
+        self.query_one("#history-title", Label).update(_history_title(self.history_range))
+        self.query_one("#sparkline", Sparkline).data = [b.sent for b in history] or [0]
+        self.query_one("#sparkline-p95", Sparkline).data = [b.p95_ms or 0 for b in history]
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
         oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
@@ -82,12 +92,24 @@ class DashboardScreen(VertexScreen):
         self.query_one("#errors", Static).update("\n".join(lines) or "no errors")
 
 
+    def action_history_range(self) -> None:
+        """Show the next range of the mail sparklines: 1h, 24h, 7d, 1h..."""
+        names = list(RANGES)
+        self.history_range = names[(names.index(self.history_range) + 1) % len(names)]
+        self.reload()
+
+
+
 def key_figures(status: dict[str, Any], limit: int = 4) -> str:
     """A plug-in's figures: the scalar fields of its status, two to a line."""
     shown = [f"{k} {v}" for k, v in status.items()
              if k not in COMMON and isinstance(v, (int, float, str)) and not isinstance(v, bool)
              ][:limit]
     return "\n".join("  ".join(shown[i:i + 2]) for i in range(0, len(shown), 2))
+
+
+def _history_title(range_name: str) -> str:
+    return f"Mail sent {RANGES[range_name]} │ p95 latency"
 
 
 def _relay_line(smtp: dict[str, object] | None) -> str:

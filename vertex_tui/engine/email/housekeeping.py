@@ -6,6 +6,9 @@ due again. It runs every `EMAIL_POLL_INTERVAL` from the queue's housekeeper loop
 every engine with workers (no singleton lease: the reclaim is one idempotent statement), and
 goes through LeasedRun like every job; only runs that reclaimed something or failed are
 recorded, or a job every second would write 86,400 rows a day.
+
+`email.rollup` (every minute, on the engine's scheduler, singleton lease) keeps the history
+of `email history` and the dashboard's sparklines: see `rollup.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock
+from vertex_tui.engine.email import rollup
+from vertex_tui.engine.email.history import Bucket
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.runs import Host, LeasedRun, run_job
 from vertex_tui.engine.service import Interval, Job, ServiceState
@@ -44,7 +49,12 @@ class EmailJobs:
 
     def jobs(self) -> list[Job]:
         return [Job(name=REAP, trigger=Interval(seconds=self._settings.email_poll_interval),
-                    run=self._reap_run, record="changes", driver="service", invoke=self.reap)]
+                    run=self._reap_run, record="changes", driver="service", invoke=self.reap),
+                rollup.rollup_job(self._db)]
+
+    async def history(self, range_name: str = "1h") -> list[Bucket]:
+        """The history buckets of a range ("1h", "24h", "7d"), the current one included."""
+        return await rollup.history(self._db, range_name, self._clock.time())
 
     def actions(self) -> dict[str, Any]:
         async def drain(timeout: float = 300) -> dict[str, Any]:
