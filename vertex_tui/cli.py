@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import signal
 import sys
 from types import ModuleType
+from typing import Any
 
 from vertex_tui import (
     __version__,
@@ -21,6 +23,7 @@ from vertex_tui import (
     cli_email,
     cli_entities,
     cli_jobs,
+    cli_log,
     cli_status,
     doctor,
     logsetup,
@@ -51,7 +54,16 @@ _print_json, _ago, _here_or_by_request, _positive_int, _with_engine = (
     print_json, ago, here_or_by_request, positive_int, with_engine)
 
 # Subcommand modules, in the order `--help` lists them.
-AREAS: list[ModuleType] = [cli_status, cli_email, cli_backup, cli_entities, cli_jobs, doctor]
+AREAS: list[ModuleType] = [
+    cli_status, cli_email, cli_backup, cli_entities, cli_jobs, cli_log, doctor,
+]
+
+
+def _add_parser(module: ModuleType, sub: Any) -> None:
+    """`add_parser(sub, parser_class, positive_int)`, or `add_parser(sub)` for a module that
+    needs neither."""
+    takes = len(inspect.signature(module.add_parser).parameters)
+    module.add_parser(*(sub, Parser, positive_int)[:max(1, takes)])
 
 
 def build_parser() -> tuple[Parser, dict[str, ModuleType]]:
@@ -71,7 +83,7 @@ def build_parser() -> tuple[Parser, dict[str, ModuleType]]:
     table: dict[str, ModuleType] = {}
     for module in AREAS:
         before = set(sub.choices)
-        module.add_parser(sub, Parser, positive_int)
+        _add_parser(module, sub)
         table.update(dict.fromkeys(set(sub.choices) - before, module))
     return p, table
 

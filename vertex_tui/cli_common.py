@@ -2,9 +2,9 @@
 argument types, running a command against an engine, and output helpers.
 
 A subcommand module (`cli_<area>.py`) exposes `add_parser(sub, parser_class, positive_int)`
-and either `command(args, engine)` (run with an engine whose services are not started, or
-those named by an optional `services(args)`) or `run(args, settings)` (it opens what it
-needs itself); `cli.AREAS` lists the modules.
+(or just `add_parser(sub)`) and either `command(args, engine)` (run with an engine whose
+services are not started, or those named by an optional `services(args)`) or
+`run(args, settings)` (it opens what it needs itself); `cli.AREAS` lists the modules.
 """
 
 from __future__ import annotations

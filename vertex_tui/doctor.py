@@ -17,7 +17,7 @@ from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.doctor import Report, examine, repair
 
 
-def add_parser(sub: Any, *_: Any) -> None:
+def add_parser(sub: Any) -> None:
     doctor = sub.add_parser(
         "doctor", help="integrity check, stale leases, interrupted runs; clears with --yes")
     doctor.add_argument("--yes", action="store_true", help="clear what is found without asking")

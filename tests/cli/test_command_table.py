@@ -8,7 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vertex_tui import cli, cli_backup, cli_email, cli_entities, cli_jobs, cli_status, doctor
+from vertex_tui import (
+    cli,
+    cli_backup,
+    cli_email,
+    cli_entities,
+    cli_jobs,
+    cli_log,
+    cli_status,
+    doctor,
+)
 
 PLUGIN = '''
 async def _hello(args, engine):
@@ -48,7 +57,7 @@ def test_every_subcommand_is_in_the_table_with_its_module() -> None:
     assert table == {
         "config": cli_status, "status": cli_status, "email": cli_email, "backup": cli_backup,
         "lifecycle": cli_entities, "video": cli_entities, "project": cli_entities,
-        "portrait": cli_entities, "jobs": cli_jobs, "doctor": doctor,
+        "portrait": cli_entities, "jobs": cli_jobs, "log": cli_log, "doctor": doctor,
     }
 
 

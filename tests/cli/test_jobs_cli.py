@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 JOBS = {"backup.database", "backup.storage", "backup.full", "backup.rotation", "backup.drill",
-        "lifecycle.check", "video.check", "email.reap", "email.rollup"}
+        "lifecycle.check", "video.check", "email.reap", "email.rollup",
+        "engine.log_prune"}
 KEYS = {"job", "service", "schedule", "enabled", "paused", "next_run", "last_run",
         "last_outcome", "last_duration_s", "holder"}
 

@@ -4,17 +4,15 @@ in the database (the engine's state), not only that nothing crashed."""
 from __future__ import annotations
 
 import io
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console as RichConsole
 from textual.command import CommandList, CommandPalette
-from textual.widgets import Input, Label, RichLog, Static
+from textual.widgets import Input, Label, Static
 
 from vertex_tui.app import header_subtitle
-from vertex_tui.bridge import ConsoleLogHandler
 from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.screens.email_queue import PAGE, EmailQueueScreen
@@ -654,40 +652,6 @@ async def test_videos_c_runs_a_pass(console: Console) -> None:
         assert "active 1" in text_of(app.screen.query_one("#video-counts", Static))
         assert [r[1:3] for r in console.rows(pilot, "#video-rotation")] == [
             ["#1 Clip A", "cyclic"]]
-
-
-# ---- log screen ----------------------------------------------------------------------------
-
-
-def record(handler: ConsoleLogHandler, logger: str, level: int, text: str) -> None:
-    handler.handle(logging.LogRecord(logger, level, __file__, 1, text, None, None))
-
-
-async def test_log_screen_filters_by_service_and_level(console: Console) -> None:
-    handler = ConsoleLogHandler()
-    record(handler, "vertex_tui.engine.email.queue", logging.INFO, "mail one")
-    record(handler, "vertex_tui.engine.backup.service", logging.WARNING, "backup warn")
-    record(handler, "vertex_tui.engine.email.queue", logging.ERROR, "mail broke")
-    app = console.app(await console.engine(), log_handler=handler)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("o")
-        await console.settle(pilot)
-
-        def texts() -> list[str]:
-            return [line.text for line in app.screen.query_one(RichLog).lines]
-
-        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail one", "backup warn",
-                                                             "mail broke"]
-        await pilot.press("s")  # email only
-        await pilot.pause()
-        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail one", "mail broke"]
-        await pilot.press("L")  # warning and up
-        await pilot.pause()
-        assert [t.split(maxsplit=3)[3] for t in texts()] == ["mail broke"]
-        # Live: a new record appears without leaving the screen.
-        record(handler, "vertex_tui.engine.email.queue", logging.ERROR, "mail again")
-        await console.wait_for(lambda: len(texts()) == 2, message="the new line")
-        assert texts()[-1].endswith("mail again")
 
 
 # ---- errors -----------------------------------------------------------------------------------

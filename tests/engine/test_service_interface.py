@@ -213,7 +213,8 @@ async def test_every_periodic_job_has_a_dotted_name(settings: Settings, clock: F
         snapshot = await engine.jobs.snapshot()
     assert set(names) == {"backup.database", "backup.storage", "backup.full",
                           "backup.rotation", "backup.drill", "lifecycle.check", "video.check",
-                          "email.reap", "email.rollup"}
+                          "email.reap", "email.rollup",
+                          "engine.log_prune"}
     assert all(set(j) == {"job", "service", "schedule", "enabled", "paused", "next_run",
                           "last_run", "last_outcome", "last_duration_s", "holder"}
                for j in snapshot)

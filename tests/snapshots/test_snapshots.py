@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
@@ -26,7 +25,6 @@ import pytest
 from textual.pilot import Pilot
 
 from vertex_tui.app import VertexApp
-from vertex_tui.bridge import ConsoleLogHandler
 from vertex_tui.engine.builtin import builtin_registry
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
@@ -122,6 +120,7 @@ def freeze_measurements(db_path: Path) -> None:
             conn.execute("UPDATE restore_drills SET duration = 0.5")
             conn.execute("UPDATE service_runs SET counts = json_remove(counts, '$.seconds')")
             conn.execute("UPDATE email_jobs SET message_id = printf('<%d.seed@vertex.test>', id)")
+            conn.execute("UPDATE audit_log SET actor = 'operator'")  # the Log screen shows it
             conn.execute("DELETE FROM leases")
             conn.execute("INSERT INTO leases (name, owner, acquired_at, expires_at)"
                          " VALUES (?, ?, ?, ?), ('lifecycle', ?, ?, ?), ('video', ?, ?, ?)",
@@ -129,28 +128,6 @@ def freeze_measurements(db_path: Path) -> None:
                           PEER, NOW - DAY, NOW + 365 * DAY, PEER, NOW - DAY, NOW + 365 * DAY))
     finally:
         conn.close()
-
-
-def log_lines() -> ConsoleLogHandler:
-    """A Log screen buffer with fixed records (times, services, levels)."""
-    handler = ConsoleLogHandler()
-    records = [
-        ("vertex_tui.engine.engine", logging.INFO, "service email started", 0),
-        ("vertex_tui.engine.backup.service", logging.INFO,
-         "database backup written: backups/database/database-20270112T080000Z.db (40960 bytes)",
-         5),
-        ("vertex_tui.engine.email.queue", logging.WARNING,
-         "email job 2 attempt 1: recipients refused: bounce1@example.org: 550 5.1.1", 60),
-        ("vertex_tui.engine.lifecycle", logging.INFO, "lifecycle pass: 3 notices queued", 120),
-        ("vertex_tui.engine.videos", logging.ERROR, "video pass failed: database is locked",
-         180),
-        ("vertex_tui.engine.videos", logging.INFO, "video pass: 2 activated, 1 rotated", 240),
-    ]
-    for logger, level, text, offset in records:
-        record = logging.LogRecord(logger, level, __file__, 1, text, None, None)
-        record.created = NOW - 10 * MINUTE + offset
-        handler.handle(record)
-    return handler
 
 
 class SnapshotApp(VertexApp):
@@ -163,7 +140,7 @@ class SnapshotApp(VertexApp):
         # the baselines.
         engine = Engine(settings, run=[], clock=FakeClock(NOW), owner="console:1:snapshot",
                         registry=builtin_registry())
-        super().__init__(engine, attached=True, live_refresh=False, log_handler=log_lines())
+        super().__init__(engine, attached=True, live_refresh=False)
 
     async def on_load(self) -> None:
         await self._stack.enter_async_context(self.engine)

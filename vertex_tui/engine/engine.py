@@ -29,14 +29,17 @@ from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.builtin import BUILTIN, default_registry
 from vertex_tui.engine.clock import Clock, SystemClock, isoformat
 from vertex_tui.engine.errors import ConfigError, StoreError
+from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
 from vertex_tui.engine.jobs import JobBoard
 from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.logwriter import EventLogWriter
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import backups as backup_store
 from vertex_tui.engine.store import engines as engines_store
+from vertex_tui.engine.store import log as log_store
 from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store import schedules
 from vertex_tui.engine.store.db import Database
@@ -109,6 +112,8 @@ class Engine:
         self._metrics: MetricsServer | None = None
         self._republish = asyncio.Event()  # a job ran: publish the schedule before the beat
         self._unsubscribe: Callable[[], None] | None = None
+        self._event_log: EventLogWriter | None = None
+        self._unsubscribe_log: Callable[[], None] | None = None
 
     @property
     def db(self) -> Database:
@@ -173,6 +178,7 @@ class Engine:
             if holder is not None:
                 raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
             self._scheduler = Scheduler(self.settings.timezone)
+            self._open_event_log()
             self._build()
             if self._run is None and self.settings.metrics_port:
                 self._serve_metrics()  # before any work: a taken port fails the start cleanly
@@ -184,6 +190,8 @@ class Engine:
                 self._requests = asyncio.create_task(self._request_loop(), name="requests")
             for name in names:
                 await self._start(name)
+            if names:
+                self.jobs.schedule(self.event_log.prune_job())
             await self.jobs.follow_pauses()
             self._scheduler.start()
             if names:
@@ -193,6 +201,34 @@ class Engine:
             await self._shutdown()
             raise
         return self
+
+    def _open_event_log(self) -> None:
+        """Subscribed before any service is built: every event of this process is logged."""
+        self._event_log = EventLogWriter(self.db, self.clock, self.owner, self.events)
+        self._event_log.count_enqueues = self._run is None or "email" in self._run
+        self._unsubscribe_log = self.events.subscribe(self._event_log.observe)
+        self._event_log.start()
+        self.jobs.add([self._event_log.prune_job()])
+
+    @property
+    def event_log(self) -> EventLogWriter:
+        return _opened(self._event_log)
+
+    async def read_log(self, *, since: float | None = None, service: str | None = None,
+                       level: int = 0, search: str | None = None,
+                       after: Cursor | None = None,
+                       limit: int = 1000) -> tuple[list[dict[str, Any]], Cursor]:
+        """The event log of every engine on this database (and the operator actions), oldest
+        first: at most `limit` entries, the latest; `since` is seconds back from now. Returns
+        the entries (`at` ISO 8601, `service`, `level` name, `event`, `message`) and the
+        cursor to pass as `after` for what comes next (follow)."""
+        from vertex_tui.engine.eventlog import LEVEL_NAMES
+
+        start = 0.0 if since is None else self.clock.time() - since
+        rows, cursor = await log_store.read(self.db, since=start, service=service, level=level,
+                                            search=search, after=after, limit=limit)
+        return [{**r, "at": isoformat(r["at"]),
+                 "level": LEVEL_NAMES.get(r["level"], str(r["level"]))} for r in rows], cursor
 
     def _build(self) -> None:
         for name in self.registry.names():
@@ -296,6 +332,15 @@ class Engine:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._event_log is not None:
+            if self._unsubscribe_log is not None:
+                self._unsubscribe_log()
+                self._unsubscribe_log = None
+            try:
+                await self._event_log.close()  # after the services stopped: their last words
+            except Exception:
+                log.exception("closing the event log failed")
+            self._event_log = None
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)

@@ -169,6 +169,24 @@ class VideosChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelayOutage(Event):
+    """The SMTP relay went down ("started"), is still down ("ongoing", at most once a
+    minute), or answers again ("ended"); `seconds` is the outage's age."""
+
+    phase: str
+    relay: str
+    error: str | None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogWritten(Event):
+    """The event log writer stored `count` entries (a hosting console's Log screen reads)."""
+
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class RequestHandled(Event):
     """An engine executed an action requested by an attached console."""
 

@@ -1,93 +1,147 @@
-"""Log: live engine log records and events, filtered by service and level."""
+"""Log: the event log of every engine on this database, filtered by service, level and text,
+following new entries. The same whether the console hosts the engine or is attached: the
+entries come from the database (`Engine.read_log`), never from this process alone."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Header, RichLog, Select
+from textual.widgets import Header, Input, RichLog, Select
 
-from vertex_tui.bridge import LogLine, LogRecorded
+from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.screens.base import VertexScreen
-from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.keybar import Key, KeyBar
 
 LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR),
           ("debug", logging.DEBUG))
+FIRST_PAGE = 500  # the latest entries shown when the screen opens or a filter changes
+MAX_LINES = 2000
 
 
 class LogScreen(VertexScreen):
     AUTO_FOCUS = "#log-lines"  # see VertexScreen.AUTO_FOCUS
+    # This process's writer stored entries: read them now (entries of other engines come
+    # with the periodic refresh).
+    REFRESH_ON = frozenset({"LogWritten"})
     BINDINGS = [Binding("s", "cycle_service", "Service filter"),
-                Binding("L", "cycle_level", "Level filter")]
+                Binding("L", "cycle_level", "Level filter"),
+                Binding("slash", "search", "Search", tooltip="text in the message"),
+                Binding("escape", "clear_search", "Clear search", show=False)]
 
     def __init__(self) -> None:
         super().__init__()
         self.service: str | None = None
         self.level = logging.INFO
-        self._shown = 0
-        self.services: list[str] = []  # the engine's registry, then "engine" (on compose)
+        self.search = ""
+        self._cursor: Cursor | None = None  # None: load the first page again
+        self._generation = 0  # bumped by every filter change: older reads are dropped
+        self.shown: list[dict[str, Any]] = []  # the entries on screen, oldest first
+
+    def services(self) -> list[str]:
+        return [*self.bridge.services(), "engine"]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        self.services = [*self.bridge.services(), "engine"]
         with Horizontal(id="log-filters"):
-            yield Select([(s, s) for s in self.services], prompt="all services", id="log-service")
-            yield Select([(name, no) for name, no in LEVELS], value=logging.INFO,
-                         allow_blank=False, id="log-level")
-        yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=2000)
+            yield Select([(s, s) for s in self.services()], prompt="all services",
+                         id="log-service")
+            yield Select(list(LEVELS), value=logging.INFO, allow_blank=False, id="log-level")
+        yield Input(placeholder="text in the message, Enter to apply, Esc to clear",
+                    id="log-search")
+        yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=MAX_LINES)
         yield KeyBar()
 
-    def on_mount(self) -> None:
-        self.redraw()
+    def footer_keys(self) -> list[Key]:
+        return [Key("s", "service filter", "screen.cycle_service"),
+                Key("L", "level filter", "screen.cycle_level"),
+                Key("/", "search", "screen.search")]
 
-    def on_log_recorded(self, message: LogRecorded) -> None:
-        self.append_new()
+    # ---- filters ----------------------------------------------------------------------------
+
+    def _filters_changed(self) -> None:
+        self._generation += 1
+        self._cursor = None
+        self.reload()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "log-service":
-            self.service = None if event.value is Select.BLANK else str(event.value)
+            # Cleared, the value is a sentinel (Select.NULL), not a service name.
+            service = event.value if isinstance(event.value, str) else None
+            if service == self.service:
+                return
+            self.service = service
         else:
-            self.level = int(str(event.value))
-        self.redraw()
+            level = int(str(event.value))
+            if level == self.level:
+                return
+            self.level = level
+        self._filters_changed()
 
     def action_cycle_service(self) -> None:
-        order = [None, *self.services]
+        order = [None, *self.services()]
         self.service = order[(order.index(self.service) + 1) % len(order)]
         select = self.query_one("#log-service", Select)
-        select.value = Select.BLANK if self.service is None else self.service
+        if self.service is None:
+            select.clear()  # (assigning Select.BLANK is refused as an illegal value)
+        else:
+            select.value = self.service
+        self._filters_changed()
 
     def action_cycle_level(self) -> None:
         numbers = [no for _, no in LEVELS]
         self.level = numbers[(numbers.index(self.level) + 1) % len(numbers)]
         self.query_one("#log-level", Select).value = self.level
+        self._filters_changed()
 
-    def _keep(self, line: LogLine) -> bool:
-        return line.levelno >= self.level and (self.service is None or line.service == self.service)
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.add_class("-shown")
+        box.focus()
 
-    @staticmethod
-    def _format(line: LogLine) -> str:
-        stamp = datetime.fromtimestamp(line.at, UTC).strftime("%H:%M:%S")
-        return f"{stamp} {line.level:<7} {line.service:<9} {line.text}"
+    @on(Input.Submitted, "#log-search")
+    def apply_search(self, event: Input.Submitted) -> None:
+        self.search = event.value.strip()
+        self.query_one("#log-search", Input).set_class(bool(self.search), "-shown")
+        self.query_one("#log-lines", RichLog).focus()
+        self._filters_changed()
 
-    def redraw(self) -> None:
-        log = self.query_one(RichLog)
-        log.clear()
-        handler = self.vertex.log_handler
-        for line in list(handler.lines):
-            if self._keep(line):
-                log.write(self._format(line))
-        self._shown = handler.total
+    def action_clear_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.value = ""
+        box.remove_class("-shown")
+        self.query_one("#log-lines", RichLog).focus()
+        if self.search:
+            self.search = ""
+            self._filters_changed()
 
-    def append_new(self) -> None:
-        handler = self.vertex.log_handler
-        fresh = min(handler.total - self._shown, len(handler.lines))
-        self._shown = handler.total
-        if fresh <= 0:
-            return
-        log = self.query_one(RichLog)
-        for line in list(handler.lines)[-fresh:]:
-            if self._keep(line):
-                log.write(self._format(line))
+    # ---- entries ------------------------------------------------------------------------------
+
+    async def refresh_snapshot(self) -> None:
+        """The first page after a filter change, then only what is new (follow)."""
+        generation, cursor = self._generation, self._cursor
+        entries, after = await self.engine.read_log(
+            service=self.service, level=self.level, search=self.search or None,
+            after=cursor, limit=FIRST_PAGE if cursor is None else MAX_LINES)
+        if generation != self._generation:
+            return  # the filters changed meanwhile: that read reloads
+        lines = self.query_one("#log-lines", RichLog)
+        if cursor is None:
+            lines.clear()
+            self.shown = []
+        self._cursor = after
+        self.shown = [*self.shown, *entries][-MAX_LINES:]
+        for entry in entries:
+            lines.write(self._format(entry))
+
+    def _format(self, entry: dict[str, Any]) -> str:
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(self.engine.settings.timezone)
+        stamp = datetime.fromisoformat(entry["at"]).astimezone(zone).strftime("%H:%M:%S")
+        return f"{stamp} {entry['level']:<7} {entry['service']:<9} {entry['message']}"

@@ -106,6 +106,7 @@ class EmailQueue(EmailJobs):
             relay=f"{settings.smtp_host}:{settings.smtp_port}",
             rand=self._rand,
         )
+        self.relay.events = self._events  # outages go to the event log
 
     # ---- enqueue -------------------------------------------------------------------------
 

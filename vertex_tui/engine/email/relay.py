@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.email.transport import SmtpTransport, classify
+from vertex_tui.engine.events import EventBus, RelayOutage
 from vertex_tui.engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,14 @@ class RelayCircuit:
         self._announced = False  # "answers again" logged for the current outage
         self.outages = 0
         self.probes = 0
+        # Set by the queue: outages are published (RelayOutage) for the event log.
+        self.events: EventBus | None = None
+
+    def _announce(self, phase: str, error: str | None, since: float | None) -> None:
+        if self.events is not None:
+            now = self._clock.time()
+            self.events.publish(RelayOutage(at=now, phase=phase, relay=self._relay,
+                                            error=error, seconds=now - (since or now)))
 
     @property
     def state(self) -> RelayState:
@@ -196,6 +205,7 @@ class RelayCircuit:
                 error,
                 extra={"service": "email"},
             )
+            self._announce("started", error, now)
         self._state = RelayState(state=UNREACHABLE, since=self._outage_since, error=error)
         self.closed.clear()
         self._kick.set()
@@ -283,6 +293,7 @@ class RelayCircuit:
                         error,
                         extra={"service": "email"},
                     )
+                    self._announce("ongoing", error, since)
                 await self._save()  # a new error is written; the same one is not rewritten
                 continue
             self._close()
@@ -301,6 +312,7 @@ class RelayCircuit:
                 describe(now - since),
                 extra={"service": "email"},
             )
+            self._announce("ended", None, since)
 
 
 __all__ = [

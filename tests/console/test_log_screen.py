@@ -1,0 +1,127 @@
+"""The Log screen reads the event log from the database: an attached console shows what
+another engine did, filters by service, level and text, and follows new entries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Input, RichLog
+
+from vertex_tui.engine import events as ev
+from vertex_tui.engine.engine import Engine
+from vertex_tui.screens.log import LogScreen
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from .conftest import Console
+
+SIZE = (100, 30)
+
+
+def texts(pilot: Pilot[Any]) -> list[str]:
+    return [line.text for line in pilot.app.screen.query_one(RichLog).lines]
+
+
+def messages(pilot: Pilot[Any]) -> list[str]:
+    """Each line without its time, level and service."""
+    return [t.split(maxsplit=3)[3] for t in texts(pilot)]
+
+
+async def other_engine(console: Console) -> Engine:
+    """An engine that is not the console's (its events never reach the console's bus)."""
+    return await console.engine(run=[], owner="ops-2:77:feedbeef")
+
+
+async def write(engine: Engine, *events: ev.Event) -> None:
+    for event in events:
+        engine.events.publish(event)
+    await engine.event_log.flush()
+
+
+async def test_an_attached_console_shows_what_another_engine_logged(console: Console) -> None:
+    other = await other_engine(console)
+    now = console.clock.time()
+    await write(other,
+                ev.ServiceStarted(at=now - 300, service="email"),
+                ev.BackupFinished(at=now - 200, kind="database", ok=False, path=None,
+                                  size=None, error="disk full"),
+                ev.VideosChanged(at=now - 100, activated=2, deactivated=0, rotated=1,
+                                 archived=0))
+    await other.jobs.run("lifecycle.check")  # a real pass, with its counts
+    await other.event_log.flush()
+    mine = await console.engine()
+    app = console.app(mine, attached=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        assert isinstance(app.screen, LogScreen)
+        shown = messages(pilot)
+        assert shown[:3] == ["service email started", "database backup failed: disk full",
+                             "videos: 2 activated, 0 deactivated, 1 rotated, 0 archived"]
+        assert any(m.startswith("lifecycle.check: ") for m in shown[3:])
+        assert texts(pilot)[1].split()[1:3] == ["error", "backup"]
+
+        # s: the service filter cycles email, backup, ...
+        await pilot.press("s")
+        await console.settle(pilot)
+        assert messages(pilot) == ["service email started"]
+        await pilot.press("s")
+        await console.settle(pilot)
+        assert messages(pilot) == ["database backup failed: disk full"]
+        for _ in range(4):  # lifecycle, video, engine, back to all
+            await pilot.press("s")
+        await console.settle(pilot)
+        assert messages(pilot) == shown
+
+        # L: warning and above.
+        await pilot.press("L")
+        await console.settle(pilot)
+        assert messages(pilot) == ["database backup failed: disk full"]
+        await pilot.press("L", "L", "L")  # error, debug, back to info
+        await console.settle(pilot)
+        assert messages(pilot) == shown
+
+        # /: text in the message, any case; Esc clears it.
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"ROTATED", "enter")
+        await console.settle(pilot)
+        assert messages(pilot) == ["videos: 2 activated, 0 deactivated, 1 rotated, 0 archived"]
+        await pilot.press("escape")
+        await console.settle(pilot)
+        assert messages(pilot) == shown
+
+
+async def test_the_log_screen_follows_new_entries(console: Console) -> None:
+    other = await other_engine(console)
+    await write(other, ev.ServiceStarted(at=console.clock.time(), service="video"))
+    # live_refresh on: the screen follows by itself (no key pressed, no event on our bus).
+    app = console.app(await console.engine(), attached=True, live_refresh=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.wait_for(lambda: messages(pilot) == ["service video started"],
+                               message="the first entry")
+        console.clock.advance(5)
+        await write(other, ev.RelayOutage(at=console.clock.time(), phase="started",
+                                          relay="mx:25", error="connection refused"))
+        await console.wait_for(lambda: len(messages(pilot)) == 2, message="the new entry")
+        assert messages(pilot)[1] == "SMTP relay mx:25 unreachable: connection refused; " \
+                                     "delivery paused"
+        # Appended, not redrawn: the first line is still there once.
+        assert messages(pilot)[0] == "service video started"
+
+
+async def test_a_hosting_console_shows_its_own_engine_passes(console: Console) -> None:
+    engine = await console.engine(run=["video"])
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        await engine.jobs.run("video.check")
+        await engine.event_log.flush()
+        # The pass's event makes the screen read again at once (REFRESH_ON), no timer.
+        await console.wait_for(
+            lambda: any(m.startswith("video.check: ") for m in messages(pilot)),
+            message="the pass in the log")
+        assert "service video started" in messages(pilot)
