@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 SIZE = (120, 30)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vertex-diskspace" / "src"
 BUILTIN_JOBS = {"backup.database", "backup.storage", "backup.full", "backup.rotation",
-                "backup.drill", "lifecycle.check", "video.check", "email.reap"}
+                "backup.drill", "lifecycle.check", "video.check", "email.reap",
+                "email.rollup", "engine.log_prune"}
 
 
 async def wait_screen(console: Console, pilot: Pilot[Any], kind: type) -> Any:
@@ -101,7 +102,8 @@ async def test_the_table_lists_every_job_as_the_engine_does(console: Console) ->
         # backup.storage is enabled by these settings, the drill is not.
         assert column(console, pilot, "LEFT")["backup.drill"] == "disabled"
         summary = str(app.screen.query_one("#jobs-summary", Static).render())
-        assert summary.startswith(f"{len(BUILTIN_JOBS)} jobs of 4 services · 0 paused")
+        # email, backup, lifecycle, video, and the engine itself (engine.log_prune).
+        assert summary.startswith(f"{len(BUILTIN_JOBS)} jobs of 5 services · 0 paused")
         assert console.notes(app) == []
 
 
