@@ -41,7 +41,7 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser],
 
 
 async def command(args: argparse.Namespace, engine: Engine) -> int:
-    from vertex_tui.cli import _print_json
+    from vertex_tui.cli_common import print_json as _print_json
 
     action = args.action
     if action is None:

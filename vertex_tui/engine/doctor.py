@@ -12,7 +12,6 @@ clears exactly what a report found, once the operator confirmed it.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.leases import dead_here, process_alive
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import doctor as store
+from vertex_tui.engine.store import sqlitefile
 from vertex_tui.engine.store.db import Database, check_sqlite_file, quick_check
 
 BACKUP_KINDS = ("database", "full")
@@ -139,7 +139,7 @@ def newest_verified_backup(db_path: Path, backup_dir: Path) -> dict[str, Any] | 
     source = "records"
     try:
         candidates = store.restorable(db_path)
-    except sqlite3.DatabaseError:  # the pages holding them are damaged too
+    except sqlitefile.DatabaseError:  # the pages holding them are damaged too
         source, candidates = "folder", _from_folder(backup_dir)
     for c in candidates:
         path = Path(c.path)

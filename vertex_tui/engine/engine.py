@@ -412,7 +412,7 @@ class Engine:
 
     async def submit_request(self, action: str, args: dict[str, Any] | None = None) -> int:
         """Ask whichever engine runs on this database to perform `action` (attach mode)."""
-        from vertex_tui.engine.audit import current_actor
+        from vertex_tui.engine.store.audit import current_actor
 
         if action != JOB_RUN and action not in self.actions():
             raise ValueError(f"unknown action {action!r}")

@@ -11,12 +11,13 @@ import logging
 import os
 import socket
 
+from vertex_tui.engine.store import leases as store
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.leases import ALIVE_ENGINES
+
+__all__ = ["ALIVE_ENGINES", "Leases", "dead_here", "process_alive"]
 
 log = logging.getLogger(__name__)
-
-# Owners of unexpired engine heartbeat leases (`engine:<owner>`), as a subquery to reuse.
-ALIVE_ENGINES = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > :now"
 
 
 def process_alive(pid: int) -> bool:
@@ -47,29 +48,17 @@ class Leases:
 
     async def acquire(self, name: str, now: float, ttl: float) -> bool:
         """Take or extend `name` until `now + ttl`; True if we hold it afterwards."""
-        rows = await self._db.write(
-            "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET "
-            "  owner = excluded.owner, expires_at = excluded.expires_at, "
-            "  acquired_at = CASE WHEN leases.owner = excluded.owner "
-            "                     THEN leases.acquired_at ELSE excluded.acquired_at END "
-            "WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.acquired_at "
-            "RETURNING owner",
-            (name, self.owner, now, now + ttl),
-        )
-        return bool(rows) and rows[0][0] == self.owner
+        return await store.acquire(self._db, name, self.owner, now, now + ttl)
 
     async def release(self, name: str) -> None:
-        await self._db.write("DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.owner))
+        await store.release(self._db, name, self.owner)
 
     async def take_over(self, name: str, dead_owner: str, now: float, ttl: float) -> bool:
         """Take `name` from `dead_owner`, a process known to be gone; True if we hold it.
 
         Only `dead_owner`'s row is removed, so of several processes doing this at once
         exactly one acquires the lease afterwards."""
-        await self._db.write(
-            "DELETE FROM leases WHERE name = ? AND owner = ?", (name, dead_owner)
-        )
+        await store.release(self._db, name, dead_owner)
         return await self.acquire(name, now, ttl)
 
     async def live_holder(self, name: str, now: float) -> str | None:
@@ -78,8 +67,7 @@ class Leases:
         expiry (a SIGKILLed restore, a crashed CLI run)."""
         holder = await self.holder(name, now)
         if holder is not None and dead_here(holder):
-            await self._db.write("DELETE FROM leases WHERE name = ? AND owner = ?",
-                                 (name, holder))
+            await store.release(self._db, name, holder)
             log.warning("lease %s was held by %s, which no longer runs; freed it", name, holder)
             return None
         return holder
@@ -87,22 +75,16 @@ class Leases:
     async def release_all(self) -> None:
         if self._db.corrupt:
             return  # a damaged file is left as found; its leases expire or `doctor` frees them
-        await self._db.write("DELETE FROM leases WHERE owner = ?", (self.owner,))
+        await store.release_all(self._db, self.owner)
 
     async def holder(self, name: str, now: float) -> str | None:
         """The owner of `name` if it is held and unexpired."""
-        row = await self._db.read_one(
-            "SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)
-        )
-        return None if row is None else str(row[0])
+        return await store.holder(self._db, name, now)
 
     async def live_owners(self, now: float) -> list[str]:
         """Owners of any unexpired lease (engines, and CLI runs holding a job's lease)."""
-        rows = await self._db.read(
-            "SELECT DISTINCT owner FROM leases WHERE expires_at > ?", (now,))
-        return [str(r[0]) for r in rows]
+        return await store.live_owners(self._db, now)
 
     async def alive_engines(self, now: float) -> list[str]:
         """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
-        rows = await self._db.read(ALIVE_ENGINES, {"now": now})
-        return [str(r[0]) for r in rows]
+        return await store.alive_engines(self._db, now)

@@ -14,14 +14,13 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
 
-from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.runs import Host, LeasedRun
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Interval, Job, ServiceState
-from vertex_tui.engine.store import runs, schedules
+from vertex_tui.engine.store import audit, runs, schedules
 from vertex_tui.engine.store.db import Database
 
 log = logging.getLogger(__name__)

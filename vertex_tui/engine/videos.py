@@ -88,7 +88,7 @@ class VideoService(PeriodicService):
             await store.finish(conn, now)
             changed = result.activated + result.deactivated + result.rotated
             if changed and notify_to and self._settings.video_notifications_enabled:
-                await conn.execute(email_store.INSERT_JOB, self._email.outbox_row(
+                await email_store.insert_job(conn, self._email.outbox_row(
                     to=notify_to, subject=self._digest_subject(result),
                     body=self._digest_body(result), now=now))
                 digest_mailed = True

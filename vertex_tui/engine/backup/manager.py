@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import stat
 import tarfile
 import threading
@@ -29,6 +28,7 @@ from vertex_tui.engine.backup.files import (
     tree_size,
 )
 from vertex_tui.engine.errors import VertexError
+from vertex_tui.engine.store import sqlitefile
 
 STEP_PAGES = 4096  # 16 MiB with 4 KiB pages: few steps, yet writers interleave
 MANIFEST = "manifest.json"
@@ -70,30 +70,15 @@ class Verdict:
 
 
 def copy_database(src: Path, dest: Path, cancel: threading.Event | None = None) -> float:
-    """Online backup of `src` into the new file `dest`; returns the seconds it took.
-
-    The source connection holds one read transaction across all steps, so the copy is a
-    consistent snapshot that finishes however busy the writers are (in WAL mode they are
-    never blocked; without it, another connection's write would restart the copy).
-    """
+    """Online backup of `src` into the new file `dest` (a consistent snapshot, however busy
+    the writers are); returns the seconds it took."""
     started = time.perf_counter()
-    source = sqlite3.connect(src, isolation_level=None, timeout=30)
-    target = sqlite3.connect(dest, isolation_level=None)
-    try:
-        source.execute("BEGIN")
-        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
-        def progress(status: int, remaining: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("backup cancelled (engine stopping)")
+    def progress(status: int, remaining: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("backup cancelled (engine stopping)")
 
-        source.backup(target, pages=STEP_PAGES, progress=progress, sleep=0.05)
-        source.execute("COMMIT")
-        # A self-contained file: no -wal beside it when it is opened later.
-        target.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        target.close()
-        source.close()
+    sqlitefile.online_copy(src, dest, pages=STEP_PAGES, progress=progress)
     return time.perf_counter() - started
 
 
@@ -103,27 +88,17 @@ def check_database(path: Path) -> str | None:
         with path.open("rb") as fh:
             if fh.read(16) != b"SQLite format 3\x00":
                 return "not a SQLite database"
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-        try:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            conn.close()
-    except (OSError, sqlite3.DatabaseError) as exc:
+        problems = sqlitefile.integrity_problems(path)
+    except (OSError, sqlitefile.DatabaseError) as exc:
         return f"cannot be read as SQLite: {exc}"
-    if [tuple(r) for r in rows] != [("ok",)]:
-        return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:5])
+    if problems:
+        return "integrity check failed: " + "; ".join(problems[:5])
     return None
 
 
 def smoke_query(path: Path) -> dict[str, Any]:
     """Schema version and row counts of a restored database (raises if it is unusable)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in
-                  SMOKE_TABLES}
-    finally:
-        conn.close()
+    version, counts = sqlitefile.smoke(path, SMOKE_TABLES)
     return {"schema_version": version, "rows": counts}
 
 
@@ -167,7 +142,7 @@ def backup_database(src: Path, final: Path, cancel: threading.Event | None = Non
 def _db_detail(path: Path) -> dict[str, Any]:
     try:
         return smoke_query(path)
-    except sqlite3.DatabaseError:
+    except sqlitefile.DatabaseError:
         return {}
 
 
@@ -278,7 +253,7 @@ def backup_full(src: Path, storage: Path, final: Path,
         manifest: dict[str, Any] = {
             "format": 1,
             "vertex_tui": __version__,
-            "sqlite": sqlite3.sqlite_version,
+            "sqlite": sqlitefile.SQLITE_VERSION,
             "created_at": time.time(),
             "database": {"file": FULL_DB, "size": db_file.stat().st_size,
                          "sha256": sha256_file(db_file), **smoke_query(db_file)},
@@ -362,13 +337,7 @@ def drill(backup: Path, workdir: Path) -> dict[str, Any]:
     source = database_file_of(backup)
     target_path = workdir / "drill.db"
     started = time.perf_counter()
-    target = sqlite3.connect(target_path)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    try:
-        src.backup(target)
-    finally:
-        src.close()
-        target.close()
+    sqlitefile.copy_into(source, target_path)
     problem = check_database(target_path)
     if problem:
         raise BackupFailed(f"restored copy failed its check: {problem}")

@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vertex_tui.engine import audit
 from vertex_tui.engine.backup import manager, swap
 from vertex_tui.engine.clock import Clock, SystemClock
 from vertex_tui.engine.errors import StoreError, UsageError
 from vertex_tui.engine.leases import Leases, dead_here
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import audit
 from vertex_tui.engine.store import backups as store
+from vertex_tui.engine.store import leases as leases_store
 from vertex_tui.engine.store.db import MALFORMED, Database, DatabaseCorrupt, quick_check
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,7 @@ async def _finish(db_path: Path, aside: Path, backup: Path, *, owner: str, now: 
         async with restored.transaction() as conn:
             # The copy holds the leases of the moment it was taken (a backup job's own lease,
             # with hours to run): their holders hold nothing in this database now.
-            await conn.execute("DELETE FROM leases WHERE acquired_at < ? OR owner = ?",
-                               (now, owner))
+            await leases_store.drop_restored(conn, now, owner)
             await audit.record(conn, at=clock.time(), action="backup.restore", path=str(backup),
                                previous_saved_as=str(aside))
     finally:

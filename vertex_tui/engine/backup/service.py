@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vertex_tui.engine import audit
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.backup import manager
 from vertex_tui.engine.backup.files import remove, stale_temps
@@ -29,8 +28,8 @@ from vertex_tui.engine.runs import Host, LeasedRun, mark_interrupted
 from vertex_tui.engine.scheduling import Scheduler, next_cron_time
 from vertex_tui.engine.service import Cron, Job, ServiceState
 from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import audit, runs, schedules
 from vertex_tui.engine.store import backups as store
-from vertex_tui.engine.store import runs, schedules
 from vertex_tui.engine.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,6 @@ database, and swap that copy in, keeping the replaced file aside."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from vertex_tui.engine.backup.manager import (
     smoke_query,
 )
 from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.store import sqlitefile
 from vertex_tui.engine.store.db import create_private, load_migrations
 
 
@@ -25,17 +25,8 @@ def schema_problem(path: Path) -> str | None:
     """None if `path` is a vertex-tui database of a schema this release can open (the same
     migrations, none newer), else why not. Read-only."""
     try:
-        # immutable: a read-only look that leaves no -wal/-shm beside the file
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-        try:
-            tables = {str(r[0]) for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            applied = [] if "schema_migrations" not in tables else [
-                (int(r[0]), str(r[1])) for r in conn.execute(
-                    "SELECT version, name FROM schema_migrations ORDER BY version")]
-        finally:
-            conn.close()
-    except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+        tables, applied = sqlitefile.schema_history(path)
+    except (sqlitefile.DatabaseError, ValueError, TypeError) as exc:
         return f"not a vertex-tui database (its schema cannot be read: {exc})"
     if not applied:
         return "not a vertex-tui database (it has no vertex-tui schema history)"
@@ -68,16 +59,7 @@ def prepare_restore(backup: Path, db_path: Path) -> Path:
     tmp = temp_path(db_path)
     try:
         create_private(tmp)
-        target = sqlite3.connect(tmp)
-        try:
-            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-            try:
-                src.backup(target)
-            finally:
-                src.close()
-            target.execute("PRAGMA journal_mode=WAL")
-        finally:
-            target.close()
+        sqlitefile.copy_into(source, tmp, journal_mode="WAL")
         problem = check_database(tmp)
         if problem:
             raise BackupFailed(f"restored copy failed its check: {problem}")
@@ -108,9 +90,9 @@ def swap_in(tmp: Path, db_path: Path, stamp: str,
             folded = False
             if not as_found:
                 try:
-                    _checkpoint(db_path)
+                    sqlitefile.fold_wal(db_path)
                     folded = True
-                except sqlite3.DatabaseError:
+                except sqlitefile.DatabaseError:
                     pass  # damaged after all: keep its WAL with it
             os.replace(db_path, aside)
             os.chmod(aside, 0o600)
@@ -126,12 +108,3 @@ def swap_in(tmp: Path, db_path: Path, stamp: str,
     discard_temp(tmp)  # only the copy's -wal/-shm, if any: the copy itself is in place
     return aside, smoke_query(db_path)
 
-
-def _checkpoint(db_path: Path) -> None:
-    """Fold the WAL into the main file so the file kept aside is complete by itself."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()

@@ -13,36 +13,28 @@ of `email history` and the dashboard's sparklines: see `rollup.py`.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
-from vertex_tui.engine import events as ev
-from vertex_tui.engine.clock import Clock
 from vertex_tui.engine.email import rollup
 from vertex_tui.engine.email.history import Bucket
+from vertex_tui.engine.email.state import QueueState
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.runs import Host, LeasedRun, run_job
 from vertex_tui.engine.service import Interval, Job, ServiceState
-from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import email as store
-from vertex_tui.engine.store.db import Database
+
+# Every part of the queue logs as the queue: operators and tests filter on this one name.
+log = logging.getLogger("vertex_tui.engine.email.queue")
 
 REAP = "email.reap"
 
 
-class EmailJobs:
-    """Mixed into `EmailQueue` (which sets the attributes declared here)."""
+class EmailJobs(QueueState):
+    """Mixed into `EmailQueue`: its job, actions and settings, and the housekeeper loop."""
 
     # Not started here but another engine runs: its workers deliver.
     state_elsewhere = ServiceState.RUNNING
-
-    _db: Database
-    _settings: Settings
-    _clock: Clock
-    _events: ev.EventBus
-    _owner: str
-    _wake: asyncio.Event
-    _held: set[int]  # ids this process's live workers hold: never reaped by it
 
     if TYPE_CHECKING:
         async def drain(self, *, timeout: float | None = None) -> dict[str, int]: ...
@@ -79,3 +71,18 @@ class EmailJobs:
         host = Host(db=self._db, clock=self._clock, events=self._events,
                     leases=Leases(self._db, self._owner), owner=self._owner)
         return await run_job(host, self.jobs()[0], trigger=trigger)
+
+    async def _housekeeper(self) -> None:
+        """Reclaim jobs of dead workers and follow pause/resume made by other processes."""
+        poll = self._settings.email_poll_interval
+        while not self._stop.is_set():
+            try:
+                now = self._clock.time()
+                reaped = await self.reap()  # email.reap, through LeasedRun (above)
+                if reaped.get("status") == "error":
+                    self._note_error(f"housekeeping failed: {reaped.get('error')}")
+                self._set_paused(await store.is_paused(self._db), now)
+            except Exception as exc:
+                log.exception("email housekeeping failed")
+                self._note_error(f"housekeeping failed: {exc}")
+            await self._clock.wait(self._stop, poll)

@@ -1,5 +1,8 @@
 """The database: one SQLite file in WAL mode, reached through aiosqlite.
 
+The one module that knows aiosqlite: the query modules see `Database` and, inside a
+transaction, the `Connection` protocol of `conn.py` (implemented here by `SqliteConnection`).
+
 One writer connection (write transactions are serialized in-process by a lock and across
 processes by SQLite's own lock, taken up front with `BEGIN IMMEDIATE`) and one reader
 connection, so snapshots for the console never wait behind a write. A locked database is
@@ -24,6 +27,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.store.conn import Connection, Params, Result, Row, SyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +35,12 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-Row = sqlite3.Row
 T = TypeVar("T")
+
+# The driver's base error: what escapes as neither StoreError nor DatabaseCorrupt.
+DriverError = sqlite3.Error
+
+__all__ = ["Connection", "Database", "DriverError", "Params", "Result", "Row"]
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary codes): the file's pages are damaged.
@@ -147,6 +155,26 @@ def check_numbering(migrations: Sequence[tuple[int, str]]) -> None:
         if number != expected:
             raise RuntimeError(f"migration {name}: expected version {expected}, found {number}"
                                " (two migrations share a number, or one is missing)")
+
+
+class SqliteConnection:
+    """`Connection` over an aiosqlite connection (see `conn.py`)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> Result:
+        cursor = await self._conn.execute(sql, params)
+        return Result(cursor.rowcount, cursor.lastrowid)
+
+    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
+        cursor = await self._conn.executemany(sql, rows)
+        return Result(cursor.rowcount, cursor.lastrowid)
 
 
 class Database:
@@ -306,7 +334,7 @@ class Database:
         return version
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """A write transaction (`BEGIN IMMEDIATE`), committed on success, rolled back on error."""
         async with self._write_lock:
             self._refuse_if_corrupt()
@@ -321,7 +349,7 @@ class Database:
                     await asyncio.shield(conn.execute("ROLLBACK"))
                 raise
             try:
-                yield conn
+                yield SqliteConnection(conn)
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.DatabaseError):
                     await conn.execute("ROLLBACK")
@@ -333,13 +361,13 @@ class Database:
                 self._raise_if_corrupt(exc)
                 raise
 
-    async def run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run_transaction(self, fn: Callable[[SyncConnection], T]) -> T:
         """`fn(conn)` inside one write transaction, run on the writer's thread in one hop.
 
         `transaction()` costs a round trip to that thread per statement (BEGIN, each
         statement, COMMIT: each a hand-over of the GIL and a wake-up of the event loop);
         this costs one, for the statements of a hot path (the queue's group commits). `fn`
-        gets the plain `sqlite3.Connection` and runs on the writer thread: it must only
+        gets the plain connection (`SyncConnection`) and runs on the writer thread: it must only
         run SQL and compute. The transaction ends on that thread (COMMIT, or ROLLBACK when
         `fn` raised), so a caller cancelled meanwhile never leaves it open.
         """
@@ -363,7 +391,7 @@ class Database:
             result: T = await self._retry_locked(lambda: on_thread(run))
             return result
 
-    async def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+    async def write(self, sql: str, params: Params = ()) -> list[Row]:
         """One statement in its own transaction; returns its rows (for `RETURNING`)."""
         async with self._write_lock:
             self._refuse_if_corrupt()
@@ -381,7 +409,7 @@ class Database:
             cursor = await conn.executemany(sql, rows)
             return cursor.rowcount
 
-    async def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+    async def read(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows of a read-only query, on the reader connection."""
         conn = self._reader
 
@@ -391,6 +419,6 @@ class Database:
         result: list[Row] = await self._retry_locked(run)
         return result
 
-    async def read_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+    async def read_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.read(sql, params)
         return rows[0] if rows else None

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from vertex_tui.engine import audit
 from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
 from vertex_tui.engine.errors import NotFound
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store import audit
+from vertex_tui.engine.store.conn import SyncConnection
+from vertex_tui.engine.store.db import Connection, Database
 
 PAUSED_FLAG = "email.paused"
 CLEANUP_CHUNK = 5_000
@@ -99,7 +97,7 @@ class Completion:
 class JobWriter:
     """Inserts job rows, chunk after chunk, into one open write transaction (`job_writer`)."""
 
-    def __init__(self, conn: aiosqlite.Connection, first: int) -> None:
+    def __init__(self, conn: Connection, first: int) -> None:
         self._conn = conn
         self._first = first
         self._count = 0
@@ -133,6 +131,11 @@ async def job_writer(db: Database) -> AsyncIterator[JobWriter]:
         yield JobWriter(conn, (next(iter(seq))[0] if seq else 0) + 1)
 
 
+async def insert_job(conn: Connection, row: tuple[Any, ...]) -> None:
+    """Insert one prepared row inside the caller's transaction (another service's outbox)."""
+    await conn.execute(INSERT_JOB, row)
+
+
 async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
     """Insert prepared rows in one transaction; returns their ids in order."""
     if len(rows) == 1:
@@ -161,7 +164,7 @@ async def complete(db: Database, items: Sequence[Completion]) -> list[Completion
     return await db.run_transaction(lambda conn: _complete(conn, items))
 
 
-def _complete(conn: sqlite3.Connection, items: Sequence[Completion]) -> list[Completion]:
+def _complete(conn: SyncConnection, items: Sequence[Completion]) -> list[Completion]:
     held: set[tuple[int, str, int]] = set()
     for start in range(0, len(items), STATEMENT_ROWS):
         chunk = items[start : start + STATEMENT_ROWS]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from vertex_tui.engine import audit
+from vertex_tui.engine.store import audit
 from vertex_tui.engine.store.db import Database
 
 PREFIX = "job_paused:"

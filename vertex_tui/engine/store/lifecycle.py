@@ -13,11 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.errors import NotFound
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.db import Connection, Database
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -92,7 +90,7 @@ def _candidates(table: str, kind: str) -> str:
     )
 
 
-async def _update_statuses(conn: aiosqlite.Connection, table: str, kind: str,
+async def _update_statuses(conn: Connection, table: str, kind: str,
                            params: dict[str, Any], full: bool) -> dict[str, int]:
     changes: dict[str, int] = {}
     set_clause = f"SET lifecycle_status = {STATUS_CASE}, status_changed_at = :now"
@@ -129,7 +127,7 @@ async def _update_statuses(conn: aiosqlite.Connection, table: str, kind: str,
     return changes
 
 
-async def _queue_notices(conn: aiosqlite.Connection, table: str, kind: str, label: str,
+async def _queue_notices(conn: Connection, table: str, kind: str, label: str,
                          params: dict[str, Any], full: bool) -> tuple[dict[str, int], int]:
     scope = "" if full else f"id IN ({_candidates(table, kind)}) AND"
     # Only the notices this statement inserts are this pass's: ids grow monotonically.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 from vertex_tui.engine.email.relay import RelayState
-from vertex_tui.engine.leases import ALIVE_ENGINES
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.leases import ALIVE_ENGINES
 
 PREFIX = "smtp:"
 

@@ -13,9 +13,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from vertex_tui.engine.leases import ALIVE_ENGINES
 from vertex_tui.engine.scheduling import ScheduledJob
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.leases import ALIVE_ENGINES
 
 PREFIX = "schedule:"
 

@@ -13,11 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.errors import NotFound
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.db import Connection, Database
 
 LAST_PASS_FLAG = "video.last_pass"
 ELIGIBLE = ("v.status IN ('scheduled', 'inactive') AND (v.start_at IS NULL OR v.start_at <= :now)"
@@ -54,13 +52,13 @@ class RotationCandidate:
     eligible: tuple[tuple[int, int], ...]  # (position, id), in order
 
 
-async def last_pass(conn: aiosqlite.Connection) -> float | None:
+async def last_pass(conn: Connection) -> float | None:
     rows = await conn.execute_fetchall("SELECT value FROM engine_flags WHERE name = ?",
                                        (LAST_PASS_FLAG,))
     return float(next(iter(rows))[0]) if rows else None
 
 
-async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
+async def deactivate(conn: Connection, p: dict[str, Any], full: bool,
                      result: VideoPass) -> None:
     """Active videos whose end passed, or whose portrait's subscription ended."""
     ended_portraits = (
@@ -86,7 +84,7 @@ async def deactivate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
                            [(r[1],) for r in rows])
 
 
-async def archive(conn: aiosqlite.Connection, p: dict[str, Any], result: VideoPass) -> None:
+async def archive(conn: Connection, p: dict[str, Any], result: VideoPass) -> None:
     # "status <> 'archived'" is ix_videos_end's own WHERE, so the planner may use that partial
     # index (a range of the few newly old videos) instead of scanning the whole table.
     cur = await conn.execute(
@@ -96,7 +94,7 @@ async def archive(conn: aiosqlite.Connection, p: dict[str, Any], result: VideoPa
     result.archived += cur.rowcount
 
 
-async def activate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
+async def activate(conn: Connection, p: dict[str, Any], full: bool,
                    result: VideoPass) -> None:
     """For each candidate portrait with no active video and a live subscription, activate
     its first eligible video (lowest position)."""
@@ -130,7 +128,7 @@ async def activate(conn: aiosqlite.Connection, p: dict[str, Any], full: bool,
             result.note(f"activated video {r[0]} '{r[2]}' of portrait {r[1]}")
 
 
-async def rotation_candidates(conn: aiosqlite.Connection,
+async def rotation_candidates(conn: Connection,
                               p: dict[str, Any]) -> list[RotationCandidate]:
     due = await conn.execute_fetchall(
         "SELECT id, portrait_id, rotation, position FROM videos WHERE status = 'active'"
@@ -170,7 +168,7 @@ async def _eligible(db: Database, portraits: Sequence[int],
     return found
 
 
-async def rotate(conn: aiosqlite.Connection, moves: Sequence[tuple[int, int, int]],
+async def rotate(conn: Connection, moves: Sequence[tuple[int, int, int]],
                  now: float, result: VideoPass) -> None:
     """(portrait, from video, to video): one active video per portrait at every moment."""
     # Two statements over id lists (json_each), not one statement run per move: -35% CPU
@@ -188,7 +186,7 @@ async def rotate(conn: aiosqlite.Connection, moves: Sequence[tuple[int, int, int
         result.note(f"rotated portrait {portrait_id}: video {old} -> {new}")
 
 
-async def finish(conn: aiosqlite.Connection, now: float) -> None:
+async def finish(conn: Connection, now: float) -> None:
     await conn.execute("DELETE FROM video_dirty")
     await conn.execute(
         "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"

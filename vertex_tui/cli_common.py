@@ -1,0 +1,94 @@
+"""What every `vertex-tui` subcommand module shares: exit codes, one-line usage errors,
+argument types, running a command against an engine, and output helpers.
+
+A subcommand module (`cli_<area>.py`) exposes `add_parser(sub, parser_class, positive_int)`
+(or just `add_parser(sub)`) and either `command(args, engine)` (run with an engine whose
+services are not started, or those named by an optional `services(args)`) or
+`run(args, settings)` (it opens what it needs itself); `cli.AREAS` lists the modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageExit(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line (exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        from vertex_tui import cli_panels  # (it imports nothing of the CLI's)
+
+        raise UsageExit(cli_panels.missing_subcommand(self, message) or f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text}")
+    return value
+
+
+def days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a number of days >= 0, got {text}")
+    return value
+
+
+async def with_engine(
+    settings: Settings, run: list[str], command: Callable[[Engine], Awaitable[int]]
+) -> int:
+    async with Engine(settings, run=run) as engine:
+        return await command(engine)
+
+
+async def here_or_by_request(engine: Engine, action: str, args: dict[str, Any],
+                             here: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run a pass or job in this process; if a running engine holds its lease, ask that
+    engine to run it (a request it picks up within a second) and wait for the result."""
+    result = await here()
+    if result.get("status") != "skipped" or not await engine.leases.alive_engines(
+            engine.clock.time()):
+        return result
+    from vertex_tui.bridge_requests import wait_for_request
+
+    return await wait_for_request(engine, action, args)
+
+
+def print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def ago(ts: float | None, now: float) -> str:
+    import humanize
+
+    from vertex_tui.timefmt import until
+
+    if ts is None:
+        return "-"
+    from datetime import timedelta
+
+    delta = timedelta(seconds=now - ts)
+    # A time to come is a deadline: two units, as the console shows it ("in 1 day 23 hours").
+    return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else until(ts, now)
