@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -28,19 +27,19 @@ import aiosqlite
 
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store.conn import Connection, Params, Result, Row, SyncConnection
+from vertex_tui.engine.store.migrations_list import check_numbering, parse_migrations
 
 log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 T = TypeVar("T")
 
 # The driver's base error: what escapes as neither StoreError nor DatabaseCorrupt.
 DriverError = sqlite3.Error
 
-__all__ = ["Connection", "Database", "DriverError", "Params", "Result", "Row"]
+__all__ = ["Connection", "Database", "DriverError", "Params", "Result", "Row", "check_numbering"]
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary codes): the file's pages are damaged.
@@ -136,25 +135,9 @@ def split_statements(script: str) -> list[str]:
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every migration shipped with the package, in order."""
+    """(version, name, sql) of every SQLite migration shipped with the package, in order."""
     folder = resources.files("vertex_tui.engine.store") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    check_numbering([(number, name) for number, name, _ in found])
-    return found
-
-
-def check_numbering(migrations: Sequence[tuple[int, str]]) -> None:
-    """Versions must run 1, 2, 3, ... with no gap and no number used twice: two branches that
-    each added a migration 0007 would otherwise apply one and silently skip the other."""
-    for expected, (number, name) in enumerate(sorted(migrations), 1):
-        if number != expected:
-            raise RuntimeError(f"migration {name}: expected version {expected}, found {number}"
-                               " (two migrations share a number, or one is missing)")
+    return parse_migrations((entry.name, entry) for entry in folder.iterdir())
 
 
 class SqliteConnection:
