@@ -3,6 +3,7 @@ database on the same server. No driver import: settings use it to check a URL.""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql", "postgres")
@@ -32,12 +33,25 @@ def check_url(raw: str) -> str:
 
 def display_url(url: str) -> str:
     """`url` with its password (if any) masked: what logs, errors and `config` show."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return mask_url(url)
+    except ValueError:
+        return mask_url(url)
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+    return mask_url(urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}")))
+
+
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_QUERY_PASSWORD = re.compile(r"(?i)(password=)[^&]*")
+
+
+def mask_url(raw: str) -> str:
+    """`raw` (any text, maybe no valid URL) with whatever looks like a password masked: what
+    an error about a bad value may show."""
+    return _QUERY_PASSWORD.sub(rf"\1{MASK}", _USERINFO_PASSWORD.sub(rf"\1{MASK}@", raw))
 
 
 def database_name(url: str) -> str:
