@@ -8,14 +8,20 @@ import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vertex_tui.engine.email.relay import RelayState
 from vertex_tui.engine.scheduling import ScheduledJob
+from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import audit, engines, jobs, leases, relay, requests, schedules
+from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.pg import PgDatabase
+
+if TYPE_CHECKING:
+    from conftest import Query
 
 NOW = 1_800_000_000.0
 
@@ -145,3 +151,18 @@ async def test_concurrent_pause_or_resume_changes_once(pg_url: str, paused: bool
     finally:
         for db in dbs:
             await db.close()
+
+
+
+async def test_the_query_fixture_reads_either_backend(backend_settings: Settings, query: Query,
+                                                      backend: str) -> None:
+    """`query(settings, sql, params)` runs on the database the settings name (SQLite's file or
+    PostgreSQL), committed, with the store's placeholders."""
+    await (await open_database(backend_settings)).close()  # migrated
+    assert (backend_settings.database_url is None) == (backend == "sqlite")
+    assert query(backend_settings, "INSERT INTO engine_flags VALUES (?, 'v', ?)",
+                 ("f%", 1.5)) == []
+    assert query(backend_settings, "SELECT name, updated_at FROM engine_flags"
+                 " WHERE name LIKE 'f%'") == [("f%", 1.5)]
+    assert query(backend_settings, "SELECT count(*) FROM engine_flags WHERE name = :n",
+                 {"n": "f%"}) == [(1,)]
