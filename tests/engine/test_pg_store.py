@@ -104,6 +104,8 @@ async def test_types_come_back_as_sqlite_gives_them(db: PgDatabase) -> None:
     assert row["verified"] == 1 and type(row["verified"]) is int
     assert row["total"] == 5 * 2**30 and type(row["total"]) is int
     assert row["mean"] == 5 * 2**30
+    flags = await db.read_one("SELECT 2 > 1 AS yes, 1 > 2 AS no, NULL::boolean AS unknown")
+    assert flags is not None and list(flags) == [1, 0, None] and type(flags[0]) is int
     stats = await db.read("SELECT sum(n) FROM email_status_counts")
     assert stats[0][0] == 0 and type(stats[0][0]) is int
 
