@@ -297,3 +297,26 @@ async def test_a_schema_newer_than_this_release_is_refused(pg_url: str) -> None:
         await db.close()
     with pytest.raises(StoreError, match="newer than this vertex-tui knows"):
         await PgDatabase.open(pg_url)
+
+
+async def test_a_cancelled_transaction_commits_nothing_and_frees_its_connection(
+        pg_url: str) -> None:
+    db = await PgDatabase.open(pg_url, pool_size=1)  # one connection: a leak would hang
+    try:
+        inside = asyncio.Event()
+
+        async def slow() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO leases VALUES ('x', 'o', 0, 1)")
+                inside.set()
+                await conn.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow())
+        await inside.wait()
+        await asyncio.sleep(0.1)  # in the sleep, on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.wait_for(db.read("SELECT * FROM leases"), 10) == []
+    finally:
+        await db.close()
