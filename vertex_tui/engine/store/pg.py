@@ -50,9 +50,19 @@ T = TypeVar("T")
 
 DriverError = psycopg.Error
 
-# Server states worth waiting for at start: no server yet (connection refused, no route:
-# no SQLSTATE), "the database system is starting up" (57P03), too many connections (53300).
-_RETRY_STATES = {None, "57P03", "53300"}
+# Worth waiting for at start: no server yet (refused, no route, timeout, no such host yet),
+# or a server that answers but cannot take us now. libpq reports connection failures
+# without a SQLSTATE; what the server refuses for good ("password authentication failed",
+# 'database "x" does not exist', no pg_hba.conf entry) comes as FATAL and is not retried.
+_RETRY_STATES = {"57P03", "53300"}  # cannot_connect_now (starting up), too_many_connections
+_RETRY_FATAL = ("starting up", "shutting down", "recovery mode", "too many clients")
+
+
+def _worth_waiting(exc: psycopg.OperationalError) -> bool:
+    if exc.sqlstate is not None:
+        return exc.sqlstate in _RETRY_STATES
+    text = str(exc)
+    return "FATAL" not in text or any(reason in text for reason in _RETRY_FATAL)
 
 
 # ---- placeholders ---------------------------------------------------------------------------
@@ -331,7 +341,7 @@ async def connect_with_retry(url: str, label: str, timeout: float
                 url, autocommit=True, connect_timeout=max(2, min(10, int(left) + 1)),
                 row_factory=pg_row, context=ADAPTERS)
         except psycopg.OperationalError as exc:
-            if exc.sqlstate not in _RETRY_STATES:
+            if not _worth_waiting(exc):
                 raise StoreError(f"cannot use database {label}: {first_line(exc)}") from None
             if time.monotonic() + delay >= deadline:
                 raise StoreError(
