@@ -27,16 +27,16 @@ INSERT_JOB = (
 # INDEXED BY: without ANALYZE statistics the planner picks ix_email_jobs_status for
 # "status = 'pending'" and then reads and sorts every pending row (O(pending) per claim or
 # stats call: ~0.5-1 s with 1M pending). The partial indexes answer in O(log n).
-# PostgreSQL has no INDEXED BY (its planner has statistics): the `Sql` pairs below.
-_DUE = "email_jobs INDEXED BY ix_email_jobs_due"
-_FINISHED = "email_jobs INDEXED BY ix_email_jobs_finished"
-
-_CLAIM = (
-    "UPDATE email_jobs SET status = 'sending', attempts = attempts + 1, lease_owner = ?,"
+# PostgreSQL has no INDEXED BY (its planner has statistics): these are `Sql` pairs.
+_CLAIM = Sql(
+    "email.claim",
+    sqlite="UPDATE email_jobs SET status = 'sending', attempts = attempts + 1, lease_owner = ?,"
     " lease_expires_at = ?, updated_at = ?"
-    f" WHERE id IN (SELECT id FROM {_DUE} WHERE status = 'pending' AND next_attempt_at <= ?"
+    " WHERE id IN (SELECT id FROM email_jobs INDEXED BY ix_email_jobs_due"
+    " WHERE status = 'pending' AND next_attempt_at <= ?"
     "              ORDER BY next_attempt_at LIMIT ?)"
-    f" RETURNING {ClaimedJob.CLAIM_COLUMNS}"
+    f" RETURNING {ClaimedJob.CLAIM_COLUMNS}",
+    postgresql=email_pg.CLAIM,
 )
 
 _FENCE = "id = ? AND status = 'sending' AND lease_owner = ? AND attempts = ?"
@@ -179,10 +179,10 @@ async def insert_jobs(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int
 async def claim(
     db: Database, *, owner: str, now: float, lease_until: float, limit: int
 ) -> list[ClaimedJob]:
-    if db.dialect == "postgresql":
-        return await email_pg.claim(db, owner=owner, now=now, lease_until=lease_until,
-                                    limit=limit)
-    rows = await db.write(_CLAIM, (owner, lease_until, now, now, limit))
+    if db.dialect == "postgresql":  # the limit comes first there (its CTE)
+        rows = await db.write(_CLAIM, (limit, owner, lease_until, now, now))
+    else:
+        rows = await db.write(_CLAIM, (owner, lease_until, now, now, limit))
     return [ClaimedJob.from_row(r, owner) for r in rows]
 
 
@@ -251,10 +251,17 @@ async def release(db: Database, jobs: Sequence[ClaimedJob], now: float) -> None:
         )
 
 
-async def extend_leases(db: Database, jobs: Sequence[ClaimedJob], until: float) -> int:
-    """Extend the leases still held by their worker; returns how many were."""
+async def extend_leases(
+    db: Database, jobs: Sequence[ClaimedJob], until: float, now: float | None = None
+) -> int:
+    """Extend the leases still held by their worker; returns how many were.
+
+    PostgreSQL, given the caller's `now`: until the server's now + (until - now)."""
     if not jobs:
         return 0
+    if db.dialect == "postgresql" and now is not None:
+        return await email_pg.extend_leases(db, [(j.id, j.owner, j.attempt) for j in jobs],
+                                            until - now)
     async with db.transaction() as conn:
         cursor = await conn.executemany(
             f"UPDATE email_jobs SET lease_expires_at = ? WHERE {_FENCE}",
@@ -316,31 +323,35 @@ async def compact_counts(db: Database) -> None:
 
 _NEXT_ATTEMPT = Sql(
     "email.next_attempt_at",
-    sqlite=f"SELECT min(next_attempt_at) FROM {_DUE} WHERE status = 'pending'",
+    sqlite="SELECT min(next_attempt_at) FROM email_jobs INDEXED BY ix_email_jobs_due"
+    " WHERE status = 'pending'",
     postgresql="SELECT min(next_attempt_at) FROM email_jobs WHERE status = 'pending'",
 )
 _LAST_FINISHED = Sql(
     "email.last_finished_at",
-    sqlite=f"SELECT max(finished_at) FROM {_FINISHED} WHERE finished_at IS NOT NULL",
+    sqlite="SELECT max(finished_at) FROM email_jobs INDEXED BY ix_email_jobs_finished"
+    " WHERE finished_at IS NOT NULL",
     postgresql="SELECT max(finished_at) FROM email_jobs WHERE finished_at IS NOT NULL",
 )
 _SENT_SINCE = Sql(
     "email.sent_since",
-    sqlite=f"SELECT count(*) FROM {_FINISHED} WHERE finished_at >= ? AND status = 'sent'",
+    sqlite="SELECT count(*) FROM email_jobs INDEXED BY ix_email_jobs_finished"
+    " WHERE finished_at >= ? AND status = 'sent'",
     postgresql="SELECT count(*) FROM email_jobs WHERE finished_at >= ? AND status = 'sent'",
 )
 # PostgreSQL's CAST(real AS integer) rounds (and int4 overflows): floor to bigint instead.
 _SENT_PER_MINUTE = Sql(
     "email.sent_per_minute",
     sqlite="SELECT CAST((finished_at - ?) / 60 AS INTEGER) AS bucket, count(*)"
-    f" FROM {_FINISHED} WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
+    " FROM email_jobs INDEXED BY ix_email_jobs_finished"
+    " WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
     postgresql="SELECT floor((finished_at - ?) / 60)::bigint AS bucket, count(*)"
     " FROM email_jobs WHERE finished_at >= ? AND status = 'sent' GROUP BY bucket",
 )
 _ANY_DUE = Sql(
     "email.any_due",
-    sqlite=f"SELECT EXISTS (SELECT 1 FROM {_DUE} WHERE status = 'pending'"
-    " AND next_attempt_at <= ?)",
+    sqlite="SELECT EXISTS (SELECT 1 FROM email_jobs INDEXED BY ix_email_jobs_due"
+    " WHERE status = 'pending' AND next_attempt_at <= ?)",
     postgresql="SELECT EXISTS (SELECT 1 FROM email_jobs WHERE status = 'pending'"
     " AND next_attempt_at <= ?)",
 )

@@ -46,12 +46,16 @@ INSERT_JOB = (
 JOB_VALUES = f"(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, least(?::float8, {DB_NOW}))"
 INSERT_ONE = INSERT_JOB.format(values=JOB_VALUES)
 
+# Parameters: limit, owner, lease_until, now, now (the lease is `lease_until - now` from the
+# server's now; due is on the server's clock). The picked rows are a MATERIALIZED CTE: as a
+# subquery in FROM the planner may rescan it once per joined row (a nested loop), and each
+# rescan of `LIMIT n ... SKIP LOCKED` can pick other rows (one claim took 2 of LIMIT 1).
 CLAIM = (
-    "WITH due AS (SELECT id AS due_id FROM email_jobs"
+    "WITH due AS MATERIALIZED (SELECT id AS due_id FROM email_jobs"
     f" WHERE status = 'pending' AND next_attempt_at <= {DB_NOW}"
     " ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)"
     " UPDATE email_jobs SET status = 'sending', attempts = attempts + 1, lease_owner = ?,"
-    f" lease_expires_at = {DB_NOW} + ?::float8, updated_at = ?"
+    f" lease_expires_at = {DB_NOW} + (?::float8 - ?::float8), updated_at = ?"
     " FROM due WHERE email_jobs.id = due.due_id AND email_jobs.status = 'pending'"
     f" RETURNING {ClaimedJob.CLAIM_COLUMNS}"
 )
@@ -79,7 +83,7 @@ COMPLETE = (
 LOST = "worker lost its lease (process died or stalled); outcome unknown"
 # params: held ids, now (finished_at), now (updated_at), error, now (attempt at), error
 REAP = (
-    "WITH gone AS (SELECT id AS gone_id, lease_owner AS gone_owner FROM email_jobs"
+    "WITH gone AS MATERIALIZED (SELECT id AS gone_id, lease_owner AS gone_owner FROM email_jobs"
     f" WHERE status = 'sending' AND lease_expires_at <= {DB_NOW}"
     " AND NOT (id = ANY(?::bigint[])) FOR UPDATE SKIP LOCKED),"
     " upd AS (UPDATE email_jobs SET"
@@ -102,7 +106,7 @@ RETRY_IDS = (
     " RETURNING id"
 )
 RETRY_OLDEST = (
-    "WITH c AS (SELECT id AS c_id FROM email_jobs WHERE status = 'failed' ORDER BY id"
+    "WITH c AS MATERIALIZED (SELECT id AS c_id FROM email_jobs WHERE status = 'failed' ORDER BY id"
     " LIMIT ? FOR UPDATE SKIP LOCKED)"
     f" {_RETRY_SET} FROM c WHERE email_jobs.id = c.c_id AND email_jobs.status = 'failed'"
     " RETURNING id"
@@ -147,13 +151,6 @@ async def insert_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list
     return ids
 
 
-async def claim(
-    db: Database, *, owner: str, now: float, lease_until: float, limit: int
-) -> list[ClaimedJob]:
-    rows = await db.write(CLAIM, (limit, owner, lease_until - now, now))
-    return [ClaimedJob.from_row(r, owner) for r in rows]
-
-
 async def complete(db: Database, items: Sequence[Completion]) -> list[Completion]:
     """Write the outcomes of jobs still leased to their worker; returns the refused ones."""
     held: set[tuple[int, str, int]] = set()
@@ -171,6 +168,20 @@ async def complete(db: Database, items: Sequence[Completion]) -> list[Completion
         )
         held.update((int(r[0]), str(r[1]), int(r[2])) for r in rows)
     return [i for i in items if (i.job_id, i.owner, i.attempt) not in held]
+
+
+EXTEND = (
+    f"UPDATE email_jobs SET lease_expires_at = {DB_NOW} + ?::float8"
+    " WHERE id = ? AND status = 'sending' AND lease_owner = ? AND attempts = ?"
+)
+
+
+async def extend_leases(db: Database, jobs: Sequence[tuple[int, str, int]], lease: float
+                        ) -> int:
+    """Leases of (id, owner, attempt) still held, to the server's now + `lease` seconds."""
+    async with db.transaction() as conn:
+        result = await conn.executemany(EXTEND, [(lease, *job) for job in jobs])
+        return result.rowcount
 
 
 async def reap_in(conn: Connection, now: float, held: Sequence[int] = ()) -> int:
