@@ -60,7 +60,6 @@ KNOWN_OFFENDERS: dict[tuple[str, str], int] = {
     ("lifecycle.py", "char("): 1,
     ("lifecycle.py", "printf("): 4,
     ("lifecycle.py", "strftime("): 1,
-    ("search.py", "INDEXED BY"): 1,
     ("search.py", "MATCH"): 1,
     ("search.py", "rowid"): 2,
     ("videos.py", "INSERT OR IGNORE/REPLACE"): 3,
