@@ -61,6 +61,7 @@ class EmailJobs(QueueState):
 
     async def _reap_run(self, run: LeasedRun) -> dict[str, Any]:
         reaped = await store.reap_expired(self._db, run.started_at, sorted(self._held))
+        await store.compact_counts(self._db)  # PostgreSQL's count deltas; nothing on SQLite
         run.counts = {"reaped": reaped}
         if reaped:
             self._wake.set()

@@ -89,7 +89,7 @@ class EmailQueue(EmailOperations, EmailWorkers, EmailJobs, EmailBulk):
 
     async def enqueue_stream(
         self, prepared: Iterable[PreparedEmail], *, chunk_rows: int = ENQUEUE_CHUNK
-    ) -> range:
+    ) -> Sequence[int]:
         """Store validated messages as `prepared` yields them, `chunk_rows` at a time, in one
         transaction: committed once `prepared` is exhausted, rolled back (nothing stored) if
         it raises — say at an invalid line of a file being read. Memory holds one chunk,

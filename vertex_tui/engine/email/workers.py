@@ -132,7 +132,7 @@ class EmailWorkers(QueueState):
             # Stopped past the grace period: the job being sent may or may not have gone out.
             # Expire its lease so any engine retries it soon; hand back the untried rest.
             now = self._clock.time()
-            await store.extend_leases(self._db, batch[index : index + 1], now)
+            await store.extend_leases(self._db, batch[index : index + 1], now, now)
             await store.release(self._db, batch[index + 1 :], now)
             raise
         finally:
@@ -152,7 +152,7 @@ class EmailWorkers(QueueState):
         asked = self._clock.time()
         until = asked + lease
         try:
-            held = await store.extend_leases(self._db, rest, until)
+            held = await store.extend_leases(self._db, rest, until, asked)
         except Exception as exc:
             log.exception("extending email leases failed", extra={"service": self.name})
             self._note_error(f"extending leases failed: {exc}")
