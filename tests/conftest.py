@@ -15,6 +15,7 @@ retry through.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from vertex_tui.engine.email.models import EmailJobDetail
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
 from vertex_tui.sink import Behaviour, Sink, SinkHandler
+from vertex_tui.testing.pgserver import PgServer, Unavailable
 
 # ---- waiting ---------------------------------------------------------------------------------
 
@@ -181,6 +183,33 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (`vertex_tui.testing.pgserver`): the one of
+    VERTEX_TEST_DATABASE_URL, or a throwaway cluster of Debian's binaries on a free loopback
+    port. Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
+    try:
+        server = PgServer.start(prefix="pg-test-")
+    except Unavailable as exc:
+        if os.environ.get("VERTEX_REQUIRE_PEERS"):
+            pytest.fail(f"PostgreSQL is required (VERTEX_REQUIRE_PEERS) but unavailable: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, migrated database of its own for this test (a copy of the
+    session's template database), dropped afterwards."""
+    url = pg_server.database()
+    yield url
+    pg_server.drop(url)
 
 
 # ---- sinks ---------------------------------------------------------------------------------------
