@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.email.models import EmailJobDetail
 from vertex_tui.engine.engine import Engine
-from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.settings import DatabaseUrl, Settings
+from vertex_tui.engine.store.backend import open_database
+from vertex_tui.engine.store.db import Database
 from vertex_tui.sink import Behaviour, Sink, SinkHandler
 from vertex_tui.testing.pgserver import PgServer, Unavailable
 
@@ -210,6 +212,43 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
     url = pg_server.database()
     yield url
     pg_server.drop(url)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on SQLite and on PostgreSQL (`pg_url`)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_settings_factory(backend: str, request: pytest.FixtureRequest,
+                             settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+    """`settings_factory` on this test's backend: the SQLite file in tmp_path, or a fresh
+    PostgreSQL database (VERTEX_DATABASE_URL) of its own."""
+    if backend == "sqlite":
+        return settings_factory
+    url = DatabaseUrl(request.getfixturevalue("pg_url"))
+
+    def make(**overrides: Any) -> Settings:
+        return settings_factory(**{"database_url": url, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def backend_settings(backend_settings_factory: Callable[..., Settings]) -> Settings:
+    return backend_settings_factory()
+
+
+@pytest.fixture
+async def backend_db(backend_settings: Settings) -> AsyncIterator[Database]:
+    """An open, migrated database of this test's backend (`db.dialect` says which)."""
+    db = await open_database(backend_settings)
+    yield db
+    await db.close()
 
 
 # ---- sinks ---------------------------------------------------------------------------------------

@@ -348,7 +348,7 @@ async def connect_with_retry(url: str, label: str, timeout: float
                     f"cannot connect to database {label} (waited {timeout:g} s,"
                     f" VERTEX_DATABASE_CONNECT_TIMEOUT): {first_line(exc)}") from None
             if not warned:
-                log.warning("database %s is not reachable yet (%s); waiting up to %g s",
+                log.info("database %s is not reachable yet (%s); waiting up to %g s",
                             label, first_line(exc), timeout)
                 warned = True
             await asyncio.sleep(delay)
