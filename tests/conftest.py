@@ -15,10 +15,8 @@ retry through.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -29,6 +27,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from support.db import query as query_database
 
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.email.models import EmailJobDetail
@@ -254,21 +253,6 @@ async def backend_db(backend_settings: Settings) -> AsyncIterator[Database]:
 
 
 Query = Callable[..., list[tuple[Any, ...]]]
-
-
-def query_database(settings: Settings, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-    """Rows of one statement (written as the store writes SQL: `?`, `:name`) on the database
-    `settings` name, over a connection of its own, committed: SQLite's file or PostgreSQL."""
-    if settings.database_url is None:
-        with contextlib.closing(sqlite3.connect(settings.db_path, timeout=30)) as conn, conn:
-            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
-    import psycopg
-
-    from vertex_tui.engine.store.pg import translate
-
-    with psycopg.connect(settings.database_url.reveal(), autocommit=True) as pg:
-        cursor = pg.execute(translate(sql) if params else sql, params or None)
-        return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ here, since `tests/reliability/conftest.py` is also a module named `conftest`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.db import backend_url, query
 
 # Settings come from the environment: every command starts from a clean slate.
 SETTING_PREFIXES = (
@@ -80,16 +79,20 @@ class SinkProcess:
 
 
 class CliRunner:
-    """`python -m vertex_tui ...` with VERTEX_DB_PATH in the test's folder, cwd there too."""
+    """`python -m vertex_tui ...` with VERTEX_DB_PATH in the test's folder, cwd there too;
+    and VERTEX_DATABASE_URL when the test runs on PostgreSQL (`database_url`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database_url: str | None = None) -> None:
         self.path = path
         self.db_path = path / "vertex.db"
+        self.database_url = database_url
         self.sinks: list[SinkProcess] = []
 
     def env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
         env["VERTEX_DB_PATH"] = str(self.db_path)
+        if self.database_url is not None:
+            env["VERTEX_DATABASE_URL"] = self.database_url
         env.update(settings)
         return env
 
@@ -154,8 +157,8 @@ class CliRunner:
         return sink
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with contextlib.closing(sqlite3.connect(self.db_path, timeout=30)) as conn:
-            return list(conn.execute(sql, params).fetchall())
+        """Rows of one statement on the test's database, whichever backend."""
+        return query(self.database_url or self.db_path, sql, params)
 
     @staticmethod
     def closed_port() -> int:
@@ -194,8 +197,10 @@ def assert_times_have_offsets(doc: Any) -> int:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Iterator[CliRunner]:
-    runner = CliRunner(tmp_path)
+def cli(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CliRunner]:
+    """A runner in tmp_path. A test that also names the `backend` fixture runs twice, the
+    second time with VERTEX_DATABASE_URL set to a fresh PostgreSQL database (`pg_url`)."""
+    runner = CliRunner(tmp_path, backend_url(request))
     try:
         yield runner
     finally:

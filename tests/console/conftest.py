@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console as RichConsole
+from support.db import query
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
@@ -79,11 +79,7 @@ class Console:
     # ---- reading the database ------------------------------------------------------------
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.settings.db_path, timeout=30)
-        try:
-            return list(conn.execute(sql, params).fetchall())
-        finally:
-            conn.close()
+        return query(self.settings, sql, params)
 
     def job_status(self, job_id: int) -> str:
         return str(self.query("SELECT status FROM email_jobs WHERE id = ?", (job_id,))[0][0])

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine.backup import manager
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE, restore
@@ -61,11 +62,6 @@ NO_SCHEDULES = {
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
-        return list(conn.execute(sql, params).fetchall())
 
 
 def sha256(path: Path) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
@@ -32,15 +32,6 @@ if TYPE_CHECKING:
     from conftest import Idle, JobWhen, TestSink, WaitFor
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows read through a separate, plain sqlite3 connection."""
-    conn = sqlite3.connect(db_path, timeout=30)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 def is_sent(d: EmailJobDetail) -> bool:

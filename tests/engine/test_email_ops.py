@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
+from support.db import query
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
@@ -20,7 +19,6 @@ from vertex_tui.engine.errors import NotFound, UsageError, VertexError
 from vertex_tui.engine.service import ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import email as store
-from vertex_tui.engine.store.pg import translate
 
 # Only the email service: these tests are about it alone.
 EMAIL = ["email"]
@@ -29,18 +27,6 @@ if TYPE_CHECKING:
     from conftest import Idle, JobWhen, TestSink, WaitFor
 
 DAY = 86_400.0
-
-
-def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows read through a separate plain connection to the settings' database (either)."""
-    if settings.database_url is not None:
-        with psycopg.connect(settings.database_url.reveal()) as pg:
-            return [tuple(r) for r in pg.execute(translate(sql), params or None).fetchall()]
-    conn = sqlite3.connect(settings.db_path, timeout=30)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 def audit_rows(settings: Settings, action: str) -> list[tuple[str, int | None, dict[str, Any]]]:

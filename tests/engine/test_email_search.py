@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
@@ -25,19 +26,11 @@ if TYPE_CHECKING:
 EMAIL = ["email"]
 
 
-def sql(db_path: Path, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)  # autocommit
-    try:
-        return list(conn.execute(text, params).fetchall())
-    finally:
-        conn.close()
-
-
 def fts_ids(db_path: Path, match: str) -> set[int]:
     """Row ids the index itself holds for `match` (not joined to the jobs: a stale entry of a
     deleted or changed job would show here)."""
-    return {r[0] for r in sql(db_path, "SELECT rowid FROM email_jobs_fts WHERE email_jobs_fts"
-                                       " MATCH ?", (match,))}
+    return {r[0] for r in query(db_path, "SELECT rowid FROM email_jobs_fts WHERE email_jobs_fts"
+                                         " MATCH ?", (match,))}
 
 
 def fts_consistent(db_path: Path) -> None:
@@ -138,8 +131,8 @@ async def test_the_index_stays_in_step_on_insert_status_change_and_cleanup(
         # Cleanup: deleted jobs leave the index in the same transaction.
         [keep] = await q.enqueue_many([msg("keep@example.com", "Quarterly report")])
         await settle(engine, wait_for, sent=2)
-        sql(settings.db_path, "UPDATE email_jobs SET finished_at = ? WHERE id = ?",
-            (clock.time() - 40 * 86_400, job))
+        query(settings.db_path, "UPDATE email_jobs SET finished_at = ? WHERE id = ?",
+              (clock.time() - 40 * 86_400, job))
         assert await q.cleanup(30) == 1
         assert fts_ids(settings.db_path, '"quarterly"') == {keep}
         fts_consistent(settings.db_path)
@@ -183,7 +176,7 @@ async def test_cancelled_jobs_are_kept_counted_audited_never_sent_and_retryable(
         with pytest.raises(UsageError, match="only pending or failed"):
             await q.cancel(job_id=ids[4])  # sent
 
-        [(actor, count, detail)] = sql(
+        [(actor, count, detail)] = query(
             settings.db_path,
             "SELECT actor, count, detail FROM audit_log WHERE action = 'email.cancel'")
         assert count == 3

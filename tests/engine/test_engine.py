@@ -3,12 +3,12 @@ finishes in-flight sends and hands back what it had claimed but not sent."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine import engine as engine_module
 from vertex_tui.engine import events as ev
@@ -21,14 +21,6 @@ if TYPE_CHECKING:
     from conftest import JobWhen, TestSink, WaitFor
 
 EMAIL = ["email"]
-
-
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path, timeout=30)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 def jobs(db_path: Path) -> dict[int, tuple[Any, ...]]:

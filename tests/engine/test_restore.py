@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine.backup import manager
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE, MAINTENANCE_TTL, restore
@@ -29,11 +30,6 @@ from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store.db import Database, DatabaseCorrupt
 
 HOUR = 3600.0
-
-
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
-        return list(conn.execute(sql, params).fetchall())
 
 
 def sha256(path: Path) -> str:

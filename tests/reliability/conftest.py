@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from support.db import backend_url, query
 
 T = TypeVar("T")
 
@@ -232,12 +232,6 @@ def cli_json(*args: str, env: dict[str, str], cwd: Path) -> Any:
     return json.loads(result.stdout)
 
 
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the database (a short-lived connection of our own)."""
-    with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as conn:
-        return list(conn.execute(sql, params).fetchall())
-
-
 def write_jsonl(path: Path, count: int, *, prefix: str = "m") -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(count):
@@ -255,11 +249,14 @@ class Workspace:
 
     path: Path
     db_path: Path
+    database_url: str | None = None  # PostgreSQL (tests naming `backend`); else db_path
     sinks: list[SinkProcess] = field(default_factory=list)
     engines: Engines | None = None
 
     def env(self, sink: SinkProcess | None = None, **settings: str) -> dict[str, str]:
         base = {"VERTEX_DB_PATH": str(self.db_path)}
+        if self.database_url is not None:
+            base["VERTEX_DATABASE_URL"] = self.database_url
         if sink is not None:
             base |= {
                 "SMTP_HOST": "127.0.0.1",
@@ -293,12 +290,15 @@ class Workspace:
         return doc
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return query(self.db_path, sql, params)
+        return query(self.database_url or self.db_path, sql, params)
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    workspace = Workspace(path=tmp_path, db_path=tmp_path / "vertex.db")
+def ws(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Workspace]:
+    """One test's workspace. A test that also names the `backend` fixture runs twice, the
+    second time on a fresh PostgreSQL database (`pg_url`) instead of the SQLite file."""
+    workspace = Workspace(path=tmp_path, db_path=tmp_path / "vertex.db",
+                          database_url=backend_url(request))
     workspace.engines = Engines(tmp_path)
     try:
         yield workspace
