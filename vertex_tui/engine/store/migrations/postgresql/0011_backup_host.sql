@@ -4,7 +4,7 @@
 ALTER TABLE backups ADD COLUMN host text;
 
 CREATE TABLE backup_folder (
-    id         integer PRIMARY KEY CHECK (id = 1),
+    id         smallint PRIMARY KEY CHECK (id = 1),
     token      text NOT NULL,
     host       text NOT NULL,
     created_at double precision NOT NULL
