@@ -188,12 +188,17 @@ class Engines:
         self.workdir = workdir
         self.started: list[EngineProcess] = []
 
-    def start(self, env: dict[str, str], name: str | None = None) -> EngineProcess:
+    def start(self, env: dict[str, str], name: str | None = None,
+              host: str | None = None) -> EngineProcess:
+        """An engine process; under `host` as its host name if given (its own UTS
+        namespace, `unshare --uts`, exec'd in place so `pid` is the engine's)."""
         name = name or f"engine{len(self.started) + 1}"
         log_path = self.workdir / f"{name}.log"
         log = log_path.open("ab")
+        prefix = [] if host is None else [
+            "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vertex_tui", "--no-ui", "--log-format", "json"],
+            [*prefix, sys.executable, "-m", "vertex_tui", "--no-ui", "--log-format", "json"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -270,9 +275,10 @@ class Workspace:
         self.sinks.append(sink)
         return sink
 
-    def start_engine(self, env: dict[str, str], name: str | None = None) -> EngineProcess:
+    def start_engine(self, env: dict[str, str], name: str | None = None,
+                     host: str | None = None) -> EngineProcess:
         assert self.engines is not None
-        return self.engines.start(env, name)
+        return self.engines.start(env, name, host)
 
     def jsonl(self, count: int, *, prefix: str = "m") -> Path:
         return write_jsonl(self.path / f"{prefix}-{count}.jsonl", count, prefix=prefix)

@@ -105,7 +105,7 @@ def enqueue_all(ws: Any) -> None:
     assert result.stdout.strip() == str(TOTAL)
 
 
-def test_sigkill_mid_delivery_then_restart_loses_nothing(ws: Any) -> None:
+def test_sigkill_mid_delivery_then_restart_loses_nothing(ws: Any, backend: str) -> None:
     sink = ws.sink()
     enqueue_all(ws)
     env = engine_env(ws, sink)
@@ -120,7 +120,7 @@ def test_sigkill_mid_delivery_then_restart_loses_nothing(ws: Any) -> None:
     assert_nothing_lost_few_duplicates(ws, sink, held)
 
 
-def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any) -> None:
+def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any, backend: str) -> None:
     sink = ws.sink()
     env = engine_env(ws, sink)
     peer = ws.start_engine(env, "peer")
@@ -138,7 +138,7 @@ def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any) -> None:
     assert_nothing_lost_few_duplicates(ws, sink, held)
 
 
-def test_two_engines_on_one_database_deliver_everything_exactly_once(ws: Any) -> None:
+def test_two_engines_on_one_database_deliver_everything_exactly_once(ws: Any, backend: str) -> None:
     total = 2 * TOTAL
     sink = ws.sink()
     env = engine_env(ws, sink)

@@ -46,8 +46,11 @@ def query(target: Target, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
 
 def backend_url(request: pytest.FixtureRequest) -> str | None:
     """For fixtures that start processes (CLI runs, engines): the URL of a fresh PostgreSQL
-    database (`pg_url`) when the requesting test names `backend` and runs on PostgreSQL;
-    None for its SQLite run or a test that does not name `backend` (SQLite only)."""
-    if "backend" not in request.fixturenames or request.getfixturevalue("backend") != "postgresql":
-        return None
-    return str(request.getfixturevalue("pg_url"))
+    database (`pg_url`) when the requesting test runs on PostgreSQL: it names `backend` and
+    this is its PostgreSQL run, or it names `pg_url` itself. Else None (SQLite)."""
+    names = request.fixturenames
+    if "backend" in names:
+        on_pg = request.getfixturevalue("backend") == "postgresql"
+    else:
+        on_pg = "pg_url" in names
+    return str(request.getfixturevalue("pg_url")) if on_pg else None

@@ -83,15 +83,22 @@ async def is_dead(db: Database, owner: str, now: float) -> bool:
     return await engines_store.heartbeat_stale(db, owner, now) or dead_here(owner)
 
 
-async def mark_interrupted(host: RunHost, service: str, *, dead: str | None = None) -> int:
-    """Runs of `service` left `running` by processes that are gone become errors.
+async def alive_owners(host: RunHost, now: float, *, dead: str | None = None) -> list[str]:
+    """Owners that may still be running: every owner of an unexpired lease (engines by
+    their heartbeat, CLI runs by the job lease they hold) and this process — except `dead`,
+    a holder just found dead, and engines whose heartbeat is stale (killed on any host:
+    their other leases outlive them until they expire or are taken over)."""
+    stale = await engines_store.stale_heartbeats(host.db, now)
+    alive = {*await host.leases.live_owners(now), host.owner} - {dead} - (stale - {host.owner})
+    return sorted(o for o in alive if o)
 
-    Alive: every owner of an unexpired lease (engines by their heartbeat, CLI runs by the
-    job lease they hold) and this process — except `dead`, a holder just found dead."""
+
+async def mark_interrupted(host: RunHost, service: str, *, dead: str | None = None) -> int:
+    """Runs of `service` left `running` by processes that are gone (see `alive_owners`)
+    become errors."""
     now = host.clock.time()
-    alive = {*await host.leases.live_owners(now), host.owner} - {dead}
-    return await runs_store.mark_interrupted(host.db, service=service,
-                                             alive_owners=sorted(o for o in alive if o), at=now)
+    return await runs_store.mark_interrupted(
+        host.db, service=service, alive_owners=await alive_owners(host, now, dead=dead), at=now)
 
 
 class LeasedRun:
@@ -104,6 +111,7 @@ class LeasedRun:
         self.acquired = False
         self.paused = False
         self.holder: str | None = None
+        self.took_over: str | None = None  # the dead holder the lease was taken from
         self.counts: dict[str, Any] = {}
         self.error: str | None = None  # set by fail(): the run failed without raising
         self.note: str | None = None  # stored in the error column of an ok run (warnings)
@@ -156,6 +164,7 @@ class LeasedRun:
                     holder, extra={"service": self.job.service})
         if not await leases.take_over(lease, holder, now, self.job.lease_ttl):
             return False
+        self.took_over = holder
         await mark_interrupted(self.host, self.job.service, dead=holder)
         return True
 

@@ -25,7 +25,7 @@ from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_d
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.leases import Leases
-from vertex_tui.engine.runs import Host, LeasedRun, mark_interrupted
+from vertex_tui.engine.runs import Host, LeasedRun, alive_owners, mark_interrupted
 from vertex_tui.engine.scheduling import Scheduler, next_cron_time
 from vertex_tui.engine.service import Cron, Job, ServiceState
 from vertex_tui.engine.settings import Settings
@@ -201,9 +201,9 @@ class BackupService:
     async def recover(self) -> None:
         """Fail records and remove temp files left by processes that died mid-backup."""
         now = self._clock.time()
-        # Alive: engines with a heartbeat, and any process holding a lease (a CLI run).
-        alive = [*await self._leases.live_owners(now), self._owner]
-        await store.mark_interrupted(self._db, alive_owners=alive, at=now)
+        # Alive: engines with a live heartbeat, and any process holding a lease (a CLI run).
+        await store.mark_interrupted(self._db, alive_owners=await alive_owners(self._host, now),
+                                     at=now)
         await mark_interrupted(self._host, self.name)
         for kind in KINDS:
             for leftover in stale_temps(self._settings.backup_dir.absolute() / kind):
@@ -248,9 +248,10 @@ class BackupService:
                     self._standby.discard(job)
                     self._running.add(job)
                     try:
-                        if self._scheduler is None:
-                            # A one-off run (CLI) cleans up after a killed run as a starting
-                            # service would.
+                        if self._scheduler is None or run.took_over is not None:
+                            # A one-off run (CLI), or one that took the lease from a dead
+                            # holder (killed, maybe on another host), cleans up after a
+                            # killed run as a starting service would.
                             await self.recover()
                         if trigger == "manual":
                             async with self._db.transaction() as conn:

@@ -35,6 +35,14 @@ async def heartbeat_stale(db: Database, owner: str, now: float) -> bool:
     return row is not None and float(row[0]) <= now
 
 
+async def stale_heartbeats(db: Database, now: float) -> set[str]:
+    """Owners whose engine heartbeat has expired (see `heartbeat_stale`): dead, even while
+    other leases of theirs have not expired yet."""
+    rows = await db.read("SELECT owner FROM leases WHERE name LIKE 'engine:%'"
+                         " AND expires_at <= ?", (now,))
+    return {str(r[0]) for r in rows}
+
+
 async def alive(db: Database, now: float, *, heartbeat_ttl: float) -> list[dict[str, Any]]:
     """Every engine whose heartbeat is alive at `now`: owner, host, pid, since (its first
     beat), heartbeat_at (its last), and the names of the other leases it holds."""
