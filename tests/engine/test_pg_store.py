@@ -320,3 +320,21 @@ async def test_a_cancelled_transaction_commits_nothing_and_frees_its_connection(
         assert await asyncio.wait_for(db.read("SELECT * FROM leases"), 10) == []
     finally:
         await db.close()
+
+
+async def test_the_pool_size_setting_bounds_the_connections(pg_url: str, tmp_path: Any) -> None:
+    from vertex_tui.engine.settings import DatabaseUrl, Settings
+    from vertex_tui.engine.store.backend import open_database
+
+    settings = Settings(database_url=DatabaseUrl(pg_url), database_pool_size=3,
+                        db_path=tmp_path / "unused.db")
+    db = await open_database(settings)
+    try:
+        await asyncio.gather(*(db.read("SELECT pg_sleep(0.2)") for _ in range(8)))
+        with psycopg.connect(pg_url) as conn:
+            others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                  " current_database() AND pid <> pg_backend_pid()").fetchone()
+        assert others == (3,)
+    finally:
+        await db.close()
+    assert not (tmp_path / "unused.db").exists()
