@@ -357,7 +357,7 @@ async def connect_with_retry(url: str, label: str, timeout: float
                     f" VERTEX_DATABASE_CONNECT_TIMEOUT): {first_line(exc)}") from None
             if not warned:
                 log.info("database %s is not reachable yet (%s); waiting up to %g s",
-                            label, first_line(exc), timeout)
+                         label, first_line(exc), timeout)
                 warned = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
