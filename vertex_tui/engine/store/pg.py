@@ -19,6 +19,8 @@ take either; it overrides every public member (a test checks), none of SQLite's 
   `sqlite3.Row` does. Booleans are sent as 0/1 and come back as 1/0, `numeric` results
   (`sum(bigint)`) as int (float when they have a fraction), so Python sees what SQLite gives.
 - Driver errors become `StoreError` with one line naming the database (password masked).
+- A pooled connection the server closed while it sat idle (restart, failover) is replaced at
+  checkout, so a restart costs the next statements no error.
 """
 
 from __future__ import annotations
