@@ -91,11 +91,3 @@ def test_the_backend_cli_runs_on_either_database(backend_cli: Any, backend: str)
     assert backend_cli.query("SELECT name FROM engine_flags WHERE name LIKE ?",
                              ("job_paused:%",)) == [("job_paused:backup.rotation",)]
     assert backend_cli.db_path.exists() is (backend == "sqlite")
-
-
-def test_a_database_backup_on_postgresql_fails_rather_than_copying_an_empty_file(
-        cli: Any, pg_url: str) -> None:
-    result = cli.run("backup", "run", "database", VERTEX_DATABASE_URL=pg_url)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "not supported yet" in result.stdout + result.stderr
-    assert not cli.db_path.exists() and not list(cli.path.glob("backups/database/*"))

@@ -263,11 +263,6 @@ class BackupService:
             if not s.backup_dir.exists():
                 s.backup_dir.mkdir(parents=True, mode=0o700)
             final = _unused_name(s.backup_dir.absolute() / kind, kind, started)
-            if kind != "storage" and s.database_url is not None:
-                # The copy below is of the SQLite file; on PostgreSQL it would be an empty
-                # file recorded as a good backup.
-                raise manager.BackupFailed("database backups of PostgreSQL (pg_dump) are not"
-                                           " supported yet; use pg_dump")
             if kind == "database":
                 artifact = await asyncio.to_thread(manager.backup_database, s.db_path, final,
                                                    self._cancel)
