@@ -54,7 +54,6 @@ SQLITE_ONLY = {
 KNOWN_OFFENDERS: dict[tuple[str, str], int] = {
     ("email.py", "json_each"): 3,
     ("email.py", "sqlite_sequence"): 1,
-    ("history.py", "INDEXED BY"): 4,
     ("lifecycle.py", "IS NOT '"): 3,
     ("lifecycle.py", "NOT INDEXED"): 1,
     ("lifecycle.py", "char("): 1,

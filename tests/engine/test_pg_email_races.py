@@ -272,6 +272,12 @@ async def test_lease_and_retry_expiries_follow_the_servers_clock(pg_url: str) ->
         assert len(batch) == 2  # both due on the server's clock, whatever the hosts say
         await store.complete(db, [completion(j.id, "fast", j.attempt, at=fast, retry_in=30)
                                   for j in batch])
+        # Each host is told when that is on its own clock (so it neither sleeps nor spins
+        # for its skew), and neither thinks it is due now.
+        for host in (fast, time.time() - SKEW):
+            due_at = await store.next_attempt_at(db, host)
+            assert due_at is not None and 25 < due_at - host < 35
+        assert not await store.any_due(db, time.time() + SKEW)
     due = query(pg_url, "SELECT next_attempt_at - extract(epoch FROM now()) FROM email_jobs")
     assert len(due) == 2 and all(25 < d < 35 for (d,) in due), due
     assert sorted(ids) == sorted(j.id for j in batch)

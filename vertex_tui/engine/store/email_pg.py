@@ -37,6 +37,9 @@ DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
 
 STATEMENT_ROWS = 500
 
+# Seconds until the next pending job is due, on the server's clock.
+DUE_IN = f"SELECT min(next_attempt_at) - {DB_NOW} FROM email_jobs WHERE status = 'pending'"
+
 INSERT_JOB = (
     "INSERT INTO email_jobs (message_id, sender, recipients, to_header, subject, body, html,"
     " headers, status, attempts, max_attempts, created_at, updated_at, next_attempt_at)"
