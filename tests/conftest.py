@@ -15,8 +15,10 @@ retry through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -249,6 +251,31 @@ async def backend_db(backend_settings: Settings) -> AsyncIterator[Database]:
     db = await open_database(backend_settings)
     yield db
     await db.close()
+
+
+Query = Callable[..., list[tuple[Any, ...]]]
+
+
+def query_database(settings: Settings, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """Rows of one statement (written as the store writes SQL: `?`, `:name`) on the database
+    `settings` name, over a connection of its own, committed: SQLite's file or PostgreSQL."""
+    if settings.database_url is None:
+        with contextlib.closing(sqlite3.connect(settings.db_path, timeout=30)) as conn, conn:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    import psycopg
+
+    from vertex_tui.engine.store.pg import translate
+
+    with psycopg.connect(settings.database_url.reveal(), autocommit=True) as pg:
+        cursor = pg.execute(translate(sql) if params else sql, params or None)
+        return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+
+
+@pytest.fixture
+def query() -> Query:
+    """`query(settings, sql, params)`: rows as tuples from the settings' database, whichever
+    backend (the one helper for what tests read or change behind the engine's back)."""
+    return query_database
 
 
 # ---- sinks ---------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ async def test_types_come_back_as_sqlite_gives_them(db: PgDatabase) -> None:
     assert row["verified"] == 1 and type(row["verified"]) is int
     assert row["total"] == 5 * 2**30 and type(row["total"]) is int
     assert row["mean"] == 5 * 2**30
+    flags = await db.read_one("SELECT 2 > 1 AS yes, 1 > 2 AS no, NULL::boolean AS unknown")
+    assert flags is not None and list(flags) == [1, 0, None] and type(flags[0]) is int
     stats = await db.read("SELECT sum(n) FROM email_status_counts")
     assert stats[0][0] == 0 and type(stats[0][0]) is int
 
@@ -187,7 +189,7 @@ def _closed_port() -> int:
 async def test_an_unreachable_server_is_waited_for_then_one_line(
         caplog: pytest.LogCaptureFixture) -> None:
     url = f"postgresql://vertex:hunter2-secret@127.0.0.1:{_closed_port()}/vertex"
-    with caplog.at_level(logging.WARNING), pytest.raises(StoreError) as caught:
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError) as caught:
         await PgDatabase.open(url, connect_timeout=0.6)
     message = str(caught.value)
     assert "\n" not in message and "hunter2" not in message
@@ -295,3 +297,44 @@ async def test_a_schema_newer_than_this_release_is_refused(pg_url: str) -> None:
         await db.close()
     with pytest.raises(StoreError, match="newer than this vertex-tui knows"):
         await PgDatabase.open(pg_url)
+
+
+async def test_a_cancelled_transaction_commits_nothing_and_frees_its_connection(
+        pg_url: str) -> None:
+    db = await PgDatabase.open(pg_url, pool_size=1)  # one connection: a leak would hang
+    try:
+        inside = asyncio.Event()
+
+        async def slow() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO leases VALUES ('x', 'o', 0, 1)")
+                inside.set()
+                await conn.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow())
+        await inside.wait()
+        await asyncio.sleep(0.1)  # in the sleep, on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.wait_for(db.read("SELECT * FROM leases"), 10) == []
+    finally:
+        await db.close()
+
+
+async def test_the_pool_size_setting_bounds_the_connections(pg_url: str, tmp_path: Any) -> None:
+    from vertex_tui.engine.settings import DatabaseUrl, Settings
+    from vertex_tui.engine.store.backend import open_database
+
+    settings = Settings(database_url=DatabaseUrl(pg_url), database_pool_size=3,
+                        db_path=tmp_path / "unused.db")
+    db = await open_database(settings)
+    try:
+        await asyncio.gather(*(db.read("SELECT pg_sleep(0.2)") for _ in range(8)))
+        with psycopg.connect(pg_url) as conn:
+            others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                  " current_database() AND pid <> pg_backend_pid()").fetchone()
+        assert others == (3,)
+    finally:
+        await db.close()
+    assert not (tmp_path / "unused.db").exists()

@@ -70,6 +70,7 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "VERTEX_DATABASE_URL": (None, None),
     "VERTEX_DATABASE_CONNECT_TIMEOUT": ("30", 30.0),
+    "VERTEX_DATABASE_POOL_SIZE": ("8", 8),
     "BACKUP_DRILL_ENABLED": ("false", False),
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
     "METRICS_PORT": ("0", 0),
@@ -97,8 +98,10 @@ BAD_VALUES: dict[str, list[str]] = {
     "VERTEX_DB_PATH": ["", "   "],
     "VERTEX_DATABASE_URL": ["mysql://u@h/db", "postgresql://u@h:99999/db", "postgresql://u@h/",
                             "postgresql://u@h:port/db", "vertex.db", "postgresql://u@h/d b",
-                            "postgresql://u@h/db\r"],
+                            "postgresql://u@h/db\r", "postgresql://u@db1:5432,db2:x/vt",
+                            "postgresql://u@[::1/vt", "postgresql:/vt"],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": BAD_SECONDS,
+    "VERTEX_DATABASE_POOL_SIZE": ["0", "1", "101", "many"],
     "VERTEX_STORAGE_DIR": ["", "   "],
     "VERTEX_BACKUP_DIR": [""],
     "VERTEX_TIMEZONE": ["Mars/Olympus", "", "UTC+3", "../etc/passwd", "Europe/"],
@@ -156,9 +159,13 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
          DatabaseUrl("postgresql://vertex@db.internal:5432/vertex")),
         (" postgres://u:p%40ss@[::1]/vt?sslmode=require ",
          DatabaseUrl("postgres://u:p%40ss@[::1]/vt?sslmode=require")),
+        ("postgresql:///vertex", DatabaseUrl("postgresql:///vertex")),  # the local socket
+        ("postgresql://u@db1:5432,db2:5433/vt?target_session_attrs=read-write",
+         DatabaseUrl("postgresql://u@db1:5432,db2:5433/vt?target_session_attrs=read-write")),
         ("", None),  # set but empty: SQLite, as when unset
     ],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": [("5", 5.0), ("0.5", 0.5)],
+    "VERTEX_DATABASE_POOL_SIZE": [("2", 2), ("32", 32)],
     "VERTEX_DB_PATH": [
         ("/var/lib/vertex/v.db", Path("/var/lib/vertex/v.db")),
         (" x.db ", Path("x.db")),

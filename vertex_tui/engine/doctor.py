@@ -40,6 +40,7 @@ class Report:
     interrupted: list[store.RunningRow] = field(default_factory=list)
     temp_files: list[Path] = field(default_factory=list)
     backup: dict[str, Any] | None = None  # the newest verified backup (damaged file only)
+    server: str | None = None  # PostgreSQL: the URL (password masked); no file to check
 
     @property
     def damaged(self) -> bool:
@@ -63,8 +64,9 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "database": str(self.db_path),
-            "integrity": "ok" if not self.damaged else "damaged",
+            "database": self.server or str(self.db_path),
+            "integrity": ("not checked (PostgreSQL)" if self.server
+                          else "ok" if not self.damaged else "damaged"),
             "problems": self.problems[:20],
             "stale_leases": [{"name": lease.name, "owner": lease.owner,
                               "expires_at": isoformat(lease.expires_at)}
@@ -81,7 +83,8 @@ async def examine(settings: Settings, clock: Clock | None = None) -> Report:
     clock = clock or SystemClock()
     db_path = settings.db_path
     if settings.database_url is not None:
-        return await _examine_leases(settings, db_path, clock.time())
+        report = await _examine_leases(settings, db_path, clock.time())
+        return replace(report, server=settings.database_label)
     if not db_path.exists():
         raise UsageError(f"no database at {db_path} (VERTEX_DB_PATH); nothing to check")
     check_sqlite_file(db_path)

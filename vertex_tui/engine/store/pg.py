@@ -16,8 +16,8 @@ take either; it overrides every public member (a test checks), none of SQLite's 
   small sync pool, BEGIN to COMMIT there: one hop from the event loop for the whole hot path
   (no await, so no loop round trip, between its statements), like SQLite's writer thread.
 - Rows (`PgRow`) answer `row[0]`, `row["col"]`, `keys()`, iteration and `len`, as
-  `sqlite3.Row` does. Booleans are sent as 0/1 and `numeric` results (`sum(bigint)`) come
-  back as int (float when they have a fraction), so Python sees what SQLite gives.
+  `sqlite3.Row` does. Booleans are sent as 0/1 and come back as 1/0, `numeric` results
+  (`sum(bigint)`) as int (float when they have a fraction), so Python sees what SQLite gives.
 - Driver errors become `StoreError` with one line naming the database (password masked).
 """
 
@@ -218,6 +218,13 @@ class _BoolAsInt(Dumper):
         return b"1" if obj else b"0"
 
 
+class _BoolAsInt01(Loader):
+    """A boolean result (`SELECT a > b`) as 1/0, what SQLite gives (JSON shows 1, not true)."""
+
+    def load(self, data: Any) -> int:
+        return 1 if bytes(data) == b"t" else 0
+
+
 class _NumericAsNumber(Loader):
     """`numeric` (what sum() of bigint gives) as int, or float when it has a fraction."""
 
@@ -231,6 +238,7 @@ class _NumericAsNumber(Loader):
 ADAPTERS = AdaptersMap(psycopg.adapters)
 ADAPTERS.register_dumper(bool, _BoolAsInt)
 ADAPTERS.register_loader("numeric", _NumericAsNumber)
+ADAPTERS.register_loader("bool", _BoolAsInt01)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -348,8 +356,8 @@ async def connect_with_retry(url: str, label: str, timeout: float
                     f"cannot connect to database {label} (waited {timeout:g} s,"
                     f" VERTEX_DATABASE_CONNECT_TIMEOUT): {first_line(exc)}") from None
             if not warned:
-                log.warning("database %s is not reachable yet (%s); waiting up to %g s",
-                            label, first_line(exc), timeout)
+                log.info("database %s is not reachable yet (%s); waiting up to %g s",
+                         label, first_line(exc), timeout)
                 warned = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

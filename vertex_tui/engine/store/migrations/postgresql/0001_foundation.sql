@@ -3,6 +3,11 @@
 -- float4 here), ids are bigint identities (never reused, like AUTOINCREMENT), booleans stay
 -- integer 0/1 so the Python side reads the same values on both backends.
 
+-- SQLite's instr(haystack, needle) (1-based position, 0 if absent), which the store's SQL
+-- uses in both dialects: PostgreSQL's strpos is the same function under another name.
+CREATE FUNCTION instr(haystack text, needle text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE RETURN strpos(haystack, needle);
+
 CREATE TABLE leases (
     name        text PRIMARY KEY,
     owner       text NOT NULL,
