@@ -13,11 +13,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-import pytest
 
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store import email as store
-from vertex_tui.engine.store import email_pg
+from vertex_tui.engine.store import email_pg, status_counts
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.pg import PgDatabase
 
@@ -301,7 +300,7 @@ async def test_status_counts_stay_exact_under_concurrent_writers(pg_url: str) ->
         async def fold() -> int:
             folds = 0
             while not stop.is_set():
-                folds += await email_pg.compact_counts(folder)
+                folds += await status_counts.compact(folder) > 0
                 await asyncio.sleep(0.01)
             return folds
 
@@ -313,16 +312,3 @@ async def test_status_counts_stay_exact_under_concurrent_writers(pg_url: str) ->
     truth = dict(query(pg_url, "SELECT status, count(*) FROM email_jobs GROUP BY status"))
     assert {k: v for k, v in counts.items() if v} == truth
     assert truth == {"sent": 2000 - 2000 // 3, "pending": 2000 // 3}
-
-
-@pytest.mark.parametrize("deltas", [10, 200])
-async def test_compaction_folds_only_when_there_are_many_deltas(pg_url: str, deltas: int) -> None:
-    async with databases(pg_url, 1) as (db,):
-        for i in range(deltas // 2):
-            await store.insert_jobs(db, rows(1, f"x{i}"))
-        before = await store.status_counts(db)
-        folded = await email_pg.compact_counts(db)
-        assert await store.status_counts(db) == before
-    left = query(pg_url, "SELECT count(*) FROM email_status_deltas")[0][0]
-    assert folded == (deltas > email_pg.COMPACT_ABOVE)
-    assert (left == 5) == folded and before["pending"] == deltas // 2

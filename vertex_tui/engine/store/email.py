@@ -314,13 +314,6 @@ async def status_counts(db: Database) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-async def compact_counts(db: Database) -> None:
-    """PostgreSQL: fold the status-count delta rows (housekeeping); SQLite keeps one row per
-    status already."""
-    if db.dialect == "postgresql":
-        await email_pg.compact_counts(db)
-
-
 _NEXT_ATTEMPT = Sql(
     "email.next_attempt_at",
     sqlite="SELECT min(next_attempt_at) FROM email_jobs INDEXED BY ix_email_jobs_due"

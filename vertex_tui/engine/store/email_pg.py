@@ -115,17 +115,6 @@ RETRY_OLDEST = (
     " RETURNING id"
 )
 
-# Status counts are delta rows (migration 0001): folded back into one row per status. Only
-# rows in this statement's snapshot are deleted and summed back, so a delta committed
-# meanwhile is neither lost nor counted twice; the advisory lock keeps two engines from
-# folding the same rows at once (they would wait on each other's row locks).
-COMPACT_LOCK = 0x76746D63  # "vtmc"
-COMPACT = (
-    "WITH gone AS (DELETE FROM email_status_deltas RETURNING status, n)"
-    " INSERT INTO email_status_deltas (status, n) SELECT status, sum(n) FROM gone"
-    " GROUP BY status"
-)
-COMPACT_ABOVE = 64  # delta rows: fold when there are more than this
 
 
 def _values(row: str, count: int) -> str:
@@ -206,17 +195,3 @@ async def retry_ids(conn: Connection, *, now: float, ids: Sequence[int] | None,
     else:
         rows = await conn.execute_fetchall(RETRY_OLDEST, (limit, now))
     return sorted(int(r[0]) for r in rows)
-
-
-async def compact_counts(db: Database) -> bool:
-    """Fold the status-count delta rows into one per status when there are many; False when
-    another engine is folding them now (or there was nothing worth folding)."""
-    row = await db.read_one("SELECT count(*) FROM email_status_deltas")
-    if row is None or int(row[0]) <= COMPACT_ABOVE:
-        return False
-    async with db.transaction() as conn:
-        got = await conn.execute_fetchall("SELECT pg_try_advisory_xact_lock(?)", (COMPACT_LOCK,))
-        if not got or not got[0][0]:
-            return False
-        await conn.execute(COMPACT)
-    return True
