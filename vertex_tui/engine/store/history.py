@@ -15,6 +15,17 @@ from vertex_tui.engine.email.history import Bucket
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.dialect import Sql
 
+# Both dialects: every bucket where something happened, its counts side by side.
+_JOIN = """
+keys AS (SELECT b FROM enq UNION SELECT b FROM fin UNION SELECT b FROM ret
+         UNION SELECT b FROM dep)
+SELECT keys.b, coalesce(enq.n, 0), coalesce(fin.sent, 0), coalesce(fin.failed, 0),
+       coalesce(ret.n, 0), pct.p50, pct.p95, dep.depth
+FROM keys LEFT JOIN enq USING (b) LEFT JOIN fin USING (b) LEFT JOIN ret USING (b)
+          LEFT JOIN pct USING (b) LEFT JOIN dep USING (b)
+ORDER BY keys.b
+"""
+
 # PostgreSQL: floor(...)::bigint for CAST(... AS INTEGER) (PostgreSQL rounds; the values are
 # never negative, so floor is SQLite's truncation), floor(x + 0.5) for SQLite's round() (half
 # away from zero; PostgreSQL's round(double) is half to even), FILTER for sum(boolean),
@@ -53,14 +64,7 @@ dep AS (  -- the last depth sampled in each bucket (minute rows)
           FROM email_history
           WHERE grain = 60 AND at >= :s AND at < :e AND depth IS NOT NULL) AS sampled
     ORDER BY b, at DESC),
-keys AS (SELECT b FROM enq UNION SELECT b FROM fin UNION SELECT b FROM ret
-         UNION SELECT b FROM dep)
-SELECT keys.b, coalesce(enq.n, 0), coalesce(fin.sent, 0), coalesce(fin.failed, 0),
-       coalesce(ret.n, 0), pct.p50, pct.p95, dep.depth
-FROM keys LEFT JOIN enq USING (b) LEFT JOIN fin USING (b) LEFT JOIN ret USING (b)
-          LEFT JOIN pct USING (b) LEFT JOIN dep USING (b)
-ORDER BY keys.b
-"""
+""" + _JOIN
 COMPUTE = Sql("history.compute", postgresql=_COMPUTE_PG, sqlite="""
 WITH
 enq AS (
@@ -91,14 +95,7 @@ dep AS (  -- the last depth sampled in each bucket (minute rows; SQLite's bare c
     SELECT CAST((at - :s) / :g AS INTEGER) AS b, depth, max(at)
     FROM email_history
     WHERE grain = 60 AND at >= :s AND at < :e AND depth IS NOT NULL GROUP BY b),
-keys AS (SELECT b FROM enq UNION SELECT b FROM fin UNION SELECT b FROM ret
-         UNION SELECT b FROM dep)
-SELECT keys.b, coalesce(enq.n, 0), coalesce(fin.sent, 0), coalesce(fin.failed, 0),
-       coalesce(ret.n, 0), pct.p50, pct.p95, dep.depth
-FROM keys LEFT JOIN enq USING (b) LEFT JOIN fin USING (b) LEFT JOIN ret USING (b)
-          LEFT JOIN pct USING (b) LEFT JOIN dep USING (b)
-ORDER BY keys.b
-""")
+""" + _JOIN)
 
 _COLUMNS = "at, enqueued, sent, failed, retried, p50_ms, p95_ms, depth"
 
