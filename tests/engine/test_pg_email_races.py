@@ -260,8 +260,13 @@ async def test_lease_and_retry_expiries_follow_the_servers_clock(pg_url: str) ->
     async with databases(pg_url, 1) as (db,):
         ids = await store.insert_jobs(db, rows(2, at=time.time() + SKEW))  # a fast host
         slow = time.time() - SKEW
-        await store.claim(db, owner="slow", now=slow, lease_until=slow + 60, limit=1)
+        [live] = await store.claim(db, owner="slow", now=slow, lease_until=slow + 60, limit=1)
         assert await store.reap_expired(db, time.time() + SKEW) == 0  # live: not stolen
+        slow = time.time() - SKEW
+        assert await store.extend_leases(db, [live], slow + 120, slow) == 1
+        left = query(pg_url, "SELECT lease_expires_at - extract(epoch FROM now())"
+                     " FROM email_jobs WHERE status = 'sending'")
+        assert 110 < left[0][0] < 125  # extended by 120 s on the server's clock
         assert query(pg_url, "SELECT count(*) FROM email_jobs WHERE status = 'sending'") == [(1,)]
         query(pg_url, "UPDATE email_jobs SET lease_expires_at = extract(epoch FROM now()) - 1"
               " WHERE status = 'sending'")
