@@ -58,7 +58,7 @@ from vertex_tui.engine.email.transport import NullTransport
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.settings import DatabaseUrl, Settings
 from vertex_tui.engine.store import email as email_store
-from vertex_tui.engine.store import email_pg
+from vertex_tui.engine.store import status_counts
 from vertex_tui.engine.store.pg import PgDatabase
 from vertex_tui.testing.pgserver import PgServer
 
@@ -298,7 +298,7 @@ def fill_for_stats(url: str, rows: int) -> None:
 
 async def stats_ms(url: str, repeat: int = 30) -> float:
     async with Engine(target_settings(url, 1), run=[]) as engine:
-        await email_pg.compact_counts(engine.db)
+        await status_counts.compact(engine.db)
         for _ in range(3):
             await engine.email.stats()
         times = []

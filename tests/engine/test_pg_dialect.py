@@ -54,7 +54,6 @@ SQLITE_ONLY = {
 KNOWN_OFFENDERS: dict[tuple[str, str], int] = {
     ("email.py", "json_each"): 3,
     ("email.py", "sqlite_sequence"): 1,
-    ("history.py", "INDEXED BY"): 4,
     ("search.py", "MATCH"): 1,
     ("search.py", "rowid"): 2,
     ("videos.py", "INSERT OR IGNORE/REPLACE"): 3,

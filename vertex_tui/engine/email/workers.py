@@ -85,7 +85,7 @@ class EmailWorkers(QueueState):
     async def _idle(self, poll: float) -> None:
         timeout = poll
         try:
-            upcoming = await store.next_attempt_at(self._db)
+            upcoming = await store.next_attempt_at(self._db, self._clock.time())
         except Exception:
             upcoming = None
         if upcoming is not None:

@@ -314,13 +314,6 @@ async def status_counts(db: Database) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-async def compact_counts(db: Database) -> None:
-    """PostgreSQL: fold the status-count delta rows (housekeeping); SQLite keeps one row per
-    status already."""
-    if db.dialect == "postgresql":
-        await email_pg.compact_counts(db)
-
-
 _NEXT_ATTEMPT = Sql(
     "email.next_attempt_at",
     sqlite="SELECT min(next_attempt_at) FROM email_jobs INDEXED BY ix_email_jobs_due"
@@ -352,8 +345,9 @@ _ANY_DUE = Sql(
     "email.any_due",
     sqlite="SELECT EXISTS (SELECT 1 FROM email_jobs INDEXED BY ix_email_jobs_due"
     " WHERE status = 'pending' AND next_attempt_at <= ?)",
+    # PostgreSQL: due on the server's clock; the caller's now does not count there.
     postgresql="SELECT EXISTS (SELECT 1 FROM email_jobs WHERE status = 'pending'"
-    " AND next_attempt_at <= ?)",
+    f" AND next_attempt_at <= {email_pg.DB_NOW} + 0 * ?::float8)",
 )
 
 
@@ -364,7 +358,13 @@ async def oldest_pending_created(db: Database) -> float | None:
     return None if row is None else float(row[0])
 
 
-async def next_attempt_at(db: Database) -> float | None:
+async def next_attempt_at(db: Database, now: float | None = None) -> float | None:
+    """When the next pending job is due. PostgreSQL, given the caller's `now`: on the
+    caller's clock (due times are the server's there; a skewed host would otherwise sleep
+    or spin for its skew)."""
+    if db.dialect == "postgresql" and now is not None:
+        row = await db.read_one(email_pg.DUE_IN)
+        return None if row is None or row[0] is None else now + float(row[0])
     row = await db.read_one(_NEXT_ATTEMPT)
     return None if row is None or row[0] is None else float(row[0])
 
