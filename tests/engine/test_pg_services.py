@@ -196,3 +196,38 @@ async def test_concurrent_adds_to_one_portrait_get_distinct_positions(
         ids = await asyncio.gather(*tasks)
     positions = dict(query(pg_url, "SELECT id, position FROM videos"))
     assert sorted(positions[i] for i in ids) == [1, 2, 3, 4, 5]
+
+
+# ---- leases and the server's clock ------------------------------------------------------------
+
+
+async def test_skewed_hosts_neither_steal_live_leases_nor_wait_on_dead_ones(
+        pg_url: str) -> None:
+    from vertex_tui.engine.store import engines as engines_store
+    from vertex_tui.engine.store import leases as store
+    from vertex_tui.engine.store.pg import PgDatabase
+
+    db = await PgDatabase.open(pg_url)
+    try:
+        real = time.time()
+        ahead, behind = real + 3600, real - 3600  # the clocks of two hosts, an hour off
+        # The slow host holds a live lease; the fast one must not take it.
+        assert await store.acquire(db, "video", "slow:1:a", behind, behind + 60)
+        assert not await store.acquire(db, "video", "fast:2:b", ahead, ahead + 60)
+        assert await store.holder(db, "video", ahead) == "slow:1:a"
+        assert await store.live_owners(db, ahead) == ["slow:1:a"]
+        # The fast host's short lease dies; the slow host takes it at once, not an hour on.
+        assert await store.acquire(db, "backup", "fast:2:b", ahead, ahead + 0.5)
+        assert await store.acquire(db, "engine:fast:2:b", "fast:2:b", ahead, ahead + 0.5)
+        assert await store.holder(db, "backup", behind) == "fast:2:b"
+        await asyncio.sleep(0.7)
+        assert await store.holder(db, "backup", behind) is None
+        assert await engines_store.heartbeat_stale(db, "fast:2:b", behind)
+        assert await store.acquire(db, "backup", "slow:1:a", behind, behind + 60)
+        assert await store.alive_engines(db, behind) == []
+        # An expiry is the server's time plus the ttl, whatever the caller's clock said.
+        [(acquired, expires)] = await db.read(
+            "SELECT acquired_at, expires_at FROM leases WHERE name = 'backup'")
+        assert abs(acquired - time.time()) < 60 and expires - acquired == pytest.approx(60)
+    finally:
+        await db.close()
