@@ -112,12 +112,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def vsettings(settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+def vsettings(backend_settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+    """Settings of this test's backend: every test using it runs on SQLite and PostgreSQL."""
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"video_rotation_interval": ROTATE,
                                   "video_archive_after_hours": 2}
         values.update(overrides)
-        return settings_factory(**values)
+        return backend_settings_factory(**values)
 
     return make
 
@@ -367,8 +368,10 @@ async def test_a_renewed_portrait_plays_its_videos_again(
 
 
 async def test_the_database_refuses_a_second_active_video(
-    vsettings: Callable[..., Settings], clock: FakeClock
+    vsettings: Callable[..., Settings], clock: FakeClock, backend: str
 ) -> None:
+    if backend != "sqlite":
+        pytest.skip("checks the SQLite file with sqlite3 (the PostgreSQL index is the same)")
     settings = vsettings()
     async with Engine(settings, run=[], clock=clock) as engine:
         p = await portrait(engine)
@@ -526,10 +529,12 @@ async def test_no_admin_digest_when_unset_or_disabled(
 
 
 async def test_digest_and_changes_commit_together(
-    vsettings: Callable[..., Settings], clock: FakeClock
+    vsettings: Callable[..., Settings], clock: FakeClock, backend: str
 ) -> None:
     """The admin mail is in the pass's transaction: if it cannot be stored, the pass changes
     nothing and is recorded as an error; the next pass does it all."""
+    if backend != "sqlite":
+        pytest.skip("a SQLite trigger makes the mail insert fail")
     settings = vsettings(notify_admin_email="ops@example.com")
     async with Engine(settings, run=[], clock=clock) as engine:
         p = await portrait(engine)
