@@ -15,6 +15,9 @@ HEARTBEAT_PREFIX = "engine:"
 STALE = Sql("engines.heartbeat_stale",
             sqlite="SELECT expires_at <= :now FROM leases WHERE name = :name",
             postgresql=f"SELECT expires_at <= {SERVER_NOW} FROM leases WHERE name = :name")
+_STALE_ALL = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at <= "
+STALE_ALL = Sql("engines.stale_heartbeats", sqlite=_STALE_ALL + ":now",
+                postgresql=_STALE_ALL + SERVER_NOW)
 
 _ALIVE_TAIL = (" FROM leases h WHERE h.name LIKE 'engine:%' AND h.expires_at > :now"
                " ORDER BY h.owner")
@@ -42,8 +45,7 @@ async def heartbeat_stale(db: Database, owner: str, now: float) -> bool:
 async def stale_heartbeats(db: Database, now: float) -> set[str]:
     """Owners whose engine heartbeat has expired (see `heartbeat_stale`): dead, even while
     other leases of theirs have not expired yet."""
-    rows = await db.read("SELECT owner FROM leases WHERE name LIKE 'engine:%'"
-                         " AND expires_at <= ?", (now,))
+    rows = await db.read(STALE_ALL, {"now": now})
     return {str(r[0]) for r in rows}
 
 
