@@ -156,7 +156,7 @@ class CliRunner:
         self.sinks.append(sink)
         return sink
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement on the test's database, whichever backend."""
         return query(self.database_url or self.db_path, sql, params)
 

@@ -54,7 +54,7 @@ def subjects(cli: Any) -> list[str]:
 # ---- schedule ---------------------------------------------------------------------------------
 
 
-def test_schedule_json_lists_every_job(cli: Any) -> None:
+def test_schedule_json_lists_every_job(backend: str, cli: Any) -> None:
     tz = "Europe/Berlin"
     before = datetime.now(UTC)
     jobs = cli.json("backup", "schedule", VERTEX_TIMEZONE=tz, BACKUP_DRILL_ENABLED="false")
@@ -88,7 +88,7 @@ def test_schedule_json_lists_every_job(cli: Any) -> None:
     assert cli.assert_times_have_offsets(jobs) == 3
 
 
-def test_schedule_follows_the_environment(cli: Any) -> None:
+def test_schedule_follows_the_environment(backend: str, cli: Any) -> None:
     jobs = cli.json(
         "backup",
         "schedule",
@@ -116,7 +116,7 @@ def test_bad_schedule_variable_exits_2(cli: Any) -> None:
 # ---- run and list -------------------------------------------------------------------------------
 
 
-def test_run_database_then_list_json(cli: Any) -> None:
+def test_run_database_then_list_json(backend: str, cli: Any) -> None:
     cli.enqueue(subject="before the backup")
     result = cli.run("backup", "run", "database")
     assert result.returncode == 0, result.stderr
@@ -138,7 +138,7 @@ def test_run_database_then_list_json(cli: Any) -> None:
     ) == [("ok",)]
 
 
-def test_list_filters_by_kind_and_shows_failures(cli: Any) -> None:
+def test_list_filters_by_kind_and_shows_failures(backend: str, cli: Any) -> None:
     backup_database(cli)
     failed = cli.run("backup", "run", "storage", "--json")  # no storage folder
     assert failed.returncode == 1
@@ -161,7 +161,7 @@ def test_run_bogus_kind_exits_2(cli: Any) -> None:
     assert not cli.db_path.exists() or cli.query("SELECT count(*) FROM backups") == [(0,)]
 
 
-def test_two_runs_in_a_row_both_survive(cli: Any) -> None:
+def test_two_runs_in_a_row_both_survive(backend: str, cli: Any) -> None:
     first = backup_database(cli)
     second = backup_database(cli)
     assert first["path"] != second["path"]
@@ -169,7 +169,7 @@ def test_two_runs_in_a_row_both_survive(cli: Any) -> None:
     assert sha256(Path(second["path"])) == second["sha256"]
 
 
-def test_rotation_and_drill_from_the_command_line(cli: Any) -> None:
+def test_rotation_and_drill_from_the_command_line(backend: str, cli: Any) -> None:
     made = [backup_database(cli) for _ in range(3)]
     rotated = cli.json("backup", "run", "rotation", BACKUP_KEEP_LAST="1")
     assert rotated["status"] == "ok" and rotated["deleted"]["database"] == 2
@@ -185,7 +185,7 @@ def test_rotation_and_drill_from_the_command_line(cli: Any) -> None:
 # ---- verify -----------------------------------------------------------------------------------
 
 
-def test_verify_good_and_corrupted(cli: Any) -> None:
+def test_verify_good_and_corrupted(backend: str, cli: Any) -> None:
     for i in range(50):
         cli.enqueue(subject=f"m{i}")
     path = Path(backup_database(cli)["path"])
@@ -210,7 +210,7 @@ def test_verify_good_and_corrupted(cli: Any) -> None:
     assert listed["verified"] is False
 
 
-def test_verify_missing_path_exits_1(cli: Any) -> None:
+def test_verify_missing_path_exits_1(backend: str, cli: Any) -> None:
     result = cli.run("backup", "verify", str(cli.path / "nothing.db"))
     assert result.returncode == 1
     assert "does not exist" in result.stdout
@@ -219,7 +219,7 @@ def test_verify_missing_path_exits_1(cli: Any) -> None:
 # ---- restore ---------------------------------------------------------------------------------
 
 
-def test_restore_without_yes_and_without_a_tty_exits_2(cli: Any) -> None:
+def test_restore_without_yes_and_without_a_tty_exits_2(backend: str, cli: Any) -> None:
     cli.enqueue(subject="one")
     path = backup_database(cli)["path"]
     cli.enqueue(subject="two")
@@ -249,7 +249,7 @@ def test_restore_with_yes_replaces_the_database(cli: Any) -> None:
     assert text.returncode == 0 and "previous database saved as" in text.stdout
 
 
-def test_restore_of_a_corrupted_backup_exits_1_and_changes_nothing(cli: Any) -> None:
+def test_restore_of_a_corrupted_backup_exits_1_and_changes_nothing(backend: str, cli: Any) -> None:
     cli.enqueue(subject="one")
     path = Path(backup_database(cli)["path"])
     cli.enqueue(subject="two")
@@ -263,7 +263,7 @@ def test_restore_of_a_corrupted_backup_exits_1_and_changes_nothing(cli: Any) -> 
     assert subjects(cli) == ["one", "two"]
 
 
-def test_restore_is_refused_while_a_headless_engine_runs(cli: Any) -> None:
+def test_restore_is_refused_while_a_headless_engine_runs(backend: str, cli: Any) -> None:
     cli.enqueue(subject="one")
     path = backup_database(cli)["path"]
     env = cli.env(

@@ -89,7 +89,7 @@ def test_stats_json_on_a_new_database(cli: Any) -> None:
     assert cli.db_path.is_file(), "the database is created where VERTEX_DB_PATH says"
 
 
-def test_enqueue_prints_the_id_and_the_job_is_listed(cli: Any) -> None:
+def test_enqueue_prints_the_id_and_the_job_is_listed(backend: str, cli: Any) -> None:
     first = cli.enqueue("Ann <ann@example.com>", "Welcome", "Hello Ann")
     second = cli.enqueue("bob@example.com", "Second", "Hello Bob")
     assert second == first + 1
@@ -116,7 +116,7 @@ def test_enqueue_prints_the_id_and_the_job_is_listed(cli: Any) -> None:
     assert "Welcome" in text and "pending" in text
 
 
-def test_list_filters_by_status_and_limits(cli: Any) -> None:
+def test_list_filters_by_status_and_limits(backend: str, cli: Any) -> None:
     for i in range(5):
         cli.enqueue(subject=f"n{i}")
     assert len(cli.json("email", "list", "--limit", "3")) == 3
@@ -125,7 +125,7 @@ def test_list_filters_by_status_and_limits(cli: Any) -> None:
     assert cli.json("email", "failed") == []
 
 
-def test_status_json_reports_every_service(cli: Any) -> None:
+def test_status_json_reports_every_service(backend: str, cli: Any) -> None:
     cli.enqueue()  # gives the email service a next run
     doc = cli.json("status")
     services = doc["services"]
@@ -141,7 +141,7 @@ def test_status_json_reports_every_service(cli: Any) -> None:
 # ---- enqueue ------------------------------------------------------------------------------
 
 
-def test_enqueue_jsonl_prints_the_count(cli: Any) -> None:
+def test_enqueue_jsonl_prints_the_count(backend: str, cli: Any) -> None:
     path = cli.write_jsonl("mail.jsonl", [good_line(i) for i in range(7)] + [""])
     assert cli.ok("email", "enqueue", "--jsonl", str(path)).strip() == "7"
     assert cli.stats()["pending"] == 7
@@ -167,7 +167,7 @@ BAD_LINES = {
 
 
 @pytest.mark.parametrize("bad", list(BAD_LINES.values()), ids=list(BAD_LINES))
-def test_enqueue_jsonl_with_one_bad_line_stores_none(cli: Any, bad: str) -> None:
+def test_enqueue_jsonl_with_one_bad_line_stores_none(backend: str, cli: Any, bad: str) -> None:
     cli.enqueue()  # one message already queued must stay the only one
     lines = [good_line(1), good_line(2), bad, good_line(4), good_line(5)]
     path = cli.write_jsonl("mail.jsonl", lines)
@@ -204,14 +204,14 @@ def test_enqueue_refuses_bad_input(cli: Any, args: list[str]) -> None:
     assert cli.stats()["pending"] == 0
 
 
-def test_enqueue_refuses_a_subject_that_is_not_utf8(cli: Any) -> None:
+def test_enqueue_refuses_a_subject_that_is_not_utf8(backend: str, cli: Any) -> None:
     # argv bytes that are not UTF-8 reach Python as unpaired surrogates.
     args = ["email", "enqueue", "--to", "a@example.com", "--subject", b"caf\xe9", "--body", "b"]
     cli.error(*args)
     assert cli.stats()["pending"] == 0
 
 
-def test_enqueue_jsonl_of_an_empty_file_is_bad_input(cli: Any) -> None:
+def test_enqueue_jsonl_of_an_empty_file_is_bad_input(backend: str, cli: Any) -> None:
     path = cli.write_jsonl("empty.jsonl", [])
     cli.error("email", "enqueue", "--jsonl", str(path))
 
@@ -219,7 +219,7 @@ def test_enqueue_jsonl_of_an_empty_file_is_bad_input(cli: Any) -> None:
 # ---- operator tools -----------------------------------------------------------------------
 
 
-def test_drain_delivers_everything_to_a_sink_process(cli: Any) -> None:
+def test_drain_delivers_everything_to_a_sink_process(backend: str, cli: Any) -> None:
     sink = cli.sink()
     lines = [good_line(i) for i in range(25)]
     assert cli.ok("email", "enqueue", "--jsonl", str(cli.write_jsonl("m.jsonl", lines))) == "25\n"
@@ -244,7 +244,7 @@ def test_drain_delivers_everything_to_a_sink_process(cli: Any) -> None:
     assert len(sink.received()) == 25
 
 
-def test_failed_jobs_retry_and_cleanup(cli: Any) -> None:
+def test_failed_jobs_retry_and_cleanup(backend: str, cli: Any) -> None:
     failing = fail_everything(cli)
     ids = [cli.enqueue(subject=f"n{i}", **failing) for i in range(5)]
     drained = cli.json("email", "drain", logs=True, **failing)
@@ -282,7 +282,7 @@ def test_failed_jobs_retry_and_cleanup(cli: Any) -> None:
     assert cli.json("email", "retry")["retried"] == 0
 
 
-def test_pause_and_resume(cli: Any) -> None:
+def test_pause_and_resume(backend: str, cli: Any) -> None:
     assert cli.stats()["paused"] is False
     assert "paused" in cli.ok("email", "pause")
     assert cli.stats()["paused"] is True
@@ -426,7 +426,7 @@ def test_bad_arguments_exit_2_with_one_line(cli: Any, args: list[str]) -> None:
     assert not cli.db_path.exists(), "bad usage is refused before the database is touched"
 
 
-def test_drain_with_the_relay_down_fails_no_job_and_says_why(cli: Any) -> None:
+def test_drain_with_the_relay_down_fails_no_job_and_says_why(backend: str, cli: Any) -> None:
     down = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(cli.closed_port()),
             "EMAIL_RETRY_MAX_ATTEMPTS": "1"}
     ids = [cli.enqueue(subject=f"r{i}", **down) for i in range(3)]

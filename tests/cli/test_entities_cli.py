@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 if TYPE_CHECKING:
     from conftest import CliRunner
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 KEYS = {"at", "enqueued", "sent", "failed", "retried", "p50_ms", "p95_ms", "depth"}
 
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 JOBS = {"backup.database", "backup.storage", "backup.full", "backup.rotation", "backup.drill",
         "lifecycle.check", "video.check", "email.reap", "email.rollup",
         "engine.log_prune"}

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 CHUNKS = 2_600  # lines: more than two chunks of the queue's 1,000-row enqueue_stream
 
 

@@ -13,6 +13,11 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 KEYS = {"at", "service", "level", "event", "message"}
 
 

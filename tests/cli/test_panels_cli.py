@@ -86,7 +86,8 @@ def test_a_group_alone_lists_its_subcommands(cli: Any, group: str,
     assert not cli.db_path.exists()
 
 
-def test_rotation_dry_run_lists_what_rotation_deletes_and_deletes_nothing(cli: Any) -> None:
+def test_rotation_dry_run_lists_what_rotation_deletes_and_deletes_nothing(cli: Any,
+                                                                         backend: str) -> None:
     made = [cli.json("backup", "run", "database") for _ in range(3)]
     paths = [Path(m["path"]) for m in made]
     before = cli.query("SELECT id, status, path FROM backups ORDER BY id")

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 def relay(cli: Any, *options: str) -> dict[str, str]:
     sink = cli.sink(*options)

@@ -16,6 +16,9 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+# Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 class Recorder:
     def __init__(self) -> None:

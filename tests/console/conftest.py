@@ -78,7 +78,7 @@ class Console:
 
     # ---- reading the database ------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return query(self.settings, sql, params)
 
     def job_status(self, job_id: int) -> str:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
@@ -30,11 +30,7 @@ DAY = 86_400.0
 
 def rows(db_path: Path, sql: str = "SELECT service, level, event, message FROM engine_log"
          " ORDER BY id") -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return list(conn.execute(sql).fetchall())
-    finally:
-        conn.close()
+    return query(db_path, sql)
 
 
 async def delivered(engine: Engine, wait_for: WaitFor) -> None:

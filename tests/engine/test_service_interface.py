@@ -7,7 +7,6 @@ the fixes that fell out (backup rotation/drill last run, video summary)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock, isoformat
@@ -26,14 +26,6 @@ from vertex_tui.engine.service import Interval, Job
 from vertex_tui.engine.settings import Settings
 
 H = 3_600.0
-
-
-def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path, timeout=30)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 def by_job(snapshot: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -51,7 +43,7 @@ async def test_a_run_is_recorded_published_and_its_lease_released(
     async def body(run: LeasedRun) -> dict[str, Any]:
         # While it runs, this process holds the lease and the run is recorded as running.
         assert await run.host.leases.holder("t:lease", clock.time()) == run.host.owner
-        assert rows(settings.db_path, "SELECT outcome FROM service_runs") == [("running",)]
+        assert query(settings.db_path, "SELECT outcome FROM service_runs") == [("running",)]
         clock.advance(2.5)
         run.counts = {"things": 3}
         return {"status": "ok", "things": 3}
@@ -63,8 +55,8 @@ async def test_a_run_is_recorded_published_and_its_lease_released(
         result = await run_job(engine, job, trigger="manual")
         assert result == {"status": "ok", "things": 3}
         assert await engine.leases.holder("t:lease", clock.time()) is None
-        got = rows(settings.db_path, "SELECT service, job, owner, started_at, finished_at,"
-                   " outcome, counts, error FROM service_runs")
+        got = query(settings.db_path, "SELECT service, job, owner, started_at, finished_at,"
+                    " outcome, counts, error FROM service_runs")
         assert got == [("t", "work", engine.owner, started, started + 2.5, "ok",
                         json.dumps({"things": 3}), None)]
     done = [e for e in seen if isinstance(e, ev.PassCompleted)]
@@ -91,7 +83,7 @@ async def test_a_failing_run_is_an_error_recorded_published_and_stops_nothing(
         assert first == {"status": "error", "error": "RuntimeError: disk on fire"}
         # The lease was released: the next run takes it and succeeds.
         assert (await run_job(engine, job))["status"] == "ok"
-    assert rows(settings.db_path, "SELECT outcome, error FROM service_runs ORDER BY id") == [
+    assert query(settings.db_path, "SELECT outcome, error FROM service_runs ORDER BY id") == [
         ("error", "RuntimeError: disk on fire"), ("ok", None)]
     done = [(e.ok, e.error) for e in seen if isinstance(e, ev.PassCompleted)]
     assert done == [(False, "RuntimeError: disk on fire"), (True, None)]
@@ -110,7 +102,7 @@ async def test_a_job_that_records_changes_only_writes_the_runs_that_did_somethin
     async with Engine(settings, run=[], clock=clock) as engine:
         results = [await run_job(engine, job) for _ in range(3)]
     assert [r["reaped"] for r in results] == [0, 2, 0]  # all three ran
-    assert rows(settings.db_path, "SELECT job, outcome, counts FROM service_runs") == [
+    assert query(settings.db_path, "SELECT job, outcome, counts FROM service_runs") == [
         ("reap", "ok", json.dumps({"reaped": 2}))]
 
 
@@ -132,7 +124,7 @@ async def test_a_live_holder_makes_a_run_a_skip_that_names_it(
         result = await run_job(engine, job)
     assert ran == []
     assert result["status"] == "skipped" and result["holder"] == "far-host:77:live"
-    assert rows(settings.db_path, "SELECT outcome, error FROM service_runs") == [
+    assert query(settings.db_path, "SELECT outcome, error FROM service_runs") == [
         ("skipped", "another run holds the lease (far-host:77:live)")]
 
 
@@ -154,9 +146,9 @@ async def test_a_holder_whose_heartbeat_is_stale_is_dead_whatever_its_host(
         result = await engine.lifecycle.check()
         assert result["status"] == "ok", result
         assert await engine.leases.holder("lifecycle", now) == engine.owner
-    assert rows(settings.db_path, "SELECT owner, outcome, error FROM service_runs ORDER BY id"
-                ) == [(dead, "error", "interrupted: the process running it stopped"),
-                      (engine.owner, "ok", None)]
+    assert query(settings.db_path, "SELECT owner, outcome, error FROM service_runs ORDER BY id"
+                 ) == [(dead, "error", "interrupted: the process running it stopped"),
+                       (engine.owner, "ok", None)]
 
 
 # ---- two engines -----------------------------------------------------------------------------
@@ -240,7 +232,7 @@ async def test_run_now_history_and_an_unknown_job(settings: Settings, clock: Fak
     assert history[0]["duration_s"] is not None
     assert jobs["backup.rotation"]["last_outcome"] == "ok"
     assert jobs["backup.rotation"]["last_run"] == history[0]["finished_at"]
-    assert rows(settings.db_path, "SELECT action FROM audit_log") == [("backup.run.rotation",)]
+    assert query(settings.db_path, "SELECT action FROM audit_log") == [("backup.run.rotation",)]
 
 
 async def test_a_paused_job_does_not_run_on_schedule_and_every_engine_follows(
@@ -259,16 +251,16 @@ async def test_a_paused_job_does_not_run_on_schedule_and_every_engine_follows(
         assert jobs["lifecycle.check"]["next_run"] is None
         assert jobs["video.check"]["paused"] is False
         # A scheduled run of the paused job looks at the flag and does nothing.
-        before = rows(settings.db_path, "SELECT count(*) FROM service_runs")
+        before = query(settings.db_path, "SELECT count(*) FROM service_runs")
         result = await running.lifecycle.check(trigger="schedule")
         assert result["status"] == "paused"
-        assert rows(settings.db_path, "SELECT count(*) FROM service_runs") == before
+        assert query(settings.db_path, "SELECT count(*) FROM service_runs") == before
         # An operator's run now still runs it.
         assert (await running.jobs.run("lifecycle.check"))["status"] == "ok"
         await running.jobs.set_paused("lifecycle.check", False)
         assert running.scheduler.next_run("lifecycle.check") is not None
-    audit = rows(settings.db_path, "SELECT action, detail FROM audit_log WHERE action LIKE"
-                 " 'job.%' ORDER BY id")
+    audit = query(settings.db_path, "SELECT action, detail FROM audit_log WHERE action LIKE"
+                  " 'job.%' ORDER BY id")
     assert [(a, json.loads(d)) for a, d in audit] == [
         ("job.pause", {"job": "lifecycle.check", "changed": True}),
         ("job.pause", {"job": "lifecycle.check", "changed": False}),
@@ -381,8 +373,8 @@ async def test_services_of_other_packages_plug_in_and_broken_ones_stop_nothing(
     assert status["badstart"]["state"] == "error"
     assert "cannot open /dev/watchdog" in status["badstart"]["error"]
     assert status["email"]["state"] != "error" and status["lifecycle"]["state"] != "error"
-    assert rows(settings.db_path, "SELECT service, job, outcome FROM service_runs"
-                " WHERE service = 'watch'") == [("watch", "tick", "ok")]
+    assert query(settings.db_path, "SELECT service, job, outcome FROM service_runs"
+                 " WHERE service = 'watch'") == [("watch", "tick", "ok")]
 
 
 # ---- fixes that fell out ---------------------------------------------------------------------

@@ -295,7 +295,7 @@ class Workspace:
         doc: dict[str, Any] = self.cli_json("email", "stats")
         return doc
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return query(self.database_url or self.db_path, sql, params)
 
 

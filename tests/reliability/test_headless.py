@@ -36,7 +36,8 @@ def job_lease_rows(ws: Any, owner: str) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_headless_engine_delivers_logs_json_and_stops_cleanly(ws: Any, sig: int) -> None:
+def test_headless_engine_delivers_logs_json_and_stops_cleanly(ws: Any, sig: int,
+                                                              backend: str) -> None:
     sink = ws.sink()
     engine = ws.start_engine(ws.env(sink, EMAIL_POLL_INTERVAL="0.2"))
     owner = engine.wait_running()
@@ -79,7 +80,7 @@ def test_headless_engine_delivers_logs_json_and_stops_cleanly(ws: Any, sig: int)
     assert status["services"]["email"]["state"] == "stopped"
 
 
-def test_graceful_stop_mid_delivery_records_every_outcome(ws: Any) -> None:
+def test_graceful_stop_mid_delivery_records_every_outcome(ws: Any, backend: str) -> None:
     """SIGTERM while hundreds are queued: what went out is recorded as sent, the rest is
     handed back, so a restarted engine delivers each remaining message exactly once."""
     total = 300
@@ -123,7 +124,7 @@ def test_graceful_stop_mid_delivery_records_every_outcome(ws: Any) -> None:
     assert [m for m, n in received.items() if n > 1] == [], "no duplicate without a crash"
 
 
-def test_sigterm_while_a_send_hangs_still_exits_in_time(ws: Any) -> None:
+def test_sigterm_while_a_send_hangs_still_exits_in_time(ws: Any, backend: str) -> None:
     """A server that never answers DATA cannot hold the engine past its stop bound; the
     unfinished job is handed back for a prompt retry, not left leased or marked sent."""
     hanging = ws.sink("--hang", name="hanging")

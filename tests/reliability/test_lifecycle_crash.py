@@ -80,25 +80,15 @@ def create_schema(ws: Workspace) -> None:
 
 def populate(ws: Workspace, *, portraits: int, projects: int, around: float) -> None:
     """Ends spread over `around` +/- 20 days (fractions of a second included)."""
-    import sqlite3
-
-    conn = sqlite3.connect(ws.db_path, timeout=30)
-    try:
-        with conn:
-            for table, label, count in (
-                ("portraits", "title", portraits),
-                ("projects", "name", projects),
-            ):
-                conn.execute(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
-                    f" WHERE i < {count})"
-                    f" INSERT INTO {table} ({label}, owner_email, subscription_end, created_at)"
-                    " SELECT 'e' || i, 'o' || i || '@example.com',"
-                    " :t + ((i * 7919) % 3456000) - 1728000 + (i % 8) * 0.125, :t FROM n",
-                    {"t": around},
-                )
-    finally:
-        conn.close()
+    for table, label, count in (("portraits", "title", portraits), ("projects", "name", projects)):
+        ws.query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            f" WHERE i < {count})"
+            f" INSERT INTO {table} ({label}, owner_email, subscription_end, created_at)"
+            " SELECT 'e' || i, 'o' || i || '@example.com',"
+            " :t + ((i * 7919) % 3456000) - 1728000 + (i % 8) * 0.125, :t FROM n",
+            {"t": around},
+        )
 
 
 def expected_notices(ws: Workspace, passes: list[float]) -> set[tuple[str, int, str, float, str]]:
@@ -278,7 +268,7 @@ def test_kill_after_notices_and_mail_are_written_but_before_commit(ws: Workspace
 
 
 @pytest.mark.slow
-def test_two_cli_checks_at_once_give_each_notice_once(ws: Workspace) -> None:
+def test_two_cli_checks_at_once_give_each_notice_once(ws: Workspace, backend: str) -> None:
     create_schema(ws)
     populate(ws, portraits=20_000, projects=500, around=time.time())
     procs = [
