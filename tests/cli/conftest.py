@@ -80,20 +80,16 @@ class SinkProcess:
 
 
 class CliRunner:
-    """`python -m vertex_tui ...` with VERTEX_DB_PATH in the test's folder, cwd there too;
-    with `database_url`, on that PostgreSQL database instead (VERTEX_DATABASE_URL)."""
+    """`python -m vertex_tui ...` with VERTEX_DB_PATH in the test's folder, cwd there too."""
 
-    def __init__(self, path: Path, database_url: str | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.db_path = path / "vertex.db"
-        self.database_url = database_url
         self.sinks: list[SinkProcess] = []
 
     def env(self, **settings: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
         env["VERTEX_DB_PATH"] = str(self.db_path)
-        if self.database_url:
-            env["VERTEX_DATABASE_URL"] = self.database_url
         env.update(settings)
         return env
 
@@ -158,15 +154,6 @@ class CliRunner:
         return sink
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of `sql` (the store's `?` placeholders) on this runner's database."""
-        if self.database_url:
-            import psycopg
-
-            from vertex_tui.engine.store.pg import translate
-
-            with psycopg.connect(self.database_url, autocommit=True) as pg:
-                cursor = pg.execute(translate(sql) if params else sql, params or None)
-                return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
         with contextlib.closing(sqlite3.connect(self.db_path, timeout=30)) as conn:
             return list(conn.execute(sql, params).fetchall())
 
@@ -206,23 +193,11 @@ def assert_times_have_offsets(doc: Any) -> int:
     return checked
 
 
-def _serve(runner: CliRunner) -> Iterator[CliRunner]:
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[CliRunner]:
+    runner = CliRunner(tmp_path)
     try:
         yield runner
     finally:
         for sink in runner.sinks:
             sink.stop()
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[CliRunner]:
-    yield from _serve(CliRunner(tmp_path))
-
-
-@pytest.fixture
-def backend_cli(tmp_path: Path, backend: str, request: pytest.FixtureRequest
-                ) -> Iterator[CliRunner]:
-    """`cli` on this test's backend (`backend`: each test runs on SQLite and on PostgreSQL, a
-    fresh database of its own); `query` reads whichever it is."""
-    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    yield from _serve(CliRunner(tmp_path, database_url=url))

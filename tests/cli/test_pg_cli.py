@@ -84,10 +84,3 @@ def test_the_demo_never_uses_the_configured_postgresql(tmp_path: Any) -> None:
     assert base.database_url is not None
     demo = demo_settings(base, tmp_path, 2525)
     assert demo.database_url is None and demo.db_path == tmp_path / "vertex-demo.db"
-
-
-def test_the_backend_cli_runs_on_either_database(backend_cli: Any, backend: str) -> None:
-    backend_cli.ok("jobs", "pause", "backup.rotation")
-    assert backend_cli.query("SELECT name FROM engine_flags WHERE name LIKE ?",
-                             ("job_paused:%",)) == [("job_paused:backup.rotation",)]
-    assert backend_cli.db_path.exists() is (backend == "sqlite")
