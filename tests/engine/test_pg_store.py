@@ -364,3 +364,13 @@ async def test_connections_the_server_closed_are_replaced_without_an_error(
             assert await db.run_transaction(lambda c: c.execute("SELECT 2").fetchall()[0][0]) == 2
     finally:
         await db.close()
+
+
+async def test_a_server_older_than_needed_is_refused_in_one_line(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vertex_tui.engine.store import pg
+
+    monkeypatch.setattr(pg, "OLDEST_SERVER", 990000)  # as if the real 15 were too old
+    with pytest.raises(StoreError) as caught:
+        await PgDatabase.open(pg_url)
+    assert "is PostgreSQL 15." in str(caught.value) and "needs 99 or newer" in str(caught.value)
