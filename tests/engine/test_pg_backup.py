@@ -5,10 +5,14 @@ lines, and each backup's host (verify, rotation and drills where the file is).""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -294,3 +298,45 @@ async def test_a_shared_backup_folder_is_checked(settings_factory: Callable[...,
             assert "not the folder the other hosts share" in result["error"]
             assert "has no token file" in result["error"]
         assert not (tmp_path / "local" / folder.TOKEN_FILE).exists()
+
+
+# ---- the CLI ----------------------------------------------------------------------------------
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VERTEX_", "BACKUP_", "SMTP_", "LIFECYCLE_", "VIDEO_"))}
+    assert settings.database_url is not None
+    env |= {"VERTEX_DATABASE_URL": settings.database_url.reveal(),
+            "VERTEX_BACKUP_DIR": str(settings.backup_dir),
+            "VERTEX_STORAGE_DIR": str(settings.storage_dir)}
+    return subprocess.run([sys.executable, "-m", "vertex_tui", *args], env=env,
+                          cwd=settings.backup_dir.parent, capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+
+
+async def test_backup_run_verify_drill_and_restore_from_the_cli(pg_settings: Settings,
+                                                               pg_url: str) -> None:
+    add_mail(pg_url, 7, "cli")
+    made = await asyncio.to_thread(cli, pg_settings, "backup", "run", "database", "--json")
+    assert made.returncode == 0, made.stderr
+    path = json.loads(made.stdout)["path"]
+    verified = await asyncio.to_thread(cli, pg_settings, "backup", "verify", path, "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+    drill = await asyncio.to_thread(cli, pg_settings, "backup", "drill", "--json")
+    assert drill.returncode == 0, drill.stderr
+    assert json.loads(drill.stdout)["rows"]["email_jobs"] == 7
+    add_mail(pg_url, 2, "after")
+    restored = await asyncio.to_thread(cli, pg_settings, "backup", "restore", path, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert "previous database saved as" in restored.stdout and "_before_restore_" in \
+        restored.stdout
+    assert query(pg_url, "SELECT count(*) FROM email_jobs") == [(7,)]
+    garbage = Path(path).with_name("bad.dump")
+    garbage.write_bytes(b"PGDMP" + b"\x00" * 50)
+    bad = await asyncio.to_thread(cli, pg_settings, "backup", "verify", str(garbage))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr + bad.stdout
+    refused = await asyncio.to_thread(cli, pg_settings, "backup", "restore", str(garbage),
+                                      "--yes")
+    assert refused.returncode in (1, 2) and len(refused.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in refused.stderr
