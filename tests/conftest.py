@@ -15,8 +15,10 @@ retry through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -194,9 +196,10 @@ def clock() -> FakeClock:
 def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the session (`vertex_tui.testing.pgserver`): the one of
     VERTEX_TEST_DATABASE_URL, or a throwaway cluster of Debian's binaries on a free loopback
-    port. Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
+    port (VERTEX_TEST_PG_PORTS=lo-hi; data under /tmp/$VERTEX_TEST_PG_PREFIX*, default
+    pg-test-). Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
     try:
-        server = PgServer.start(prefix="pg-test-")
+        server = PgServer.start(prefix=os.environ.get("VERTEX_TEST_PG_PREFIX", "pg-test-"))
     except Unavailable as exc:
         if os.environ.get("VERTEX_REQUIRE_PEERS"):
             pytest.fail(f"PostgreSQL is required (VERTEX_REQUIRE_PEERS) but unavailable: {exc}")
@@ -249,6 +252,31 @@ async def backend_db(backend_settings: Settings) -> AsyncIterator[Database]:
     db = await open_database(backend_settings)
     yield db
     await db.close()
+
+
+Query = Callable[..., list[tuple[Any, ...]]]
+
+
+def query_database(settings: Settings, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """Rows of one statement (written as the store writes SQL: `?`, `:name`) on the database
+    `settings` name, over a connection of its own, committed: SQLite's file or PostgreSQL."""
+    if settings.database_url is None:
+        with contextlib.closing(sqlite3.connect(settings.db_path, timeout=30)) as conn, conn:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    import psycopg
+
+    from vertex_tui.engine.store.pg import translate
+
+    with psycopg.connect(settings.database_url.reveal(), autocommit=True) as pg:
+        cursor = pg.execute(translate(sql) if params else sql, params or None)
+        return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+
+
+@pytest.fixture
+def query() -> Query:
+    """`query(settings, sql, params)`: rows as tuples from the settings' database, whichever
+    backend (the one helper for what tests read or change behind the engine's back)."""
+    return query_database
 
 
 # ---- sinks ---------------------------------------------------------------------------------------

@@ -23,8 +23,11 @@ BOUNCE = "bounce*@example.org"
 
 def demo_settings(base: Settings, folder: Path, smtp_port: int) -> Settings:
     db_path = base.db_path if "VERTEX_DB_PATH" in os.environ else folder / "vertex-demo.db"
+    # Always SQLite: the demo seeds made-up data and must never write it into a shared
+    # PostgreSQL database that VERTEX_DATABASE_URL names.
     return dataclasses.replace(
-        base, db_path=db_path, storage_dir=folder / "storage", backup_dir=folder / "backups",
+        base, db_path=db_path, database_url=None, storage_dir=folder / "storage",
+        backup_dir=folder / "backups",
         smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_starttls="false", smtp_tls=False,
         smtp_timeout=5.0, email_workers=2, email_retry_delays=(3.0, 6.0, 12.0),
         email_retry_max_attempts=3, email_poll_interval=1.0, email_lease_seconds=30,

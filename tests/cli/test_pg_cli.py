@@ -74,3 +74,13 @@ def test_commands_run_on_postgresql_and_leave_no_sqlite_file(cli: Any, pg_url: s
     assert not cli.db_path.exists()
     cli.ok("jobs")  # unset: SQLite at VERTEX_DB_PATH, as before
     assert cli.db_path.exists()
+
+
+def test_the_demo_never_uses_the_configured_postgresql(tmp_path: Any) -> None:
+    from vertex_tui.demo import demo_settings
+    from vertex_tui.engine.settings import Settings
+
+    base = Settings.from_env({"VERTEX_DATABASE_URL": "postgresql://vertex@db.internal/prod"})
+    assert base.database_url is not None
+    demo = demo_settings(base, tmp_path, 2525)
+    assert demo.database_url is None and demo.db_path == tmp_path / "vertex-demo.db"

@@ -104,6 +104,8 @@ async def test_types_come_back_as_sqlite_gives_them(db: PgDatabase) -> None:
     assert row["verified"] == 1 and type(row["verified"]) is int
     assert row["total"] == 5 * 2**30 and type(row["total"]) is int
     assert row["mean"] == 5 * 2**30
+    flags = await db.read_one("SELECT 2 > 1 AS yes, 1 > 2 AS no, NULL::boolean AS unknown")
+    assert flags is not None and list(flags) == [1, 0, None] and type(flags[0]) is int
     stats = await db.read("SELECT sum(n) FROM email_status_counts")
     assert stats[0][0] == 0 and type(stats[0][0]) is int
 
@@ -295,3 +297,80 @@ async def test_a_schema_newer_than_this_release_is_refused(pg_url: str) -> None:
         await db.close()
     with pytest.raises(StoreError, match="newer than this vertex-tui knows"):
         await PgDatabase.open(pg_url)
+
+
+async def test_a_cancelled_transaction_commits_nothing_and_frees_its_connection(
+        pg_url: str) -> None:
+    db = await PgDatabase.open(pg_url, pool_size=1)  # one connection: a leak would hang
+    try:
+        inside = asyncio.Event()
+
+        async def slow() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO leases VALUES ('x', 'o', 0, 1)")
+                inside.set()
+                await conn.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow())
+        await inside.wait()
+        await asyncio.sleep(0.1)  # in the sleep, on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.wait_for(db.read("SELECT * FROM leases"), 10) == []
+    finally:
+        await db.close()
+
+
+async def test_the_pool_size_setting_bounds_the_connections(pg_url: str, tmp_path: Any) -> None:
+    from vertex_tui.engine.settings import DatabaseUrl, Settings
+    from vertex_tui.engine.store.backend import open_database
+
+    settings = Settings(database_url=DatabaseUrl(pg_url), database_pool_size=3,
+                        db_path=tmp_path / "unused.db")
+    db = await open_database(settings)
+    try:
+        await asyncio.gather(*(db.read("SELECT pg_sleep(0.2)") for _ in range(8)))
+        with psycopg.connect(pg_url) as conn:
+            others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                  " current_database() AND pid <> pg_backend_pid()").fetchone()
+        assert others == (3,)
+    finally:
+        await db.close()
+    assert not (tmp_path / "unused.db").exists()
+
+
+async def test_connections_the_server_closed_are_replaced_without_an_error(
+        pg_url: str, wait_for: Any) -> None:
+    """A server restart or failover closes every pooled connection; the next statements get
+    live ones (the pool's checkout check), not one error per dead connection."""
+    db = await PgDatabase.open(pg_url, pool_size=4)
+    try:
+        await asyncio.gather(*(db.read("SELECT pg_sleep(0.05)") for _ in range(4)))
+        await db.run_transaction(lambda c: c.execute("SELECT 1").fetchall())
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            others = ("FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND pid <> pg_backend_pid()")
+            assert admin.execute(f"SELECT count(pg_terminate_backend(pid)) {others}"
+                                 ).fetchone() == (5,)  # 4 async + 1 sync connection
+
+            def gone() -> bool:
+                return admin.execute(f"SELECT count(*) {others}").fetchone() == (0,)
+
+            await wait_for(gone, message="the terminated backends to exit")
+        for _ in range(6):
+            assert (await db.read("SELECT 1 AS one"))[0]["one"] == 1
+        for _ in range(3):
+            assert await db.run_transaction(lambda c: c.execute("SELECT 2").fetchall()[0][0]) == 2
+    finally:
+        await db.close()
+
+
+async def test_a_server_older_than_needed_is_refused_in_one_line(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vertex_tui.engine.store import pg
+
+    monkeypatch.setattr(pg, "OLDEST_SERVER", 990000)  # as if the real 15 were too old
+    with pytest.raises(StoreError) as caught:
+        await PgDatabase.open(pg_url)
+    assert "is PostgreSQL 15." in str(caught.value) and "needs 99 or newer" in str(caught.value)

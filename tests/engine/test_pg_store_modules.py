@@ -8,14 +8,31 @@ import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vertex_tui.engine.email.relay import RelayState
 from vertex_tui.engine.scheduling import ScheduledJob
-from vertex_tui.engine.store import audit, engines, jobs, leases, relay, requests, schedules
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import (
+    audit,
+    engines,
+    jobs,
+    leases,
+    relay,
+    requests,
+    runs,
+    schedules,
+)
+from vertex_tui.engine.store import doctor as doctor_store
+from vertex_tui.engine.store import log as log_store
+from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.pg import PgDatabase
+
+if TYPE_CHECKING:
+    from conftest import Query
 
 NOW = 1_800_000_000.0
 
@@ -157,3 +174,60 @@ async def test_concurrent_pause_or_resume_changes_once(pg_url: str, paused: bool
     finally:
         for db in dbs:
             await db.close()
+
+
+
+async def test_the_query_fixture_reads_either_backend(backend_settings: Settings, query: Query,
+                                                      backend: str) -> None:
+    """`query(settings, sql, params)` runs on the database the settings name (SQLite's file or
+    PostgreSQL), committed, with the store's placeholders."""
+    await (await open_database(backend_settings)).close()  # migrated
+    assert (backend_settings.database_url is None) == (backend == "sqlite")
+    assert query(backend_settings, "INSERT INTO engine_flags VALUES (?, 'v', ?)",
+                 ("f%", 1.5)) == []
+    assert query(backend_settings, "SELECT name, updated_at FROM engine_flags"
+                 " WHERE name LIKE 'f%'") == [("f%", 1.5)]
+    assert query(backend_settings, "SELECT count(*) FROM engine_flags WHERE name = :n",
+                 {"n": "f%"}) == [(1,)]
+
+
+async def test_service_runs_on_both_backends(backend_db: Database) -> None:
+    db = backend_db
+    run = await runs.start_run(db, service="video", job="video.check", owner="a", at=NOW)
+    await runs.finish_run(db, run, at=NOW + 2, outcome="error", counts={"seconds": 1.5},
+                          error="boom")
+    await runs.record_skip(db, service="video", job="video.check", owner="b", at=NOW + 3,
+                           reason="held by a")
+    await runs.record_run(db, service="backup", job="backup.database", owner="a",
+                          started_at=NOW, finished_at=NOW + 1, outcome="ok", counts={"n": 2})
+    stuck = await runs.start_run(db, service="video", job="video.rotate", owner="gone", at=NOW)
+    assert (await runs.last_runs(db, "video"))["video.check"]["error"] == "boom"
+    real = await runs.last_real_runs(db)
+    assert real[("video", "video.check")]["duration_s"] == 1.5
+    assert real[("backup", "backup.database")]["counts"] == {"n": 2}
+    assert [r["outcome"] for r in await runs.history(db, service="video", job="video.check")
+            ] == ["skipped", "error"]
+    assert [(e["service"], e["error"]) for e in await runs.recent_errors(db)] == [
+        ("video", "boom")]
+    running = await doctor_store.running(db)
+    assert [(r.table, r.id, r.what) for r in running] == [
+        ("service_runs", stuck, "video.video.rotate")]
+    assert await runs.mark_interrupted(db, service="video", alive_owners=["a"], at=NOW + 5) == 1
+    assert await runs.mark_interrupted(db, service="video", alive_owners=[], at=NOW + 6) == 0
+
+
+async def test_engine_log_on_both_backends(backend_db: Database) -> None:
+    db = backend_db
+    assert await log_store.append(db, [(NOW + i, "email", 20 + 10 * (i % 2), "email.delivery",
+                                        f"sent {i} 100%", "a") for i in range(6)]) == 6
+    async with db.transaction() as conn:
+        await audit.record(conn, at=NOW + 10, action="email.retry", count=3, actor="op")
+    entries, cursor = await log_store.read(db, since=NOW, level=30)
+    assert [e["message"] for e in entries] == ["sent 1 100%", "sent 3 100%", "sent 5 100%"]
+    found, _ = await log_store.read(db, search="100%", limit=2)
+    assert [e["message"] for e in found] == ["sent 4 100%", "sent 5 100%"]  # the latest two
+    audited, _ = await log_store.read(db, service="email", search="retry")
+    assert [e["message"] for e in audited] == ["op: email.retry, 3 affected"]
+    later, after = await log_store.read(db, after=cursor)
+    assert later == [] and after == cursor
+    assert await log_store.prune(db, before=NOW + 3) == 3

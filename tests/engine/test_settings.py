@@ -78,6 +78,7 @@ EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "METRICS_ADDRESS": ("127.0.0.1", "127.0.0.1"),
     "BACKUP_WARN_AGE_HOURS": ("database=26,storage=170,full=170",
                               BackupAgeLimits(database=26, storage=170, full=170)),
+    "VERTEX_DATABASE_POOL_SIZE": ("8", 8),
 }
 ALL_DEFAULTS = {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}
 
@@ -99,7 +100,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "VERTEX_DB_PATH": ["", "   "],
     "VERTEX_DATABASE_URL": ["mysql://u@h/db", "postgresql://u@h:99999/db", "postgresql://u@h/",
                             "postgresql://u@h:port/db", "vertex.db", "postgresql://u@h/d b",
-                            "postgresql://u@h/db\r"],
+                            "postgresql://u@h/db\r", "postgresql://u@db1:5432,db2:x/vt",
+                            "postgresql://u@[::1/vt", "postgresql:/vt"],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": BAD_SECONDS,
     "VERTEX_STORAGE_DIR": ["", "   "],
     "VERTEX_BACKUP_DIR": [""],
@@ -152,6 +154,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "SMTP_HELO_NAME": ["mail example.com", "-bad.example", "bad-.example", "under_score.example",
                        "a..b", ".", "[300.1.1.1]", "[mail]", "x" * 64 + ".example", "Ä.example",
                        "mail.example.com\r"],
+    "VERTEX_DATABASE_POOL_SIZE": ["0", "1", "101", "many"],
 }
 
 GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
@@ -160,6 +163,9 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
          DatabaseUrl("postgresql://vertex@db.internal:5432/vertex")),
         (" postgres://u:p%40ss@[::1]/vt?sslmode=require ",
          DatabaseUrl("postgres://u:p%40ss@[::1]/vt?sslmode=require")),
+        ("postgresql:///vertex", DatabaseUrl("postgresql:///vertex")),  # the local socket
+        ("postgresql://u@db1:5432,db2:5433/vt?target_session_attrs=read-write",
+         DatabaseUrl("postgresql://u@db1:5432,db2:5433/vt?target_session_attrs=read-write")),
         ("", None),  # set but empty: SQLite, as when unset
     ],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": [("5", 5.0), ("0.5", 0.5)],
@@ -232,6 +238,7 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
         ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
         ("", None),
     ],
+    "VERTEX_DATABASE_POOL_SIZE": [("2", 2), ("32", 32)],
 }
 
 

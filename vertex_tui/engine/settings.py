@@ -270,6 +270,7 @@ class Settings:
     # PostgreSQL instead of the SQLite file at db_path when set (store/backend.py).
     database_url: DatabaseUrl | None = None
     database_connect_timeout: float = 30.0  # seconds to wait for the server at start
+    database_pool_size: int = 8  # PostgreSQL connections of one process (+ half for hot paths)
     storage_dir: Path = Path("storage")
     backup_dir: Path = Path("backups")
     # Declared the same folder on every host (NFS...): rotation and drills then weigh every
@@ -409,6 +410,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("VERTEX_DB_PATH", "db_path", _path),
     _Var("VERTEX_DATABASE_URL", "database_url", _database_url),
     _Var("VERTEX_DATABASE_CONNECT_TIMEOUT", "database_connect_timeout", _positive_float),
+    _Var("VERTEX_DATABASE_POOL_SIZE", "database_pool_size", _int_range(2, 100)),
     _Var("VERTEX_STORAGE_DIR", "storage_dir", _path),
     _Var("VERTEX_BACKUP_DIR", "backup_dir", _path),
     _Var("VERTEX_BACKUP_DIR_SHARED", "backup_dir_shared", _bool),

@@ -33,6 +33,7 @@ async def open_database(
         from vertex_tui.engine.store.pg import PgDatabase
 
         return await PgDatabase.open(settings.database_url.reveal(), migrate=migrate,
-                                     connect_timeout=settings.database_connect_timeout)
+                                     connect_timeout=settings.database_connect_timeout,
+                                     pool_size=settings.database_pool_size)
     return await Database.open(settings.db_path, lock_wait=lock_wait,
                                migrate=migrate, check=check)

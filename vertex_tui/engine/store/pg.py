@@ -16,9 +16,11 @@ take either; it overrides every public member (a test checks), none of SQLite's 
   small sync pool, BEGIN to COMMIT there: one hop from the event loop for the whole hot path
   (no await, so no loop round trip, between its statements), like SQLite's writer thread.
 - Rows (`PgRow`) answer `row[0]`, `row["col"]`, `keys()`, iteration and `len`, as
-  `sqlite3.Row` does. Booleans are sent as 0/1 and `numeric` results (`sum(bigint)`) come
-  back as int (float when they have a fraction), so Python sees what SQLite gives.
+  `sqlite3.Row` does. Booleans are sent as 0/1 and come back as 1/0, `numeric` results
+  (`sum(bigint)`) as int (float when they have a fraction), so Python sees what SQLite gives.
 - Driver errors become `StoreError` with one line naming the database (password masked).
+- A pooled connection the server closed while it sat idle (restart, failover) is replaced at
+  checkout, so a restart costs the next statements no error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import functools
 import logging
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DriverError = psycopg.Error
+
+# The migrations use SQL-standard function bodies (14), DROP DATABASE ... FORCE (13).
+OLDEST_SERVER = 140000
 
 # Worth waiting for at start: no server yet (refused, no route, timeout, no such host yet),
 # or a server that answers but cannot take us now. libpq reports connection failures
@@ -218,6 +224,13 @@ class _BoolAsInt(Dumper):
         return b"1" if obj else b"0"
 
 
+class _BoolAsInt01(Loader):
+    """A boolean result (`SELECT a > b`) as 1/0, what SQLite gives (JSON shows 1, not true)."""
+
+    def load(self, data: Any) -> int:
+        return 1 if bytes(data) == b"t" else 0
+
+
 class _NumericAsNumber(Loader):
     """`numeric` (what sum() of bigint gives) as int, or float when it has a fraction."""
 
@@ -231,6 +244,7 @@ class _NumericAsNumber(Loader):
 ADAPTERS = AdaptersMap(psycopg.adapters)
 ADAPTERS.register_dumper(bool, _BoolAsInt)
 ADAPTERS.register_loader("numeric", _NumericAsNumber)
+ADAPTERS.register_loader("bool", _BoolAsInt01)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -326,6 +340,39 @@ class PgSyncConnection:
 # ---- the database ---------------------------------------------------------------------------
 
 
+def _heard_from_while_idle(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """True if the server sent something to an idle pooled connection: what it sends before
+    it closes one (a restart, a failover, pg_terminate_backend). A poll, no round trip."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
+
+
+async def _alive_async(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """False for a pooled connection the server closed while it sat idle (tried with an
+    empty query only when the server sent it something: a healthy one costs a poll)."""
+    if not _heard_from_while_idle(conn):
+        return True
+    try:
+        await conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _alive_sync(conn: psycopg.Connection[Any]) -> bool:
+    if not _heard_from_while_idle(conn):
+        return True
+    try:
+        conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+
 async def connect_with_retry(url: str, label: str, timeout: float
                              ) -> psycopg.AsyncConnection[Any]:
     """A connection to `url`, waiting with backoff (up to `timeout` s) for a server that is
@@ -349,7 +396,7 @@ async def connect_with_retry(url: str, label: str, timeout: float
                     f" VERTEX_DATABASE_CONNECT_TIMEOUT): {first_line(exc)}") from None
             if not warned:
                 log.info("database %s is not reachable yet (%s); waiting up to %g s",
-                            label, first_line(exc), timeout)
+                         label, first_line(exc), timeout)
                 warned = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -384,7 +431,11 @@ class PgDatabase(Database):
         """
         label = display_url(url)
         probe = await connect_with_retry(url, label, connect_timeout)
+        version = probe.info.server_version
         await probe.close()
+        if version < OLDEST_SERVER:
+            raise StoreError(f"database {label} is PostgreSQL {version // 10000}.{version % 100}"
+                             f"; vertex-tui needs {OLDEST_SERVER // 10000} or newer")
         if migrate:
             await asyncio.to_thread(migrate_url, url, label)
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
@@ -409,10 +460,35 @@ class PgDatabase(Database):
         return await asyncio.to_thread(migrate_url, self._url, self.label)
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A live pooled connection. A server restart or failover closes every pooled one:
+        each found dead goes back (the pool discards it) and the next is taken, so the
+        statement gets a live connection, not an error per dead one. (The pool's own
+        `check` would wait a backoff second and more between dead ones.)"""
+        for _ in range(self._pool_size + 1):
+            async with self._pool.connection() as conn:
+                if not await _alive_async(conn):
+                    continue
+                yield conn
+                return
+        raise StoreError(f"database {self.label}: every pooled connection was closed")
+
+    @contextlib.contextmanager
+    def _sync_connection(self, pool: psycopg_pool.ConnectionPool[Any]
+                         ) -> Iterator[psycopg.Connection[Any]]:
+        for _ in range(self._pool_size + 1):
+            with pool.connection() as conn:
+                if not _alive_sync(conn):
+                    continue
+                yield conn
+                return
+        raise StoreError(f"database {self.label}: every pooled connection was closed")
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgConnection]:
         """A write transaction on one pooled connection: COMMIT on success, ROLLBACK on error."""
         with self._errors.mapped():
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 yield PgConnection(conn, self._errors)
 
     async def _sync(self) -> psycopg_pool.ConnectionPool[Any]:
@@ -436,7 +512,7 @@ class PgDatabase(Database):
         errors = self._errors
 
         def run() -> T:
-            with errors.mapped(), pool.connection() as conn, conn.transaction():
+            with errors.mapped(), self._sync_connection(pool) as conn, conn.transaction():
                 return fn(PgSyncConnection(conn, errors))
 
         return await asyncio.to_thread(run)
@@ -455,7 +531,7 @@ class PgDatabase(Database):
         """Rows of one statement, on a pooled connection in autocommit."""
         text, args = _prepared(sql, params)
         with self._errors.mapped():
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cursor = await conn.execute(text, args)
                 return await cursor.fetchall() if cursor.description is not None else []
 

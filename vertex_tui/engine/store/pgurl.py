@@ -10,38 +10,41 @@ SCHEMES = ("postgresql", "postgres")
 MASK = "********"
 
 
+def _valid_host(item: str) -> bool:
+    """One `host[:port]` of a URL's host list (`[v6addr]:port` too; an empty host: libpq's
+    default socket)."""
+    if item.startswith("["):
+        host, sep, rest = item[1:].partition("]")
+        if not sep or not host or (rest and not rest.startswith(":")):
+            return False
+        port = rest[1:]
+    else:
+        host, _, port = item.partition(":")
+        if any(c in host for c in "[]/ "):
+            return False
+    return not port or (port.isdigit() and 0 < int(port) < 65536)
+
+
 def check_url(raw: str) -> str:
-    """`raw` stripped if it is a usable libpq URL (postgresql://[user[:password]@]host[:port]
-    /dbname[?params]); ValueError saying what is expected otherwise."""
+    """`raw` stripped if it is a usable libpq URL: postgresql://[user[:password]@][host][:port]
+    [,host2[:port2]...]/dbname[?params] (no host: the local socket; several: libpq tries them
+    in turn); ValueError saying what is expected otherwise."""
     expected = "a PostgreSQL URL such as postgresql://user@host:5432/dbname"
     value = raw.strip()
+    if any(c.isspace() for c in value):
+        raise ValueError(expected + " (no spaces)")
     try:
         parts = urlsplit(value)
-        port = parts.port  # ValueError when not a number or out of range
     except ValueError:
         raise ValueError(expected) from None
-    if parts.scheme not in SCHEMES or (not parts.netloc and "host=" not in parts.query):
+    if parts.scheme not in SCHEMES or not value.startswith(f"{parts.scheme}://"):
         raise ValueError(expected)
-    if port is not None and not 0 < port < 65536:
+    hosts = parts.netloc.rpartition("@")[2]
+    if not all(_valid_host(item) for item in hosts.split(",")):
         raise ValueError(expected)
     if not unquote(parts.path.lstrip("/")):
         raise ValueError(expected + " (the database name is missing)")
-    if any(c.isspace() for c in value):
-        raise ValueError(expected + " (no spaces)")
     return value
-
-
-def display_url(url: str) -> str:
-    """`url` with its password (if any) masked: what logs, errors and `config` show."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return mask_url(url)
-    except ValueError:
-        return mask_url(url)
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return mask_url(urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}")))
 
 
 _USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
@@ -52,6 +55,12 @@ def mask_url(raw: str) -> str:
     """`raw` (any text, maybe no valid URL) with whatever looks like a password masked: what
     an error about a bad value may show."""
     return _QUERY_PASSWORD.sub(rf"\1{MASK}", _USERINFO_PASSWORD.sub(rf"\1{MASK}@", raw))
+
+
+def display_url(url: str) -> str:
+    """`url` with its password (in the user part or a `password=` parameter) masked: what
+    logs, errors and `config` show."""
+    return mask_url(url)
 
 
 def database_name(url: str) -> str:
