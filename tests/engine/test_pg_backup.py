@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from vertex_tui.engine.backup import folder, pgdump
+from vertex_tui.engine.backup import folder, manager, pgdump
 from vertex_tui.engine.backup.restore import restore
 from vertex_tui.engine.clock import SystemClock
 from vertex_tui.engine.engine import Engine
@@ -340,3 +340,39 @@ async def test_backup_run_verify_drill_and_restore_from_the_cli(pg_settings: Set
                                       "--yes")
     assert refused.returncode in (1, 2) and len(refused.stderr.strip().splitlines()) == 1
     assert "Traceback" not in refused.stderr
+
+
+async def test_pg_restore_older_than_the_dump_is_refused_naming_both(
+        engine: Engine, settings_factory: Callable[..., Settings], pg_url: str,
+        tmp_path: Path) -> None:
+    path = Path((await engine.backup.run("database"))["path"])
+    header = pgdump.read_header(path)
+    assert header is not None and header.pg_dump_major >= 14
+    old = fake_bin(tmp_path / "old", 'echo "TOOL (PostgreSQL) 11.22"; exit 0')
+    verdict = await asyncio.to_thread(manager.verify, path, None, old)
+    assert not verdict.ok
+    assert verdict.reason == (f"pg_restore 11.22 is older than the pg_dump "
+                              f"{header.pg_dump_version} that wrote {path.name}: install the "
+                              f"PostgreSQL {header.pg_dump_major} client tools (or newer) or "
+                              "point VERTEX_PG_BIN at them")
+
+
+async def test_the_dump_is_a_snapshot_that_waits_for_no_writer(engine: Engine,
+                                                              pg_url: str) -> None:
+    add_mail(pg_url, 3, "committed")
+    writer = await psycopg.AsyncConnection.connect(pg_url)
+    try:
+        # A writer in the middle of its transaction, rows inserted and not committed.
+        await writer.execute(
+            "INSERT INTO email_jobs (message_id, sender, recipients, to_header, subject, body,"
+            " max_attempts, created_at, updated_at, next_attempt_at) VALUES"
+            " ('<open@x.test>', 's@x.test', '[]', 'u@x.test', 'uncommitted', 'b', 5, 0, 0, 0)")
+        result = await asyncio.wait_for(engine.backup.run("database"),
+                                        timeout=120)
+        assert result["status"] == "ok", result
+        drill = await engine.backup.run("drill")
+        assert drill["rows"]["email_jobs"] == 3  # the snapshot: committed rows only
+        await writer.commit()  # the writer was never blocked by the dump
+    finally:
+        await writer.close()
+    assert query(pg_url, "SELECT count(*) FROM email_jobs") == [(4,)]
