@@ -376,3 +376,18 @@ async def test_the_dump_is_a_snapshot_that_waits_for_no_writer(engine: Engine,
     finally:
         await writer.close()
     assert query(pg_url, "SELECT count(*) FROM email_jobs") == [(4,)]
+
+
+async def test_recovery_leaves_another_hosts_temp_files_alone(engine: Engine,
+                                                            pg_settings: Settings) -> None:
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    folder_ = pg_settings.backup_dir / "database"
+    folder_.mkdir(parents=True)
+    mine = folder_ / f".database-x.dump.tmp-{gone.pid}@{socket.gethostname()}"
+    theirs = folder_ / f".database-y.dump.tmp-{gone.pid}@another-host"
+    for leftover in (mine, theirs):
+        leftover.write_bytes(b"half a dump")
+    await engine.backup.recover()
+    assert not mine.exists()  # this host's process is gone
+    assert theirs.exists()  # that pid may be alive on its own host
