@@ -6,6 +6,7 @@ lines, and each backup's host (verify, rotation and drills where the file is).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -391,3 +392,47 @@ async def test_recovery_leaves_another_hosts_temp_files_alone(engine: Engine,
     await engine.backup.recover()
     assert not mine.exists()  # this host's process is gone
     assert theirs.exists()  # that pid may be alive on its own host
+
+
+async def test_stopping_the_engine_cancels_a_running_pg_dump(
+        settings_factory: Callable[..., Settings], pg_url: str, tmp_path: Path) -> None:
+    real = Path(pgdump.find_tool("pg_dump")[0]).parent
+    hang = fake_bin(tmp_path / "hang",
+                    f'case "$1" in --version) exec {real}/TOOL "$@";; esac; exec sleep 613')
+    settings = settings_factory(database_url=DatabaseUrl(pg_url), pg_bin=hang, **NO_SCHEDULES)
+
+    def sleepers() -> list[str]:
+        return [p for p in os.listdir("/proc") if p.isdigit()
+                and _cmdline(p) == "sleep\x00613\x00"]
+
+    async with Engine(settings, run=[], clock=SystemClock()) as engine:
+        task = asyncio.create_task(engine.backup.run("database"))
+        for _ in range(300):
+            if sleepers():
+                break
+            await asyncio.sleep(0.05)
+        assert sleepers(), "pg_dump never started"
+        await engine.backup.stop(grace=20)
+        result = await task
+    assert result["status"] == "failed" and "cancelled" in result["error"]
+    assert sleepers() == []
+    folder_ = settings.backup_dir / "database"
+    assert list(folder_.iterdir()) == []  # no temp file, nothing at a final name
+
+
+def _cmdline(pid: str) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    return ""
+
+
+async def test_a_full_backup_restores_its_dump(pg_settings: Settings, pg_url: str) -> None:
+    pg_settings.storage_dir.mkdir()
+    add_mail(pg_url, 4, "full")
+    async with Engine(pg_settings, run=[], clock=SystemClock()) as engine:
+        full = await engine.backup.run("full")
+    assert full["status"] == "ok", full
+    add_mail(pg_url, 1, "later")
+    result = await restore(pg_settings, Path(full["path"]), owner="h:1:r")
+    assert result["rows"]["email_jobs"] == 4
+    query(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{result["previous_saved_as"]}"')
