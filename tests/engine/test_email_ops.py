@@ -8,9 +8,9 @@ import getpass
 import json
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 
 from vertex_tui.engine import events as ev
@@ -20,6 +20,7 @@ from vertex_tui.engine.errors import NotFound, UsageError, VertexError
 from vertex_tui.engine.service import ServiceState
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store.pg import translate
 
 # Only the email service: these tests are about it alone.
 EMAIL = ["email"]
@@ -30,18 +31,22 @@ if TYPE_CHECKING:
 DAY = 86_400.0
 
 
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db_path, timeout=30)
+def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows read through a separate plain connection to the settings' database (either)."""
+    if settings.database_url is not None:
+        with psycopg.connect(settings.database_url.reveal()) as pg:
+            return [tuple(r) for r in pg.execute(translate(sql), params or None).fetchall()]
+    conn = sqlite3.connect(settings.db_path, timeout=30)
     try:
         return list(conn.execute(sql, params).fetchall())
     finally:
         conn.close()
 
 
-def audit_rows(db_path: Path, action: str) -> list[tuple[str, int | None, dict[str, Any]]]:
+def audit_rows(settings: Settings, action: str) -> list[tuple[str, int | None, dict[str, Any]]]:
     """(actor, count, detail) of each audit entry for `action`, oldest first."""
     rows = query(
-        db_path,
+        settings,
         "SELECT actor, count, detail FROM audit_log WHERE action = ? ORDER BY id",
         (action,),
     )
@@ -120,12 +125,12 @@ async def test_stats_counts_oldest_pending_age_and_sent_last_minute(
 
 
 async def test_list_filters_by_status_and_search_and_pages(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         sent, failed = await make_jobs(engine, wait_for, good=7, bad=5)
         percent = await engine.email.enqueue(to="p@example.com", subject="100% done", body="b")
         await settle(engine, wait_for, sent=8, failed=5)
@@ -158,12 +163,12 @@ async def test_list_filters_by_status_and_search_and_pages(
 
 
 async def test_get_job_returns_content_and_history(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(
             to=["bounce@example.com"],
             subject="detail",
@@ -194,12 +199,12 @@ async def test_get_job_returns_content_and_history(
 
 
 async def test_retry_one_requires_a_failed_job(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         sent, failed = await make_jobs(engine, wait_for, good=1, bad=1)
         await engine.email.pause()
         pending = await engine.email.enqueue(to="wait@example.com", subject="s", body="b")
@@ -212,7 +217,7 @@ async def test_retry_one_requires_a_failed_job(
         assert await engine.email.retry(job_id=failed[0]) == failed
         job = (await engine.email.get_job(failed[0])).job
     assert (job.status, job.round, job.attempts, job.finished_at) == ("pending", 2, 0, None)
-    assert [count for _, count, _ in audit_rows(engine.settings.db_path, "email.retry")] == [1]
+    assert [count for _, count, _ in audit_rows(engine.settings, "email.retry")] == [1]
 
 
 async def test_retried_job_gets_a_fresh_round_of_attempts_and_keeps_its_history(
@@ -252,15 +257,15 @@ async def test_retried_job_gets_a_fresh_round_of_attempts_and_keeps_its_history(
 
 
 async def test_retry_all_with_limit_and_exact_ids(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    settings = settings_factory(sink=sink_550)
+    settings = backend_settings_factory(sink=sink_550)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         sent, failed = await make_jobs(engine, wait_for, good=2, bad=6)
-    db = settings.db_path
+    db = settings
     # Operators act on a database an engine elsewhere may be serving: no workers here, so
     # retried jobs stay pending and the results can be checked exactly.
     async with Engine(settings, clock=clock, run=[]) as ops:
@@ -333,7 +338,7 @@ async def test_pause_stops_delivery_everywhere_and_resume_delivers(
         assert any(isinstance(e, ev.QueueResumed) for e in seen_two)
 
     assert len(sink.received) == 6
-    actions = [a for (a,) in query(settings.db_path, "SELECT action FROM audit_log ORDER BY id")]
+    actions = [a for (a,) in query(settings, "SELECT action FROM audit_log ORDER BY id")]
     assert actions == ["email.pause", "email.resume"]
 
 
@@ -372,7 +377,7 @@ async def test_drain_delivers_everything_due_then_returns_counts(
     assert result == {"sent": 20, "failed": 3, "retrying": 0}
     assert (stats.pending, stats.sending, stats.sent, stats.failed) == (0, 0, 20, 3)
     assert len(sink_550.received) == 20
-    [(actor, count, detail)] = audit_rows(settings.db_path, "email.drain")
+    [(actor, count, detail)] = audit_rows(settings, "email.drain")
     assert actor == getpass.getuser()
     assert count == 23
     assert detail["sent"] == 20 and detail["failed"] == 3
@@ -439,13 +444,13 @@ async def test_drain_needs_running_workers(settings: Settings, clock: FakeClock)
 
 
 async def test_cleanup_deletes_only_finished_jobs_older_than_n_days(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    settings = settings_factory(sink=sink_550)
-    db = settings.db_path
+    settings = backend_settings_factory(sink=sink_550)
+    db = settings
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         old_sent, old_failed = await make_jobs(engine, wait_for, good=3, bad=2)
         clock.advance(6 * DAY)
@@ -495,7 +500,7 @@ async def test_every_operator_action_is_audited_with_the_os_user(
         await engine.email.drain()
         clock.advance(1)
         await engine.email.cleanup(0)
-    rows = query(settings.db_path, "SELECT at, actor, action, count FROM audit_log ORDER BY id")
+    rows = query(settings, "SELECT at, actor, action, count FROM audit_log ORDER BY id")
     assert [(action, count) for _, _, action, count in rows] == [
         ("email.pause", None),
         ("email.resume", None),

@@ -52,11 +52,8 @@ SQLITE_ONLY = {
 # removes it from here; nothing may be added. Owners: email/search/history (the email
 # helper), lifecycle/videos (the lifecycle/videos helper).
 KNOWN_OFFENDERS: dict[tuple[str, str], int] = {
-    ("email.py", "INDEXED BY"): 2,
     ("email.py", "json_each"): 3,
     ("email.py", "sqlite_sequence"): 1,
-    ("history.py", "INDEXED BY"): 4,
-    ("search.py", "INDEXED BY"): 1,
     ("search.py", "MATCH"): 1,
     ("search.py", "rowid"): 2,
     # videos.activate's SQLite path (temp.video_candidates); PostgreSQL runs ACTIVATE_PG.

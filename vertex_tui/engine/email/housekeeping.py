@@ -23,6 +23,7 @@ from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.runs import Host, LeasedRun, run_job
 from vertex_tui.engine.service import Interval, Job, ServiceState
 from vertex_tui.engine.store import email as store
+from vertex_tui.engine.store import status_counts
 
 # Every part of the queue logs as the queue: operators and tests filter on this one name.
 log = logging.getLogger("vertex_tui.engine.email.queue")
@@ -61,6 +62,7 @@ class EmailJobs(QueueState):
 
     async def _reap_run(self, run: LeasedRun) -> dict[str, Any]:
         reaped = await store.reap_expired(self._db, run.started_at, sorted(self._held))
+        await status_counts.compact(self._db)  # PostgreSQL's count deltas; nothing on SQLite
         run.counts = {"reaped": reaped}
         if reaped:
             self._wake.set()

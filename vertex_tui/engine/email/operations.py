@@ -42,7 +42,7 @@ class EmailOperations(QueueState):
             cancelled=counts.get("cancelled", 0),
             oldest_pending_at=oldest,
             oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
-            next_attempt_at=await store.next_attempt_at(self._db),
+            next_attempt_at=await store.next_attempt_at(self._db, now),
             sent_last_minute=await store.sent_since(self._db, now - 60),
             paused=await store.is_paused(self._db),
         )

@@ -89,7 +89,7 @@ class EmailQueue(EmailOperations, EmailWorkers, EmailJobs, EmailBulk):
 
     async def enqueue_stream(
         self, prepared: Iterable[PreparedEmail], *, chunk_rows: int = ENQUEUE_CHUNK
-    ) -> range:
+    ) -> Sequence[int]:
         """Store validated messages as `prepared` yields them, `chunk_rows` at a time, in one
         transaction: committed once `prepared` is exhausted, rolled back (nothing stored) if
         it raises — say at an invalid line of a file being read. Memory holds one chunk,
@@ -159,7 +159,7 @@ class EmailQueue(EmailOperations, EmailWorkers, EmailJobs, EmailBulk):
         # Outcomes still queued (a worker cancelled while waiting for its group commit) are
         # written before the completer goes, so those sends are not repeated.
         for _ in range(100):
-            if self._completions.empty():
+            if not self._completions:
                 break
             await asyncio.sleep(0.01)
         for task in self._helpers:
