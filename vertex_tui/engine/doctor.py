@@ -24,7 +24,7 @@ from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.leases import dead_here, process_alive
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import doctor as store
-from vertex_tui.engine.store import server_time, sqlitefile
+from vertex_tui.engine.store import sqlitefile
 from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import check_sqlite_file, quick_check
 
@@ -103,7 +103,7 @@ async def _examine_leases(settings: Settings, db_path: Path, now: float) -> Repo
     db = await open_database(settings)
     try:
         if db.dialect == "postgresql":  # leases expire on the server's clock there
-            now = float((await db.read(server_time.NOW))[0][0])
+            now = await store.server_now(db)
         rows = await store.leases(db)
         # A holder is dead when its engine heartbeat is stale, on any host: its other leases
         # (a backup's, hours long) outlive it.
