@@ -5,10 +5,15 @@ lines, and each backup's host (verify, rotation and drills where the file is).""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from vertex_tui.engine.backup import folder, pgdump
+from vertex_tui.engine.backup import folder, manager, pgdump
 from vertex_tui.engine.backup.restore import restore
 from vertex_tui.engine.clock import SystemClock
 from vertex_tui.engine.engine import Engine
@@ -294,3 +299,140 @@ async def test_a_shared_backup_folder_is_checked(settings_factory: Callable[...,
             assert "not the folder the other hosts share" in result["error"]
             assert "has no token file" in result["error"]
         assert not (tmp_path / "local" / folder.TOKEN_FILE).exists()
+
+
+# ---- the CLI ----------------------------------------------------------------------------------
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VERTEX_", "BACKUP_", "SMTP_", "LIFECYCLE_", "VIDEO_"))}
+    assert settings.database_url is not None
+    env |= {"VERTEX_DATABASE_URL": settings.database_url.reveal(),
+            "VERTEX_BACKUP_DIR": str(settings.backup_dir),
+            "VERTEX_STORAGE_DIR": str(settings.storage_dir)}
+    return subprocess.run([sys.executable, "-m", "vertex_tui", *args], env=env,
+                          cwd=settings.backup_dir.parent, capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+
+
+async def test_backup_run_verify_drill_and_restore_from_the_cli(pg_settings: Settings,
+                                                               pg_url: str) -> None:
+    add_mail(pg_url, 7, "cli")
+    made = await asyncio.to_thread(cli, pg_settings, "backup", "run", "database", "--json")
+    assert made.returncode == 0, made.stderr
+    path = json.loads(made.stdout)["path"]
+    verified = await asyncio.to_thread(cli, pg_settings, "backup", "verify", path, "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+    drill = await asyncio.to_thread(cli, pg_settings, "backup", "drill", "--json")
+    assert drill.returncode == 0, drill.stderr
+    assert json.loads(drill.stdout)["rows"]["email_jobs"] == 7
+    add_mail(pg_url, 2, "after")
+    restored = await asyncio.to_thread(cli, pg_settings, "backup", "restore", path, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert "previous database saved as" in restored.stdout and "_before_restore_" in \
+        restored.stdout
+    assert query(pg_url, "SELECT count(*) FROM email_jobs") == [(7,)]
+    garbage = Path(path).with_name("bad.dump")
+    garbage.write_bytes(b"PGDMP" + b"\x00" * 50)
+    bad = await asyncio.to_thread(cli, pg_settings, "backup", "verify", str(garbage))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr + bad.stdout
+    refused = await asyncio.to_thread(cli, pg_settings, "backup", "restore", str(garbage),
+                                      "--yes")
+    assert refused.returncode in (1, 2) and len(refused.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in refused.stderr
+
+
+async def test_pg_restore_older_than_the_dump_is_refused_naming_both(
+        engine: Engine, settings_factory: Callable[..., Settings], pg_url: str,
+        tmp_path: Path) -> None:
+    path = Path((await engine.backup.run("database"))["path"])
+    header = pgdump.read_header(path)
+    assert header is not None and header.pg_dump_major >= 14
+    old = fake_bin(tmp_path / "old", 'echo "TOOL (PostgreSQL) 11.22"; exit 0')
+    verdict = await asyncio.to_thread(manager.verify, path, None, old)
+    assert not verdict.ok
+    assert verdict.reason == (f"pg_restore 11.22 is older than the pg_dump "
+                              f"{header.pg_dump_version} that wrote {path.name}: install the "
+                              f"PostgreSQL {header.pg_dump_major} client tools (or newer) or "
+                              "point VERTEX_PG_BIN at them")
+
+
+async def test_the_dump_is_a_snapshot_that_waits_for_no_writer(engine: Engine,
+                                                              pg_url: str) -> None:
+    add_mail(pg_url, 3, "committed")
+    writer = await psycopg.AsyncConnection.connect(pg_url)
+    try:
+        # A writer in the middle of its transaction, rows inserted and not committed.
+        await writer.execute(
+            "INSERT INTO email_jobs (message_id, sender, recipients, to_header, subject, body,"
+            " max_attempts, created_at, updated_at, next_attempt_at) VALUES"
+            " ('<open@x.test>', 's@x.test', '[]', 'u@x.test', 'uncommitted', 'b', 5, 0, 0, 0)")
+        result = await asyncio.wait_for(engine.backup.run("database"),
+                                        timeout=120)
+        assert result["status"] == "ok", result
+        drill = await engine.backup.run("drill")
+        assert drill["rows"]["email_jobs"] == 3  # the snapshot: committed rows only
+        await writer.commit()  # the writer was never blocked by the dump
+    finally:
+        await writer.close()
+    assert query(pg_url, "SELECT count(*) FROM email_jobs") == [(4,)]
+
+
+async def test_recovery_leaves_another_hosts_temp_files_alone(engine: Engine,
+                                                            pg_settings: Settings) -> None:
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    folder_ = pg_settings.backup_dir / "database"
+    folder_.mkdir(parents=True)
+    mine = folder_ / f".database-x.dump.tmp-{gone.pid}@{socket.gethostname()}"
+    theirs = folder_ / f".database-y.dump.tmp-{gone.pid}@another-host"
+    for leftover in (mine, theirs):
+        leftover.write_bytes(b"half a dump")
+    await engine.backup.recover()
+    assert not mine.exists()  # this host's process is gone
+    assert theirs.exists()  # that pid may be alive on its own host
+
+
+async def test_stopping_the_engine_cancels_a_running_pg_dump(
+        settings_factory: Callable[..., Settings], pg_url: str, tmp_path: Path) -> None:
+    real = Path(pgdump.find_tool("pg_dump")[0]).parent
+    hang = fake_bin(tmp_path / "hang",
+                    f'case "$1" in --version) exec {real}/TOOL "$@";; esac; exec sleep 613')
+    settings = settings_factory(database_url=DatabaseUrl(pg_url), pg_bin=hang, **NO_SCHEDULES)
+
+    def sleepers() -> list[str]:
+        return [p for p in os.listdir("/proc") if p.isdigit()
+                and _cmdline(p) == "sleep\x00613\x00"]
+
+    async with Engine(settings, run=[], clock=SystemClock()) as engine:
+        task = asyncio.create_task(engine.backup.run("database"))
+        for _ in range(300):
+            if sleepers():
+                break
+            await asyncio.sleep(0.05)
+        assert sleepers(), "pg_dump never started"
+        await engine.backup.stop(grace=20)
+        result = await task
+    assert result["status"] == "failed" and "cancelled" in result["error"]
+    assert sleepers() == []
+    folder_ = settings.backup_dir / "database"
+    assert list(folder_.iterdir()) == []  # no temp file, nothing at a final name
+
+
+def _cmdline(pid: str) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    return ""
+
+
+async def test_a_full_backup_restores_its_dump(pg_settings: Settings, pg_url: str) -> None:
+    pg_settings.storage_dir.mkdir()
+    add_mail(pg_url, 4, "full")
+    async with Engine(pg_settings, run=[], clock=SystemClock()) as engine:
+        full = await engine.backup.run("full")
+    assert full["status"] == "ok", full
+    add_mail(pg_url, 1, "later")
+    result = await restore(pg_settings, Path(full["path"]), owner="h:1:r")
+    assert result["rows"]["email_jobs"] == 4
+    query(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{result["previous_saved_as"]}"')

@@ -231,3 +231,26 @@ async def test_skewed_hosts_neither_steal_live_leases_nor_wait_on_dead_ones(
         assert abs(acquired - time.time()) < 60 and expires - acquired == pytest.approx(60)
     finally:
         await db.close()
+
+
+# ---- doctor -------------------------------------------------------------------------------------
+
+
+async def test_doctor_judges_leases_on_the_servers_clock_and_by_heartbeat(
+        pg_settings: Settings, pg_url: str) -> None:
+    from vertex_tui.engine.doctor import examine
+
+    real = time.time()
+    for name, owner, expires in [
+            ("engine:far:1:dead", "far:1:dead", real - 5),  # its heartbeat went stale
+            ("backup:database", "far:1:dead", real + 6 * H),  # outlives its dead holder
+            ("engine:near:2:live", "near:2:live", real + 30),
+            ("lifecycle", "near:2:live", real + 300),
+            ("video", "gone:3:x", real - 1)]:  # plainly expired
+        query(pg_url, "INSERT INTO leases (name, owner, acquired_at, expires_at)"
+              " VALUES (%s, %s, %s, %s)", (name, owner, real - 60, expires))
+    # This host's clock runs an hour ahead: on it every lease would look expired.
+    report = await examine(pg_settings, FakeClock(real + H))
+    assert sorted(r.name for r in report.stale_leases) == [
+        "backup:database", "engine:far:1:dead", "video"]
+    assert report.server is not None and "integrity" in report.to_json()

@@ -12,6 +12,7 @@ clears exactly what a report found, once the operator confirmed it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,14 @@ async def _examine_leases(settings: Settings, db_path: Path, now: float) -> Repo
     file to check, no restore temp files next to it)."""
     db = await open_database(settings)
     try:
+        if db.dialect == "postgresql":  # leases expire on the server's clock there
+            now = await store.server_now(db)
         rows = await store.leases(db)
-        stale = [r for r in rows if dead_here(r.owner) or r.expires_at <= now]
+        # A holder is dead when its engine heartbeat is stale, on any host: its other leases
+        # (a backup's, hours long) outlive it.
+        beats = {r.owner: r.expires_at for r in rows if r.name == f"engine:{r.owner}"}
+        stale = [r for r in rows if dead_here(r.owner) or r.expires_at <= now
+                 or beats.get(r.owner, now + 1) <= now]
         alive = {r.owner for r in rows if r not in stale}
         interrupted = [r for r in await store.running(db) if r.owner not in alive]
     finally:
@@ -137,8 +144,8 @@ def restore_leftovers(db_path: Path) -> list[Path]:
     prefix = f".{db_path.name}{TMP_MARK}"
     found = []
     for entry in sorted(db_path.parent.glob(f"{prefix}*")):
-        pid = entry.name[len(prefix):]
-        if pid.isdigit() and not process_alive(int(pid)):
+        pid, _, host = entry.name[len(prefix):].partition("@")
+        if host in ("", socket.gethostname()) and pid.isdigit() and not process_alive(int(pid)):
             found.append(entry)
     return found
 

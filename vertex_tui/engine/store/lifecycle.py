@@ -252,8 +252,9 @@ async def _update_statuses(conn: Connection, table: str, kind: str,
     return changes
 
 
-async def _queue_notices(conn: Connection, dialect: str, table: str,
-                         params: dict[str, Any], full: bool) -> tuple[dict[str, int], int]:
+async def _queue_notices(conn: Connection, table: str, kind: str, label: str,
+                         params: dict[str, Any], full: bool, *, dialect: str = "sqlite"
+                         ) -> tuple[dict[str, int], int]:
     if dialect == "postgresql":
         rows = await conn.execute_fetchall(NOTICES[table, full], params)
     else:
@@ -296,12 +297,14 @@ async def run_pass(db: Database, *, now: float, notify: bool, sender: str, domai
         if pg:
             for kind, entity_id in await conn.execute_fetchall(TAKE_DIRTY):
                 taken[str(kind)].append(int(entity_id))
-        for kind, (table, _) in TABLES.items():
+        for kind, (table, label) in TABLES.items():
             params["taken"] = taken[kind]
             changes[kind] = await _update_statuses(conn, table, kind, params, full)
             if notify:
-                kind_sent, kind_skipped = await _queue_notices(conn, db.dialect, table,
-                                                               params, full)
+                # (dialect only when not the default: tests wrap this with SQLite's arguments)
+                kind_sent, kind_skipped = await _queue_notices(
+                    conn, table, kind, label, params, full,
+                    **({"dialect": db.dialect} if pg else {}))
                 for k, n in kind_sent.items():
                     sent[k] = sent.get(k, 0) + n
                 skipped += kind_skipped
