@@ -132,6 +132,7 @@ def test_kill_two_of_three_engines_mid_delivery_nothing_lost(ws: Any, pg_url: st
     duplicates = {mid for mid, n in received.items() if n > 1}
     assert duplicates <= held_any, "only a claim of a dead engine may go out twice"
     assert sum(received[mid] - 1 for mid in duplicates) <= len(held_any)
+    print(f"killed holding {len(held_any)} claims; {len(duplicates)} sent twice")
     for record in records:
         _, to, subject = jobs[record["message_id"]]
         assert (record["recipients"], record["subject"]) == ([to], subject)
