@@ -366,14 +366,14 @@ async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refuse
 
 
 async def test_enqueue_in_the_same_process_wakes_the_workers_at_once(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     # The fake clock never moves and the poll interval is long: only the wake-up can deliver.
-    settings = settings_factory(sink=sink, email_poll_interval=30.0, email_workers=3)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=30.0, email_workers=3)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)  # every worker asleep on a clock that will not move
         job_id = await engine.email.enqueue(to="now@example.com", subject="s", body="b")
@@ -431,14 +431,14 @@ async def test_mail_enqueued_by_another_process_is_seen_within_the_poll_interval
 
 
 async def test_mail_enqueued_through_another_database_object_is_polled(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     poll = 5.0
-    settings = settings_factory(sink=sink, email_poll_interval=poll)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=poll)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         async with Engine(settings, clock=clock, run=[]) as other:
