@@ -196,9 +196,10 @@ def clock() -> FakeClock:
 def pg_server() -> Iterator[PgServer]:
     """One real PostgreSQL server for the session (`vertex_tui.testing.pgserver`): the one of
     VERTEX_TEST_DATABASE_URL, or a throwaway cluster of Debian's binaries on a free loopback
-    port. Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
+    port (VERTEX_TEST_PG_PORTS=lo-hi; data under /tmp/$VERTEX_TEST_PG_PREFIX*, default
+    pg-test-). Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
     try:
-        server = PgServer.start(prefix="pg-test-")
+        server = PgServer.start(prefix=os.environ.get("VERTEX_TEST_PG_PREFIX", "pg-test-"))
     except Unavailable as exc:
         if os.environ.get("VERTEX_REQUIRE_PEERS"):
             pytest.fail(f"PostgreSQL is required (VERTEX_REQUIRE_PEERS) but unavailable: {exc}")

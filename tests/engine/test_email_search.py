@@ -64,12 +64,14 @@ async def settle(engine: Engine, wait_for: WaitFor, **expected: int) -> None:
 
 
 async def test_free_text_finds_the_last_error_and_every_term_works(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    """On both backends: FTS5 on SQLite, ILIKE over pg_trgm indexes on PostgreSQL."""
+    settings = backend_settings_factory(sink=sink_550)
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
         q = engine.email
         sent = await q.enqueue_many([msg(f"user{i}@example.com", f"Invoice {i}")
                                      for i in range(7)])

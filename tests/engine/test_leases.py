@@ -1,15 +1,14 @@
-"""Named leases on a real SQLite file and a real PostgreSQL database (each test runs on
-both): one owner at a time, taken over only once expired."""
+"""Named leases on a real SQLite file: one owner at a time, taken over only once expired."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from vertex_tui.engine.leases import Leases
-from vertex_tui.engine.settings import Settings
-from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import Database
 
 NOW = 1_800_000_000.0
@@ -17,8 +16,12 @@ TTL = 30.0
 
 
 @pytest.fixture
-def db(backend_db: Database) -> Database:
-    return backend_db
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "vertex.db")
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 async def _row(db: Database, name: str) -> tuple[str, float, float] | None:
@@ -115,9 +118,10 @@ async def test_racing_owners_only_one_wins(db: Database) -> None:
     assert await contenders[0].holder("rotation", NOW) == winner
 
 
-async def test_two_databases_on_one_file_share_leases(backend_settings: Settings) -> None:
-    """Two engine processes are two connections on one database: the lease is shared."""
-    first, second = await open_database(backend_settings), await open_database(backend_settings)
+async def test_two_databases_on_one_file_share_leases(tmp_path: Path) -> None:
+    """Two engine processes are two connections on one file: the lease is shared."""
+    path = tmp_path / "shared.db"
+    first, second = await Database.open(path), await Database.open(path)
     try:
         a, b = Leases(first, "A"), Leases(second, "B")
         assert await a.acquire("backup", NOW, TTL)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import psycopg
+import pytest
 
 from vertex_tui.engine.store.pgmigrate import load_migrations
-from vertex_tui.testing.pgserver import PgServer
+from vertex_tui.testing.pgserver import PgServer, find_bin
 
 
 def _tables(url: str) -> set[str]:
@@ -37,3 +45,31 @@ def test_an_empty_database_has_no_tables(pg_server: PgServer) -> None:
     finally:
         pg_server.drop(url)
     assert "email_jobs" in _tables(pg_server.database())
+
+
+def test_a_killed_owner_leaves_no_cluster_behind(tmp_path: Path, wait_for: Any) -> None:
+    """The process that started a cluster is killed (-9, no atexit): the watcher stops the
+    server and removes its folder."""
+    if find_bin() is None:
+        pytest.skip("no PostgreSQL binaries for a cluster of its own")
+    code = ("from vertex_tui.testing.pgserver import PgServer\n"
+            "s = PgServer.start(prefix='pg-core-kill-')\n"
+            "print(s.data_dir, s.admin_url, flush=True)\n"
+            "import time; time.sleep(600)\n")
+    env = {k: v for k, v in os.environ.items() if k != "VERTEX_TEST_DATABASE_URL"}
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path)
+    try:
+        assert owner.stdout is not None
+        data, url = owner.stdout.readline().split()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        owner.kill()
+        owner.wait(10)
+        if owner.stdout is not None:
+            owner.stdout.close()
+    asyncio.run(wait_for(lambda: not Path(data).exists(), timeout=30,
+                         message="the watcher to remove the cluster"))
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2).close()

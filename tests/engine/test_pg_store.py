@@ -338,3 +338,29 @@ async def test_the_pool_size_setting_bounds_the_connections(pg_url: str, tmp_pat
     finally:
         await db.close()
     assert not (tmp_path / "unused.db").exists()
+
+
+async def test_connections_the_server_closed_are_replaced_without_an_error(
+        pg_url: str, wait_for: Any) -> None:
+    """A server restart or failover closes every pooled connection; the next statements get
+    live ones (the pool's checkout check), not one error per dead connection."""
+    db = await PgDatabase.open(pg_url, pool_size=4)
+    try:
+        await asyncio.gather(*(db.read("SELECT pg_sleep(0.05)") for _ in range(4)))
+        await db.run_transaction(lambda c: c.execute("SELECT 1").fetchall())
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            others = ("FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND pid <> pg_backend_pid()")
+            assert admin.execute(f"SELECT count(pg_terminate_backend(pid)) {others}"
+                                 ).fetchone() == (5,)  # 4 async + 1 sync connection
+
+            def gone() -> bool:
+                return admin.execute(f"SELECT count(*) {others}").fetchone() == (0,)
+
+            await wait_for(gone, message="the terminated backends to exit")
+        for _ in range(6):
+            assert (await db.read("SELECT 1 AS one"))[0]["one"] == 1
+        for _ in range(3):
+            assert await db.run_transaction(lambda c: c.execute("SELECT 2").fetchall()[0][0]) == 2
+    finally:
+        await db.close()

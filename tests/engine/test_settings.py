@@ -70,13 +70,13 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "VERTEX_DATABASE_URL": (None, None),
     "VERTEX_DATABASE_CONNECT_TIMEOUT": ("30", 30.0),
-    "VERTEX_DATABASE_POOL_SIZE": ("8", 8),
     "BACKUP_DRILL_ENABLED": ("false", False),
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
     "METRICS_PORT": ("0", 0),
     "METRICS_ADDRESS": ("127.0.0.1", "127.0.0.1"),
     "BACKUP_WARN_AGE_HOURS": ("database=26,storage=170,full=170",
                               BackupAgeLimits(database=26, storage=170, full=170)),
+    "VERTEX_DATABASE_POOL_SIZE": ("8", 8),
 }
 ALL_DEFAULTS = {**SPEC_DEFAULTS, **EXTRA_DEFAULTS}
 
@@ -101,7 +101,6 @@ BAD_VALUES: dict[str, list[str]] = {
                             "postgresql://u@h/db\r", "postgresql://u@db1:5432,db2:x/vt",
                             "postgresql://u@[::1/vt", "postgresql:/vt"],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": BAD_SECONDS,
-    "VERTEX_DATABASE_POOL_SIZE": ["0", "1", "101", "many"],
     "VERTEX_STORAGE_DIR": ["", "   "],
     "VERTEX_BACKUP_DIR": [""],
     "VERTEX_TIMEZONE": ["Mars/Olympus", "", "UTC+3", "../etc/passwd", "Europe/"],
@@ -151,6 +150,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "SMTP_HELO_NAME": ["mail example.com", "-bad.example", "bad-.example", "under_score.example",
                        "a..b", ".", "[300.1.1.1]", "[mail]", "x" * 64 + ".example", "Ä.example",
                        "mail.example.com\r"],
+    "VERTEX_DATABASE_POOL_SIZE": ["0", "1", "101", "many"],
 }
 
 GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
@@ -165,7 +165,6 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
         ("", None),  # set but empty: SQLite, as when unset
     ],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": [("5", 5.0), ("0.5", 0.5)],
-    "VERTEX_DATABASE_POOL_SIZE": [("2", 2), ("32", 32)],
     "VERTEX_DB_PATH": [
         ("/var/lib/vertex/v.db", Path("/var/lib/vertex/v.db")),
         (" x.db ", Path("x.db")),
@@ -233,6 +232,7 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
         ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
         ("", None),
     ],
+    "VERTEX_DATABASE_POOL_SIZE": [("2", 2), ("32", 32)],
 }
 
 

@@ -63,6 +63,26 @@ class SystemClock:
         return True
 
 
+class ServerClock(SystemClock):
+    """A system clock read on the database server's timeline: `base`'s time plus `offset`
+    (server minus local, measured by `store.server_time.clock_offset` and kept current by the
+    engine's heartbeat). Engines on several hosts over one PostgreSQL use it so that leases and
+    retry times mean the same instant on every host, whatever their clocks say."""
+
+    def __init__(self, base: SystemClock, offset: float = 0.0) -> None:
+        self.base = base
+        self.offset = offset
+
+    def time(self) -> float:
+        return self.base.time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        return await self.base.wait(event, timeout)
+
+
 class FakeClock:
     """A clock that only moves when a test calls `advance()` or `set()`.
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.builtin import BUILTIN, default_registry
-from vertex_tui.engine.clock import Clock, SystemClock, isoformat
+from vertex_tui.engine.clock import Clock, ServerClock, SystemClock, isoformat
 from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
@@ -44,6 +44,7 @@ from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store import schedules
 from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.server_time import clock_offset
 
 if TYPE_CHECKING:
     from vertex_tui.engine.backup.service import BackupService
@@ -174,6 +175,7 @@ class Engine:
         # is refused untouched.
         self._db = await open_database(self.settings, check=self._run != [])
         try:
+            await self._follow_server_clock()
             self._leases = Leases(self._db, self.owner)
             holder = await self._leases.live_holder(MAINTENANCE_LEASE, self.clock.time())
             if holder is not None:
@@ -359,7 +361,18 @@ class Engine:
                 await self._db.close()
                 self._db = None
 
+    async def _follow_server_clock(self) -> None:
+        """On PostgreSQL (engines on several hosts) a system clock becomes the server's
+        timeline (`ServerClock`), its offset measured now and again at every heartbeat; a
+        test's FakeClock and SQLite (one host) are left as they are."""
+        if self.db.dialect != "postgresql" or not isinstance(self.clock, SystemClock):
+            return
+        if not isinstance(self.clock, ServerClock):
+            self.clock = ServerClock(self.clock)
+        self.clock.offset = await clock_offset(self.db, self.clock.base.time)
+
     async def _beat(self) -> None:
+        await self._follow_server_clock()
         await self.leases.acquire(self.heartbeat_name, self.clock.time(), HEARTBEAT_TTL)
 
     async def _publish_schedule(self) -> None:

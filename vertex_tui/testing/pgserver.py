@@ -16,6 +16,11 @@ no migration per test). `stop()` drops what it made or stops and removes the clu
     server.stop()
 
 `Unavailable` is raised when neither a URL nor the binaries are there (tests skip on it).
+
+A cluster of its own is also watched by a small detached process (`python -m
+vertex_tui.testing.pgserver --watch PID DATA BIN`): if the process that started it dies
+without stopping it (SIGKILL, a timeout's kill), the watcher stops the cluster and removes its
+folder, so no server is left holding a port and memory.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from vertex_tui.engine.store.pgadmin import create_database, drop_database
@@ -97,6 +104,7 @@ class PgServer:
         self._count = 0
         self._lock = threading.Lock()
         self._stopped = False
+        self._watcher: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int | None:
@@ -140,8 +148,14 @@ class PgServer:
         except BaseException:
             cls._stop_cluster(bin_dir, data)
             raise
-        return cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir=data,
-                   bin_dir=bin_dir)
+        server = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", data_dir=data,
+                     bin_dir=bin_dir)
+        server._watcher = subprocess.Popen(
+            [sys.executable, "-m", "vertex_tui.testing.pgserver", "--watch", str(os.getpid()),
+             str(data), str(bin_dir)],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        return server
 
     @staticmethod
     def _run(argv: list[str], cwd: Path) -> None:
@@ -169,6 +183,9 @@ class PgServer:
             made = [*self._made, *([self._template] if self._template else [])]
         if self.data_dir is not None and self.bin_dir is not None:
             self._stop_cluster(self.bin_dir, self.data_dir)
+            if self._watcher is not None:
+                self._watcher.terminate()
+                self._watcher.wait(10)
             return
         for name in made:
             with contextlib.suppress(Exception):
@@ -209,3 +226,20 @@ class PgServer:
         with self._lock:
             if name in self._made:
                 self._made.remove(name)
+
+
+def watch(parent: int, data: Path, bin_dir: Path, interval: float = 1.0) -> None:
+    """Wait for process `parent` to exit, then stop the cluster in `data` and remove it."""
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass  # alive, another user's
+        time.sleep(interval)
+    PgServer._stop_cluster(bin_dir, data)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--watch"]:
+    watch(int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))

@@ -19,6 +19,8 @@ take either; it overrides every public member (a test checks), none of SQLite's 
   `sqlite3.Row` does. Booleans are sent as 0/1 and come back as 1/0, `numeric` results
   (`sum(bigint)`) as int (float when they have a fraction), so Python sees what SQLite gives.
 - Driver errors become `StoreError` with one line naming the database (password masked).
+- A pooled connection the server closed while it sat idle (restart, failover) is replaced at
+  checkout, so a restart costs the next statements no error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import functools
 import logging
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -334,6 +337,39 @@ class PgSyncConnection:
 # ---- the database ---------------------------------------------------------------------------
 
 
+def _heard_from_while_idle(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """True if the server sent something to an idle pooled connection: what it sends before
+    it closes one (a restart, a failover, pg_terminate_backend). A poll, no round trip."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
+
+
+async def _alive_async(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """False for a pooled connection the server closed while it sat idle (tried with an
+    empty query only when the server sent it something: a healthy one costs a poll)."""
+    if not _heard_from_while_idle(conn):
+        return True
+    try:
+        await conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _alive_sync(conn: psycopg.Connection[Any]) -> bool:
+    if not _heard_from_while_idle(conn):
+        return True
+    try:
+        conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+
 async def connect_with_retry(url: str, label: str, timeout: float
                              ) -> psycopg.AsyncConnection[Any]:
     """A connection to `url`, waiting with backoff (up to `timeout` s) for a server that is
@@ -417,10 +453,35 @@ class PgDatabase(Database):
         return await asyncio.to_thread(migrate_url, self._url, self.label)
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A live pooled connection. A server restart or failover closes every pooled one:
+        each found dead goes back (the pool discards it) and the next is taken, so the
+        statement gets a live connection, not an error per dead one. (The pool's own
+        `check` would wait a backoff second and more between dead ones.)"""
+        for _ in range(self._pool_size + 1):
+            async with self._pool.connection() as conn:
+                if not await _alive_async(conn):
+                    continue
+                yield conn
+                return
+        raise StoreError(f"database {self.label}: every pooled connection was closed")
+
+    @contextlib.contextmanager
+    def _sync_connection(self, pool: psycopg_pool.ConnectionPool[Any]
+                         ) -> Iterator[psycopg.Connection[Any]]:
+        for _ in range(self._pool_size + 1):
+            with pool.connection() as conn:
+                if not _alive_sync(conn):
+                    continue
+                yield conn
+                return
+        raise StoreError(f"database {self.label}: every pooled connection was closed")
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgConnection]:
         """A write transaction on one pooled connection: COMMIT on success, ROLLBACK on error."""
         with self._errors.mapped():
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 yield PgConnection(conn, self._errors)
 
     async def _sync(self) -> psycopg_pool.ConnectionPool[Any]:
@@ -444,7 +505,7 @@ class PgDatabase(Database):
         errors = self._errors
 
         def run() -> T:
-            with errors.mapped(), pool.connection() as conn, conn.transaction():
+            with errors.mapped(), self._sync_connection(pool) as conn, conn.transaction():
                 return fn(PgSyncConnection(conn, errors))
 
         return await asyncio.to_thread(run)
@@ -463,7 +524,7 @@ class PgDatabase(Database):
         """Rows of one statement, on a pooled connection in autocommit."""
         text, args = _prepared(sql, params)
         with self._errors.mapped():
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cursor = await conn.execute(text, args)
                 return await cursor.fetchall() if cursor.description is not None else []
 

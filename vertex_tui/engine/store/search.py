@@ -105,6 +105,8 @@ async def count(db: Database, q: Query, *, now: float, cap: int | None = None) -
     """How many jobs match (at most `cap`, when given: the caller shows "cap+")."""
     source, where, params, _ = _plan(q, now, dialect=db.dialect)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
+    if q.statuses is not None and not q.statuses:  # no status can match (`IN ()`: SQLite only)
+        return 0
     if q.empty or q == Query(statuses=q.statuses):  # by status only: the kept counts
         marks = ", ".join("?" * len(q.statuses or ()))
         row = await db.read_one(
