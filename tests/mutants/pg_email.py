@@ -36,6 +36,7 @@ MUTANTS: dict[str, tuple[str, ...]] = {
     "complete_two_statements": ("test_a_completion_behind_a_reaper_records_nothing",),
     "complete_caller_clock": ("test_lease_and_retry_expiries_follow_the_servers_clock",),
     "reap_two_statements": ("test_two_reapers_record_each_lost_attempt_once",),
+    "reap_no_skip_locked": ("test_two_reapers_record_each_lost_attempt_once",),
     "reap_caller_clock": ("test_lease_and_retry_expiries_follow_the_servers_clock",),
     "extend_caller_clock": ("test_lease_and_retry_expiries_follow_the_servers_clock",),
     "writer_range": ("test_interleaved_inserts_get_their_own_ids",),
@@ -139,6 +140,8 @@ def _install(name: str) -> None:  # one branch per mutant, read side by side
             return int(result.rowcount)
 
         email_pg.reap_in = reap_in  # type: ignore[assignment]
+    elif name == "reap_no_skip_locked":  # exactly-once still (the UPDATE re-checks), but waits
+        email_pg.REAP = replaced(email_pg.REAP, " FOR UPDATE SKIP LOCKED", "")
     elif name == "reap_caller_clock":
         # `now` goes first: the expiry test is the statement's first placeholder.
         text = replaced(email_pg.REAP, f"lease_expires_at <= {now_sql}",
