@@ -99,8 +99,6 @@ class Completion:
 class JobWriter:
     """Inserts job rows, chunk after chunk, into one open write transaction (`job_writer`)."""
 
-    _ids: list[int] | None = None  # PostgreSQL: the ids RETURNING gave (see `PgJobWriter`)
-
     def __init__(self, conn: Connection, first: int) -> None:
         self._conn = conn
         self._first = first
