@@ -72,7 +72,7 @@ def test_commands_run_on_postgresql_and_leave_no_sqlite_file(cli: Any, pg_url: s
     doctor = cli.ok("doctor", VERTEX_DATABASE_URL=pg_url)
     assert doctor.startswith(f"database {pg_url}: reachable (PostgreSQL")
     assert not cli.db_path.exists()
-    cli.ok("jobs")  # unset: SQLite at VERTEX_DB_PATH, as before
+    cli.ok("jobs", VERTEX_DATABASE_URL="")  # unset (empty): SQLite at VERTEX_DB_PATH
     assert cli.db_path.exists()
 
 

@@ -26,7 +26,8 @@ def test_each_test_gets_a_migrated_database_of_its_own(pg_server: PgServer, pg_u
     with psycopg.connect(pg_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
         conn.execute("INSERT INTO engine_flags (name, value, updated_at) VALUES ('x', '1', 0)")
-    assert versions == [n for n, _, _ in load_migrations()] == list(range(1, 11))
+    assert versions == [n for n, _, _ in load_migrations()]
+    assert versions[:10] == list(range(1, 11))
     other = pg_server.database()
     try:
         with psycopg.connect(other) as conn:  # the insert above is not in the other copy

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.store import pgmigrate
 from vertex_tui.engine.store.conn import SyncConnection
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.dialect import Sql
@@ -282,7 +283,7 @@ async def test_two_engines_starting_at_once_apply_each_migration_once(
         opened = await asyncio.gather(*(PgDatabase.open(url) for _ in range(3)))
         for db in opened:
             await db.close()
-        assert await _versions(url) == list(range(1, 11))
+        assert await _versions(url) == [n for n, _, _ in pgmigrate.load_migrations()]
     finally:
         pg_server.drop(url)
 
@@ -364,3 +365,13 @@ async def test_connections_the_server_closed_are_replaced_without_an_error(
             assert await db.run_transaction(lambda c: c.execute("SELECT 2").fetchall()[0][0]) == 2
     finally:
         await db.close()
+
+
+async def test_a_server_older_than_needed_is_refused_in_one_line(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vertex_tui.engine.store import pg
+
+    monkeypatch.setattr(pg, "OLDEST_SERVER", 990000)  # as if the real 15 were too old
+    with pytest.raises(StoreError) as caught:
+        await PgDatabase.open(pg_url)
+    assert "is PostgreSQL 15." in str(caught.value) and "needs 99 or newer" in str(caught.value)

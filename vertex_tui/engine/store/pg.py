@@ -53,6 +53,9 @@ T = TypeVar("T")
 
 DriverError = psycopg.Error
 
+# The migrations use SQL-standard function bodies (14), DROP DATABASE ... FORCE (13).
+OLDEST_SERVER = 140000
+
 # Worth waiting for at start: no server yet (refused, no route, timeout, no such host yet),
 # or a server that answers but cannot take us now. libpq reports connection failures
 # without a SQLSTATE; what the server refuses for good ("password authentication failed",
@@ -428,7 +431,11 @@ class PgDatabase(Database):
         """
         label = display_url(url)
         probe = await connect_with_retry(url, label, connect_timeout)
+        version = probe.info.server_version
         await probe.close()
+        if version < OLDEST_SERVER:
+            raise StoreError(f"database {label} is PostgreSQL {version // 10000}.{version % 100}"
+                             f"; vertex-tui needs {OLDEST_SERVER // 10000} or newer")
         if migrate:
             await asyncio.to_thread(migrate_url, url, label)
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
