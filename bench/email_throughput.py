@@ -11,12 +11,12 @@ is Postfix's `smtp-sink` (C, discards the data), so the client's own cost decide
   built (`EmailMessage`) inside the timed loop, as the queue builds it at send time.
 - queue_msgs_per_s: `--smtp-n` jobs enqueued (enqueue_many, untimed), then a real Engine
   (email service only, 3 workers, SmtpTransport to the sink) delivers them all: time from
-  opening the engine until the last `EmailSent`. ratio_vs_raw_smtp = queue / raw (goal >= 0.8).
+  opening the engine until the last `EmailSent`. ratio_vs_raw_smtp = queue / raw (goal >= 0.9).
 - null_transport_jobs_per_s: `--n` jobs, the same with NullTransport: claim -> complete.
 - huey_noop_jobs_per_s: SqliteHuey (temp file, results off), consumer with 3 worker threads
   in-process, N no-op tasks enqueued beforehand; time from consumer start until the N-th has
   run. Its connections use synchronous=NORMAL, as the engine's do (same durability: WAL, no
-  fsync per commit); ratio_vs_huey = null_transport / huey (goal >= 2). Huey's default
+  fsync per commit); ratio_vs_huey = null_transport / huey (goal >= 2.5). Huey's default
   (synchronous=FULL, an fsync per dequeue) is reported once as huey_default_sync_noop_jobs_per_s.
 - bulk_enqueue_per_s: one enqueue_many of N (goal >= 50,000);
   single_enqueue_per_s: engine.email.enqueue one at a time, a transaction each (goal >= 2,000).
@@ -62,9 +62,9 @@ from vertex_tui.engine.email.transport import NullTransport
 
 CONNECTIONS = 3
 GOALS = {
-    "ratio_vs_raw_smtp": (">=", 0.8),
+    "ratio_vs_raw_smtp": (">=", 0.9),  # issue 8 (was 0.8)
     "null_transport_jobs_per_s": (">=", 5_000),
-    "ratio_vs_huey": (">=", 2),
+    "ratio_vs_huey": (">=", 2.5),  # issue 8 (was 2)
     "bulk_enqueue_per_s": (">=", 50_000),
     "single_enqueue_per_s": (">=", 2_000),
 }

@@ -203,7 +203,11 @@ class DeliveryMinutes:
         return True
 
     def _minute(self, at: float) -> _Minute:
-        return self.minutes.setdefault(int(at // 60), _Minute())
+        key = int(at // 60)
+        minute = self.minutes.get(key)  # not setdefault: it would build a _Minute every time
+        if minute is None:
+            minute = self.minutes[key] = _Minute()
+        return minute
 
     def take(self, now: float | None = None) -> list[Entry]:
         """The summaries of the minutes that ended by `now` (every minute if None), removed."""

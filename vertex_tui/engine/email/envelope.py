@@ -16,6 +16,7 @@ They differ on the wire:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -61,6 +62,29 @@ def _header_addresses(message: EmailMessage) -> list[Address]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _mailbox(sender: str) -> str:
+    """The address of a From value (`"Name" <addr>` -> `addr`); the same few senders recur."""
+    return parseaddr(sender)[1] or sender
+
+
+_ADDRESS_NAMES = frozenset(name.lower() for name in ADDRESS_HEADERS)
+
+
+def _all_ascii(sender: str, recipients: tuple[str, ...], message: EmailMessage) -> bool:
+    """Whether no address of the envelope or of the address headers can hold a non-ASCII
+    character: all ASCII, and no encoded-word (`=?`), which the header parser would decode.
+    Read from the headers as stored (`raw_items`: the value as set, or a parsed header
+    whose text is the decoded value), without parsing them."""
+    if not sender.isascii() or not all(r.isascii() for r in recipients):
+        return False
+    return all(
+        value.isascii() and "=?" not in value
+        for name, value in message.raw_items()
+        if name.lower() in _ADDRESS_NAMES
+    )
+
+
 def _first_utf8_local(addresses: Iterable[str]) -> str | None:
     return next((a for a in addresses if not _split(a)[0].isascii()), None)
 
@@ -73,8 +97,20 @@ def prepare_envelope(
 
     `sender` may be a whole From value (`EMAIL_FROM`, `"Name" <addr>`): only its address goes
     into MAIL FROM, so a non-ASCII display name never asks the relay for SMTPUTF8."""
-    sender = parseaddr(sender)[1] or sender
+    sender = _mailbox(sender)
     recipients = tuple(recipients)
+    if _all_ascii(sender, recipients, message):
+        # Nothing to ask SMTPUTF8 for and no domain to rewrite: what the parse below would
+        # conclude, without parsing the headers again (~220 us a message, as much as
+        # building it).
+        return Envelope(sender=sender, recipients=recipients, needs_utf8=None)
+    return parsed_envelope(sender, recipients, message)
+
+
+def parsed_envelope(
+    sender: str, recipients: tuple[str, ...], message: EmailMessage
+) -> Envelope:
+    """`prepare_envelope` from the parsed address headers (`sender`: an address)."""
     headers = _header_addresses(message)
     culprit = _first_utf8_local([sender, *recipients, *(a.addr_spec for a in headers)])
     if culprit is not None:

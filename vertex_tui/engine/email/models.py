@@ -133,6 +133,17 @@ class EmailJobDetail:
         }
 
 
+def _recipients(stored: str) -> tuple[str, ...]:
+    """The `recipients` column (a JSON list of strings) as a tuple. One recipient whose
+    JSON string holds no quote or escape (the common case) is read without the JSON
+    parser: its text between the quotes is the address."""
+    if stored.startswith('["') and stored.endswith('"]'):
+        inner = stored[2:-2]
+        if '"' not in inner and "\\" not in inner:
+            return (inner,)
+    return tuple(json.loads(stored))
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClaimedJob:
     """A job a worker holds the lease on: everything needed to send it and to fence the write."""
@@ -162,7 +173,7 @@ class ClaimedJob:
             id=row[0],
             message_id=row[1],
             sender=row[2],
-            recipients=tuple(json.loads(row[3])),
+            recipients=_recipients(row[3]),
             to_header=row[4],
             subject=row[5],
             body=row[6],

@@ -159,7 +159,7 @@ class EmailQueue(EmailOperations, EmailWorkers, EmailJobs, EmailBulk):
         # Outcomes still queued (a worker cancelled while waiting for its group commit) are
         # written before the completer goes, so those sends are not repeated.
         for _ in range(100):
-            if self._completions.empty():
+            if not self._completions:
                 break
             await asyncio.sleep(0.01)
         for task in self._helpers:

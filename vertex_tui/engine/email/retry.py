@@ -22,6 +22,9 @@ class Decision:
     retry_at: float | None
 
 
+_SENT = Decision(status="sent", retry_at=None)  # frozen: one instance serves every send
+
+
 def retry_delay(
     attempt: int, delays: Sequence[float], jitter: float = 0.1, rand: random.Random | None = None
 ) -> float:
@@ -55,7 +58,7 @@ def decide(
     until the relay answers again).
     """
     if outcome is Outcome.SENT:
-        return Decision(status="sent", retry_at=None)
+        return _SENT
     if relay:
         return Decision(status="pending", retry_at=now)
     if outcome is Outcome.PERMANENT or attempt >= max_attempts:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import Clock
@@ -22,6 +23,9 @@ from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import email as store
 from vertex_tui.engine.store import relay as relay_store
 from vertex_tui.engine.store.db import Database
+
+if TYPE_CHECKING:
+    from vertex_tui.engine.email.workers import BatchOutcomes
 
 TransportFactory = Callable[[], Transport]
 
@@ -55,9 +59,9 @@ class QueueState:
         self._stop = asyncio.Event()
         self._progress = asyncio.Event()
         self._flush = asyncio.Event()
-        self._completions: asyncio.Queue[tuple[store.Completion, asyncio.Future[bool]]] = (
-            asyncio.Queue()
-        )
+        # Outcomes waiting for the completer's next group commit (`_queued`: there are some).
+        self._completions: deque[tuple[store.Completion, BatchOutcomes]] = deque()
+        self._queued = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
         self._paused = False

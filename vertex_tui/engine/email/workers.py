@@ -35,6 +35,35 @@ COMPLETE_BATCH = 500
 # crash before a commit does.
 COMMIT_WINDOW = 0.1
 
+
+class BatchOutcomes:
+    """The outcomes one worker's batch handed to the completer: `written` resolves once
+    every one of them has been through a group commit (recorded or refused), after the
+    worker `close()`d the batch. One future a batch, not one an outcome: the worker only
+    waits for them all."""
+
+    __slots__ = ("closed", "queued", "written")
+
+    def __init__(self) -> None:
+        self.queued = 0  # handed to the completer, not yet through a commit
+        self.closed = False
+        self.written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def close(self) -> None:
+        """No more outcomes will come: resolve `written` as soon as the queued ones are."""
+        self.closed = True
+        self._resolve()
+
+    def commit_done(self) -> None:
+        """One of them went through a commit."""
+        self.queued -= 1
+        self._resolve()
+
+    def _resolve(self) -> None:
+        if self.closed and not self.queued and not self.written.done():
+            self.written.set_result(None)
+
+
 class EmailWorkers(QueueState):
     """Mixed into `EmailQueue`: the worker tasks and the completer it starts."""
 
@@ -95,7 +124,7 @@ class EmailWorkers(QueueState):
     async def _work(self, batch: list[ClaimedJob], transport: Transport) -> None:
         lease = self._settings.email_lease_seconds
         lease_until = self._clock.time() + lease
-        done: list[asyncio.Future[bool]] = []
+        outcomes = BatchOutcomes()
         index = 0
         ids = [job.id for job in batch]
         self._held.update(ids)
@@ -127,7 +156,7 @@ class EmailWorkers(QueueState):
                         await store.release(self._db, [job], self._clock.time())
                         self._inflight -= 1
                         continue
-                done.append(self._submit(job, result))
+                self._submit(job, result, outcomes)
         except asyncio.CancelledError:
             # Stopped past the grace period: the job being sent may or may not have gone out.
             # Expire its lease so any engine retries it soon; hand back the untried rest.
@@ -137,9 +166,10 @@ class EmailWorkers(QueueState):
             raise
         finally:
             try:
-                if done:
+                outcomes.close()
+                if outcomes.queued:
                     self._flush.set()  # this worker waits for its outcomes: commit them now
-                    await asyncio.gather(*done, return_exceptions=True)
+                    await outcomes.written
             finally:
                 self._held.difference_update(ids)
 
@@ -175,7 +205,7 @@ class EmailWorkers(QueueState):
             log.exception("releasing email jobs failed", extra={"service": self.name})
         return None
 
-    def _submit(self, job: ClaimedJob, result: SendResult) -> asyncio.Future[bool]:
+    def _submit(self, job: ClaimedJob, result: SendResult, batch: BatchOutcomes) -> None:
         now = self._clock.time()
         s = self._settings
         if not result.relay:
@@ -204,23 +234,25 @@ class EmailWorkers(QueueState):
             created_at=job.created_at,
             relay=result.relay,
         )
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completions.put_nowait((completion, future))
-        return future
+        batch.queued += 1
+        self._completions.append((completion, batch))
+        self._queued.set()
 
     async def _completer(self) -> None:
         """Write outcomes in group commits, then publish what happened."""
+        queue = self._completions
         while True:
-            items = [await self._completions.get()]
-            if self._completions.empty() and not self._flush.is_set():
+            while not queue:
+                self._queued.clear()
+                await self._queued.wait()
+            if len(queue) == 1 and not self._flush.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(COMMIT_WINDOW):  # see SystemClock.wait
                         await self._flush.wait()
             # No await from here to the drain: every worker that asked for a flush has all
             # its outcomes queued already, so they go into this commit.
             self._flush.clear()
-            while not self._completions.empty() and len(items) < COMPLETE_BATCH:
-                items.append(self._completions.get_nowait())
+            items = [queue.popleft() for _ in range(min(len(queue), COMPLETE_BATCH))]
             completions = [c for c, _ in items]
             try:
                 refused_items = await store.complete(self._db, completions)
@@ -231,10 +263,9 @@ class EmailWorkers(QueueState):
                 self._note_error(f"recording outcomes failed: {exc}")
                 refused = {(c.job_id, c.attempt) for c in completions}
             self._inflight -= len(items)
-            for completion, future in items:
+            for completion, batch in items:
+                batch.commit_done()
                 ok = (completion.job_id, completion.attempt) not in refused
-                if not future.done():
-                    future.set_result(ok)
                 self._publish_outcome(completion, ok)
             self._progress.set()
 

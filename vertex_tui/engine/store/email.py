@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vertex_tui.engine.email.models import ClaimedJob, EmailAttempt, EmailJob, EmailJobDetail
 from vertex_tui.engine.errors import NotFound
@@ -77,9 +76,12 @@ def _flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
     return [value for row in rows for value in row]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Completion:
-    """The result of one attempt, to be written if the worker still holds the job."""
+class Completion(NamedTuple):
+    """The result of one attempt, to be written if the worker still holds the job.
+
+    Immutable like the records, but a named tuple: one is built per delivery on the queue's
+    hot path, and a frozen dataclass of 13 fields costs ~1.5 us more to build (each field
+    set through `object.__setattr__`). Build it with keywords."""
 
     job_id: int
     owner: str
