@@ -5,7 +5,8 @@ The table is `engine.jobs.snapshot()`, refreshed on every job run (PassCompleted
 via the bridge), on a timer, and after each action. Run now is an engine action (`job.run`):
 performed here when the console hosts the engine, a request the running engine picks up when
 it is attached. Pause and resume are database flags every engine follows within a poll, so
-they are the same in both modes.
+they are the same in both modes. `/` filters the table: free text in the job and service
+names, `service:email,backup` and `paused:yes|no` (the search language, engine/search.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from textual.widgets import DataTable, Header, Label, Static
 from textual.worker import Worker
 
 from vertex_tui.bridge import JOB_EVENTS
+from vertex_tui.engine.search import JOB_KEYS
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import short_time
 from vertex_tui.widgets.dialogs import ConfirmDialog
 from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
 from vertex_tui.widgets.tables import StableTable
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ def detail_line(job: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
-class JobsScreen(VertexScreen):
+class JobsScreen(TableSearchMixin, VertexScreen):
     """Every job of every service, soonest first."""
 
     CSS_PATH = str(STYLES / "jobs.tcss")
@@ -114,6 +117,9 @@ class JobsScreen(VertexScreen):
         Binding("r", "run_now", "Run now"),
         Binding("p", "toggle_pause", "Pause/resume"),
         Binding("h", "history", "History"),
+        Binding("slash", "search", "Search",
+                tooltip="filter the table: job or service name, service:, paused:yes|no"),
+        Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
     def __init__(self) -> None:
@@ -123,7 +129,11 @@ class JobsScreen(VertexScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="jobs-summary")
+        yield TableSearch("#jobs-table", "the jobs", keys=JOB_KEYS,
+                          services=lambda: sorted({j["service"] for j in self._jobs.values()}),
+                          placeholder="text service:email paused:yes")
         table = StableTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        table.text_columns = (COLUMNS.index("JOB"), COLUMNS.index("SERVICE"))
         table.add_columns(*COLUMNS)
         yield table
         yield Static("", id="jobs-detail")
@@ -132,13 +142,21 @@ class JobsScreen(VertexScreen):
     async def refresh_snapshot(self) -> None:
         jobs = await self.engine.jobs.snapshot()
         self._jobs = {j["job"]: j for j in jobs}
+        table = self.query_one("#jobs-table", StableTable)
+        table.named = {j["job"]: {"service": j["service"], "paused": "yes" if j["paused"]
+                                  else "no"} for j in jobs}
         self.show_rows(job_rows(jobs, self.now(), self.engine.owner))
         paused = sum(1 for j in jobs if j["paused"])
         disabled = sum(1 for j in jobs if not j["enabled"])
         services = len({j["service"] for j in jobs})
+        search = table.filter_query
         self.query_one("#jobs-summary", Static).update(
-            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled")
+            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled"
+            + (f" · {table.row_count} matching {search.source!r}" if search else ""))
         self.show_detail()
+
+    def on_table_search_changed(self, event: TableSearch.Changed) -> None:
+        self.reload()  # the summary names the search and what matches
 
     def show_rows(self, rows: list[Row]) -> None:
         """Replace the rows, the cursor staying on the same job (StableTable)."""

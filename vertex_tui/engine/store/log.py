@@ -41,12 +41,15 @@ _ENTRIES = (
 )
 
 
-async def read(db: Database, *, since: float = 0.0, service: str | None = None,
-               level: int = 0, search: str | None = None, after: Cursor | None = None,
-               limit: int = 1000) -> tuple[list[dict[str, Any]], Cursor]:
-    """Entries at or after `since` (and after the cursor), filtered by service, minimum
-    level and a case-insensitive text (in message or event); the latest `limit` of them,
-    oldest first, and the cursor after the newest entry read."""
+async def read(db: Database, *, since: float = 0.0,
+               service: str | Sequence[str] | None = None, level: int = 0,
+               search: str | Sequence[str] | None = None,
+               after: Cursor | None = None, limit: int = 1000,
+               until: float | None = None) -> tuple[list[dict[str, Any]], Cursor]:
+    """Entries at or after `since` (and at or before `until`, and after the cursor),
+    filtered by service (one name or any of several), minimum level and case-insensitive
+    texts (each in message or event); the latest `limit` of them, oldest first, and the
+    cursor after the newest entry read."""
     after = after or Cursor()
     # The cursor first, and only rows up to it: a row written meanwhile is the next read's.
     top = await db.read(
@@ -58,13 +61,20 @@ async def read(db: Database, *, since: float = 0.0, service: str | None = None,
     params: dict[str, Any] = {"log_id": after.log_id, "audit_id": after.audit_id,
                               "log_top": cursor.log_id, "audit_top": cursor.audit_id,
                               "since": since, "level": level, "limit": limit}
-    if service:
-        where.append("service = :service")
-        params["service"] = service
-    if search:
-        where.append("(instr(lower(message), :text) > 0 OR instr(lower(event), :text) > 0"
-                     " OR instr(lower(detail), :text) > 0)")
-        params["text"] = search.lower()
+    if isinstance(service, str):
+        service = [service] if service else None
+    if service is not None:  # several names: any of them; none: nothing matches
+        names = {f"service{n}": name for n, name in enumerate(service)}
+        where.append(f"service IN ({', '.join(':' + n for n in names)})" if names else "1 = 0")
+        params.update(names)
+    if until is not None:
+        where.append("at <= :until")
+        params["until"] = until
+    texts = [search] if isinstance(search, str) else list(search or ())
+    for n, text in enumerate(t for t in texts if t):
+        where.append(f"(instr(lower(message), :text{n}) > 0 OR instr(lower(event), :text{n})"
+                     f" > 0 OR instr(lower(detail), :text{n}) > 0)")
+        params[f"text{n}"] = text.lower()
     rows = await db.read(
         f"SELECT * FROM (SELECT * FROM ({_ENTRIES}) WHERE {' AND '.join(where)}"
         " ORDER BY at DESC, src DESC, id DESC LIMIT :limit) ORDER BY at, src, id", params)
