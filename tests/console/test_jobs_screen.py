@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from vertex_tui.engine.builtin import builtin_registry
@@ -300,18 +299,11 @@ def plugin_registry(monkeypatch: pytest.MonkeyPatch) -> ServiceRegistry:
     return registry
 
 
-async def palette_run(console: Console, pilot: Pilot[Any], text: str) -> list[str]:
-    await pilot.press("ctrl+p")
-    await wait_screen(console, pilot, CommandPalette)
-    await pilot.press(*text)
-    hits = await console.wait_for(
-        lambda: pilot.app.screen.query_one(CommandList).option_count,
-        message=f"palette hits for {text!r}")
-    assert hits
-    commands = pilot.app.screen.query_one(CommandList)
-    shown = [str(commands.get_option_at_index(i).prompt) for i in range(hits)]
-    await pilot.pause()
-    await pilot.press("enter")
+async def palette_yes(console: Console, pilot: Pilot[Any], text: str) -> list[str]:
+    """Run a palette entry and say yes to the question it asks (as its key does)."""
+    shown = await console.palette(pilot, text)
+    await wait_screen(console, pilot, ConfirmDialog)
+    await pilot.press("y")
     return shown
 
 
@@ -336,7 +328,7 @@ async def test_a_plug_in_service_has_a_card_palette_entries_jobs_and_log_filter(
         assert cards["certwatch"].has_class("-error")
         assert "error: import failed: ModuleNotFoundError" in card_text(cards["certwatch"])
 
-        shown = await palette_run(console, pilot, "Run diskspace.check now")
+        shown = await palette_yes(console, pilot, "Run diskspace.check now")
         assert shown[0].splitlines()[0] == "Run diskspace.check now"
         await console.wait_for(
             lambda: console.query("SELECT service, job, outcome FROM service_runs")
@@ -348,7 +340,7 @@ async def test_a_plug_in_service_has_a_card_palette_entries_jobs_and_log_filter(
         assert "(ok)" in body.splitlines()[0]  # last run … (ok)
         assert "free_percent" in body and "min_free_percent 0.0" in body
 
-        await palette_run(console, pilot, "Pause diskspace.check")
+        await palette_yes(console, pilot, "Pause diskspace.check")
         await console.wait_for(lambda: console.audit("job.pause"),
                                message="the palette's pause")
         assert await paused_in_db(console, "diskspace.check",

@@ -11,7 +11,7 @@ names, `service:email,backup` and `paused:yes|no` (the search language, engine/s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 from importlib import resources
@@ -180,30 +180,45 @@ class JobsScreen(TableSearchMixin, VertexScreen):
     @work(exit_on_error=False, group="action")
     async def action_run_now(self) -> None:
         name = self.selected_job()
-        if name is None:
-            return
-        where = ("the running engine will run it" if self.bridge.attached
-                 else "it runs in this process")
-        if await self.app.push_screen_wait(ConfirmDialog(f"Run {name} now? ({where})",
-                                                         yes="Run")):
-            self.act_on_engine("job.run", {"job": name}, label=name)
+        if name is not None:
+            await ask_run_now(self.vertex, name)
 
     @work(exit_on_error=False, group="action")
     async def action_toggle_pause(self) -> None:
         name = self.selected_job()
-        if name is None:
-            return
-        pause = not self._jobs[name]["paused"]
-        question = (f"Pause {name}? It stops running on schedule in every engine."
-                    if pause else f"Resume {name}? It runs on schedule again.")
-        if await self.app.push_screen_wait(ConfirmDialog(question,
-                                                         yes="Pause" if pause else "Resume")):
-            await set_paused(self.vertex, name, pause)
+        if name is not None:
+            await ask_pause(self.vertex, name, not self._jobs[name]["paused"])
 
     def action_history(self) -> None:
         name = self.selected_job()
         if name is not None:
             self.app.push_screen(JobHistoryDialog(name))
+
+
+async def ask_run_now(app: VertexApp, name: str) -> None:
+    """Run `name` now once the operator says yes: the `r` key and the palette's entry ask
+    the same question, and "no" does nothing."""
+    where = ("the running engine will run it" if app.bridge.attached
+             else "it runs in this process")
+    if await app.push_screen_wait(ConfirmDialog(f"Run {name} now? ({where})", yes="Run")):
+        app.engine_action("job.run", {"job": name}, name)
+
+
+async def ask_pause(app: VertexApp, name: str, pause: bool) -> None:
+    """Pause (or resume) `name` once the operator says yes: the `p` key and the palette's
+    entries ask the same question. A job already in that state is said so, unasked."""
+    if pause == await is_paused(app, name):
+        app.notify(f"{name} is already {'paused' if pause else 'running on schedule'}",
+                   severity="warning")
+        return
+    question = (f"Pause {name}? It stops running on schedule in every engine."
+                if pause else f"Resume {name}? It runs on schedule again.")
+    if await app.push_screen_wait(ConfirmDialog(question, yes="Pause" if pause else "Resume")):
+        await set_paused(app, name, pause)
+
+
+async def is_paused(app: VertexApp, name: str) -> bool:
+    return any(j["paused"] for j in await app.engine.jobs.snapshot() if j["job"] == name)
 
 
 async def set_paused(app: VertexApp, name: str, paused: bool) -> None:
@@ -219,22 +234,24 @@ async def set_paused(app: VertexApp, name: str, paused: bool) -> None:
 
 def job_commands(app: VertexApp) -> list[tuple[str, Callable[[], Any], str]]:
     """The palette's entries for every job of every service (the engine's registry): run
-    now, pause, resume, history. The palette entry names the job: it is the confirmation."""
+    now, pause, resume (each asks as its key does), history."""
     out: list[tuple[str, Callable[[], Any], str]] = []
     for name in app.engine.jobs.names():
         out += [
-            (f"Run {name} now", partial(app.engine_action, "job.run", {"job": name}, name),
-             "by the running engine when attached"),
-            (f"Pause {name}", partial(_pause, app, name, True),
-             "stops running on schedule, in every engine"),
-            (f"Resume {name}", partial(_pause, app, name, False), "runs on schedule again"),
+            (f"Run {name} now", partial(_ask, app, ask_run_now, name),
+             "asks first; by the running engine when attached"),
+            (f"Pause {name}", partial(_ask, app, ask_pause, name, True),
+             "asks first; stops running on schedule, in every engine"),
+            (f"Resume {name}", partial(_ask, app, ask_pause, name, False),
+             "asks first; runs on schedule again"),
             (f"Show the runs of {name}", partial(_history, app, name), "its history"),
         ]
     return out
 
 
-def _pause(app: VertexApp, name: str, paused: bool) -> None:
-    app.run_worker(set_paused(app, name, paused), group="action", exit_on_error=False)
+def _ask(app: VertexApp, ask: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run a palette entry's `ask(app, *args)` in a worker (a dialog is waited for there)."""
+    app.run_worker(ask(app, *args), group="action", exit_on_error=False)
 
 
 def _history(app: VertexApp, name: str) -> None:
