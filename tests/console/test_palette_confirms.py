@@ -62,6 +62,14 @@ async def key_question(console: Console, pilot: Pilot[Any], mode: str, key: str,
     return question
 
 
+async def palette_answers(console: Console, pilot: Pilot[Any], entry: str, asked: str,
+                          key: str) -> None:
+    """Run the palette's `entry`: it asks `asked` (what the key asked); answer `key`."""
+    await console.palette(pilot, entry)
+    assert await dialog(console, pilot) == asked, entry
+    await answer(console, pilot, key)
+
+
 def runs(console: Console, service: str) -> list[tuple[Any, ...]]:
     return console.query("SELECT job, outcome FROM service_runs WHERE service = ?", (service,))
 
@@ -72,13 +80,9 @@ async def test_palette_run_now_asks_as_r_does_and_no_runs_nothing(console: Conso
         await console.settle(pilot)
         asked = await key_question(console, pilot, "jobs", "r", "lifecycle.check")
         assert asked == "Run lifecycle.check now? (it runs in this process)"
-        await console.palette(pilot, "Run lifecycle.check now")
-        assert await dialog(console, pilot) == asked
-        await answer(console, pilot, "n")
+        await palette_answers(console, pilot, "Run lifecycle.check now", asked, "n")
         assert runs(console, "lifecycle") == []  # the code looked: it runs on "yes" below
-        await console.palette(pilot, "Run lifecycle.check now")
-        assert await dialog(console, pilot) == asked
-        await answer(console, pilot, "y")
+        await palette_answers(console, pilot, "Run lifecycle.check now", asked, "y")
         await console.wait_for(lambda: runs(console, "lifecycle") == [("pass", "ok")],
                                message="the lifecycle pass")
 
@@ -88,13 +92,9 @@ async def test_palette_backup_job_asks_and_no_makes_no_backup(console: Console) 
     async with app.run_test(size=SIZE) as pilot:
         await console.settle(pilot)
         asked = await key_question(console, pilot, "jobs", "r", "backup.database")
-        await console.palette(pilot, "Run backup.database now")
-        assert await dialog(console, pilot) == asked
-        await answer(console, pilot, "n")
+        await palette_answers(console, pilot, "Run backup.database now", asked, "n")
         assert console.query("SELECT COUNT(*) FROM backups") == [(0,)]
-        await console.palette(pilot, "Run backup.database now")
-        await dialog(console, pilot)
-        await answer(console, pilot, "y")
+        await palette_answers(console, pilot, "Run backup.database now", asked, "y")
         await console.wait_for(
             lambda: console.query("SELECT kind, status FROM backups") == [("database", "ok")],
             message="a database backup")
@@ -113,14 +113,10 @@ async def test_palette_pause_and_resume_ask_as_p_does(console: Console) -> None:
         await console.settle(pilot)
         asked = await key_question(console, pilot, "jobs", "p", "video.check")
         assert asked == "Pause video.check? It stops running on schedule in every engine."
-        await console.palette(pilot, "Pause video.check")
-        assert await dialog(console, pilot) == asked
-        await answer(console, pilot, "n")
+        await palette_answers(console, pilot, "Pause video.check", asked, "n")
         assert await paused() is False
         assert console.audit("job.pause") == []
-        await console.palette(pilot, "Pause video.check")
-        await dialog(console, pilot)
-        await answer(console, pilot, "y")
+        await palette_answers(console, pilot, "Pause video.check", asked, "y")
         assert await paused() is True
 
         # Already paused: said so, nothing asked, nothing written.
@@ -132,13 +128,9 @@ async def test_palette_pause_and_resume_ask_as_p_does(console: Console) -> None:
 
         asked = await key_question(console, pilot, "jobs", "p", "video.check")
         assert asked == "Resume video.check? It runs on schedule again."
-        await console.palette(pilot, "Resume video.check")
-        assert await dialog(console, pilot) == asked
-        await answer(console, pilot, "n")
+        await palette_answers(console, pilot, "Resume video.check", asked, "n")
         assert await paused() is True
-        await console.palette(pilot, "Resume video.check")
-        await dialog(console, pilot)
-        await answer(console, pilot, "y")
+        await palette_answers(console, pilot, "Resume video.check", asked, "y")
         assert await paused() is False
 
 
@@ -162,9 +154,7 @@ async def test_palette_retry_all_and_drain_ask_as_their_keys(console: Console) -
             assert console.statuses() == before, entry
         assert not [m for _, m in console.notes(app) if "drain" in m]
         # Yes reaches the engine (which runs no workers here, and says so).
-        await console.palette(pilot, "Drain the mail queue")
-        await dialog(console, pilot)
-        await answer(console, pilot, "y")
+        await palette_answers(console, pilot, "Drain the mail queue", asked, "y")
         await console.wait_for(
             lambda: [m for _, m in console.notes(app) if "drain needs running workers" in m],
             message="the drain to reach the engine")
