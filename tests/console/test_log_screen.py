@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual.widgets import Input, RichLog
+from textual.widgets import Input, RichLog, Static
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.engine import Engine
@@ -181,6 +181,9 @@ async def test_log_search_is_the_search_language(console: Console) -> None:
             assert messages(pilot) == [backup], text  # level:error's, kept
             shown = console.screen_text(app)
             assert any(row.strip().startswith(line) for row in shown), (line, shown)
+            # At 80 columns the whole sentence is there (it wraps, its end is not cut).
+            message = str(app.screen.query_one("#log-search-error", Static).render())
+            assert " ".join(message.split()) in " ".join(" ".join(shown).split()), shown
 
         # Esc clears the error line and the search.
         await pilot.press("escape")

@@ -29,7 +29,8 @@ class TableSearch(Vertical):
     TableSearch { height: auto; display: none; }
     TableSearch.-shown { display: block; }
     TableSearch Input { margin: 0 1; }
-    TableSearch .search-error { height: 1; margin: 0 2; color: $error; display: none; }
+    TableSearch .search-error { height: auto; max-height: 3; margin: 0 2; color: $error;
+                                display: none; }
     TableSearch .search-error.-shown { display: block; }
     """
 
