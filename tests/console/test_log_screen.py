@@ -197,3 +197,20 @@ async def test_log_search_is_the_search_language(console: Console) -> None:
         await pilot.press("s")  # the service filter: email
         await console.settle(pilot)
         assert messages(pilot) == []
+
+
+async def test_operator_actions_are_logged_in_words(console: Console) -> None:
+    other = await other_engine(console)
+    await other.email.pause()
+    await other.email.resume()
+    await other.jobs.set_paused("video.check", True)
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        shown = [m.split(": ", 1)[1] for m in messages(pilot)]
+        assert shown == ["paused mail delivery", "resumed mail delivery",
+                         "paused a job (job video.check, changed True)"], messages(pilot)
+        # The action's name is still what a search finds (in the event).
+        await search(pilot, console, "email.pause")
+        assert [m.split(": ", 1)[1] for m in messages(pilot)] == ["paused mail delivery"]

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from vertex_tui.engine.eventlog import Cursor
+from vertex_tui.engine.eventlog import AUDIT_WORDS, BACKUP_RUN_PREFIX, Cursor
 from vertex_tui.engine.store.db import Database
 
 INFO = 20
@@ -25,6 +25,15 @@ async def append(db: Database, rows: Sequence[tuple[float, str, int, str, str, s
         " VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
+def _words() -> str:
+    """SQL for an audit action in words (eventlog.AUDIT_WORDS; constants of ours, quoted)."""
+    assert not any("'" in text for pair in AUDIT_WORDS.items() for text in pair)
+    cases = " ".join(f"WHEN '{action}' THEN '{words}'" for action, words in AUDIT_WORDS.items())
+    n = len(BACKUP_RUN_PREFIX)
+    return (f"CASE action {cases} ELSE CASE WHEN substr(action, 1, {n}) = '{BACKUP_RUN_PREFIX}'"
+            f" THEN 'ran the ' || substr(action, {n + 1}) || ' backup job' ELSE action END END")
+
+
 # Operator actions come from audit_log as info rows of the service their action names
 # ("email.retry" -> email; "job.pause" -> the job's service is not known: "engine").
 _ENTRIES = (
@@ -36,7 +45,7 @@ _ENTRIES = (
     "   IN ('email', 'backup', 'lifecycle', 'video')"
     "   THEN substr(action, 1, instr(action, '.') - 1) ELSE 'engine' END,"
     f"  {INFO}, 'audit.' || action,"
-    "  actor || ': ' || action || coalesce(', ' || count || ' affected', ''), detail"
+    f"  actor || ': ' || {_words()} || coalesce(', ' || count || ' affected', ''), detail"
     " FROM audit_log WHERE id > :audit_id AND id <= :audit_top AND at >= :since"
 )
 
