@@ -15,11 +15,12 @@ retry through.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.email.models import EmailJobDetail
 from vertex_tui.engine.engine import Engine
-from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.settings import DatabaseUrl, Settings
+from vertex_tui.engine.store.backend import open_database
+from vertex_tui.engine.store.db import Database
 from vertex_tui.sink import Behaviour, Sink, SinkHandler
+from vertex_tui.testing.pgserver import PgServer, Unavailable
 
 # ---- waiting ---------------------------------------------------------------------------------
 
@@ -181,6 +185,70 @@ def settings(settings_factory: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (`vertex_tui.testing.pgserver`): the one of
+    VERTEX_TEST_DATABASE_URL, or a throwaway cluster of Debian's binaries on a free loopback
+    port. Missing binaries: the test is skipped, or fails under VERTEX_REQUIRE_PEERS=1."""
+    try:
+        server = PgServer.start(prefix="pg-test-")
+    except Unavailable as exc:
+        if os.environ.get("VERTEX_REQUIRE_PEERS"):
+            pytest.fail(f"PostgreSQL is required (VERTEX_REQUIRE_PEERS) but unavailable: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, migrated database of its own for this test (a copy of the
+    session's template database), dropped afterwards."""
+    url = pg_server.database()
+    yield url
+    pg_server.drop(url)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on SQLite and on PostgreSQL (`pg_url`)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_settings_factory(backend: str, request: pytest.FixtureRequest,
+                             settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+    """`settings_factory` on this test's backend: the SQLite file in tmp_path, or a fresh
+    PostgreSQL database (VERTEX_DATABASE_URL) of its own."""
+    if backend == "sqlite":
+        return settings_factory
+    url = DatabaseUrl(request.getfixturevalue("pg_url"))
+
+    def make(**overrides: Any) -> Settings:
+        return settings_factory(**{"database_url": url, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def backend_settings(backend_settings_factory: Callable[..., Settings]) -> Settings:
+    return backend_settings_factory()
+
+
+@pytest.fixture
+async def backend_db(backend_settings: Settings) -> AsyncIterator[Database]:
+    """An open, migrated database of this test's backend (`db.dialect` says which)."""
+    db = await open_database(backend_settings)
+    yield db
+    await db.close()
 
 
 # ---- sinks ---------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ async def run_headless(settings: Settings) -> int:
             "engine %s running: %s (database %s)",
             engine.owner,
             ", ".join(engine.running()),
-            settings.db_path,
+            settings.database_label,
         )
         await stop.wait()
         log.info("stop requested; finishing in-flight work")
@@ -168,7 +168,7 @@ def main(argv: list[str]) -> int:
         return EXIT_FAILED
     except DriverError as exc:
         # What the engine did not turn into a VertexError still gets one line, not a traceback.
-        print(f"vertex-tui: database {settings.db_path}: {exc}", file=sys.stderr)
+        print(f"vertex-tui: database {settings.database_label}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -14,7 +14,7 @@ from typing import Any
 
 from vertex_tui.engine import Engine, Settings
 from vertex_tui.engine.errors import ConfigError, UsageError
-from vertex_tui.engine.settings import Secret
+from vertex_tui.engine.settings import DatabaseUrl, Secret
 
 
 def add_top_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,9 @@ def check_options(args: argparse.Namespace) -> None:
 
 def check_database_folder(settings: Settings) -> None:
     """A database in a folder that does not exist is a configuration error (exit 2): opening
-    it would fail anyway, with a less helpful sqlite message."""
+    it would fail anyway, with a less helpful sqlite message. (None on PostgreSQL.)"""
+    if settings.database_url:
+        return
     folder = settings.db_path.absolute().parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
@@ -45,6 +47,8 @@ def check_database_folder(settings: Settings) -> None:
 
 
 def _json_value(value: Any) -> Any:
+    if isinstance(value, DatabaseUrl):
+        return value.masked()
     if isinstance(value, Secret):
         return "********" if value else None
     if isinstance(value, Path):

@@ -56,8 +56,11 @@ def _show(report: Report, args: argparse.Namespace, hint: str | None = None) -> 
     if args.json:
         _print_json({**report.to_json(), **({"hint": hint} if hint else {})})
         return
-    print(f"database {report.db_path}: "
-          + ("DAMAGED (PRAGMA quick_check)" if report.damaged else "integrity ok (quick_check)"))
+    if report.server:
+        print(f"database {report.server}: reachable (PostgreSQL: no file to check)")
+    else:
+        print(f"database {report.db_path}: " + ("DAMAGED (PRAGMA quick_check)" if report.damaged
+                                               else "integrity ok (quick_check)"))
     for problem in report.problems[:10]:
         print(f"  {problem}")
     if len(report.problems) > 10:

@@ -92,7 +92,7 @@ SQL_START = re.compile(
 DRIVER_CALLS = {"execute", "executemany", "executescript", "execute_fetchall",
                 "run_transaction", "read_one", "write_many"}
 DB_CALLS = {"read", "write"}  # file objects have these too: only on a receiver named *db
-DRIVERS = {"sqlite3", "aiosqlite"}
+DRIVERS = {"sqlite3", "aiosqlite", "psycopg", "psycopg_pool"}
 
 
 def sql_findings(source: str, name: str) -> list[str]:
@@ -151,6 +151,15 @@ def test_only_store_db_knows_aiosqlite() -> None:
                    if re.search(r"^\s*(import|from) aiosqlite\b", p.read_text(encoding="utf-8"),
                                 re.MULTILINE))
     assert users == ["engine/store/db.py"]
+
+
+def test_only_engine_store_knows_psycopg() -> None:
+    """The PostgreSQL driver is the store's business alone (its backend and admin modules)."""
+    users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                   if re.search(r"^\s*(import|from) psycopg(_pool)?\b",
+                                p.read_text(encoding="utf-8"), re.MULTILINE))
+    assert users and all(u.startswith("engine/store/") for u in users), users
+    assert "engine/store/pgadmin.py" in users
 
 
 # ---- imports: no cycle, every engine module imports alone ---------------------------------

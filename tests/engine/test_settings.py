@@ -15,6 +15,7 @@ from vertex_tui.engine.settings import (
     _VARIABLES,
     VARIABLE_NAMES,
     BackupAgeLimits,
+    DatabaseUrl,
     Secret,
     Settings,
 )
@@ -67,6 +68,8 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
 }
 # Variables the code adds beyond SPEC's table, with the code's defaults.
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
+    "VERTEX_DATABASE_URL": (None, None),
+    "VERTEX_DATABASE_CONNECT_TIMEOUT": ("30", 30.0),
     "BACKUP_DRILL_ENABLED": ("false", False),
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
     "METRICS_PORT": ("0", 0),
@@ -92,6 +95,10 @@ BAD_SECONDS = ["0", "-1", "abc", "", "nan", "inf"]
 
 BAD_VALUES: dict[str, list[str]] = {
     "VERTEX_DB_PATH": ["", "   "],
+    "VERTEX_DATABASE_URL": ["mysql://u@h/db", "postgresql://u@h:99999/db", "postgresql://u@h/",
+                            "postgresql://u@h:port/db", "vertex.db", "postgresql://u@h/d b",
+                            "postgresql://u@h/db\r"],
+    "VERTEX_DATABASE_CONNECT_TIMEOUT": BAD_SECONDS,
     "VERTEX_STORAGE_DIR": ["", "   "],
     "VERTEX_BACKUP_DIR": [""],
     "VERTEX_TIMEZONE": ["Mars/Olympus", "", "UTC+3", "../etc/passwd", "Europe/"],
@@ -144,6 +151,14 @@ BAD_VALUES: dict[str, list[str]] = {
 }
 
 GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
+    "VERTEX_DATABASE_URL": [
+        ("postgresql://vertex@db.internal:5432/vertex",
+         DatabaseUrl("postgresql://vertex@db.internal:5432/vertex")),
+        (" postgres://u:p%40ss@[::1]/vt?sslmode=require ",
+         DatabaseUrl("postgres://u:p%40ss@[::1]/vt?sslmode=require")),
+        ("", None),  # set but empty: SQLite, as when unset
+    ],
+    "VERTEX_DATABASE_CONNECT_TIMEOUT": [("5", 5.0), ("0.5", 0.5)],
     "VERTEX_DB_PATH": [
         ("/var/lib/vertex/v.db", Path("/var/lib/vertex/v.db")),
         (" x.db ", Path("x.db")),

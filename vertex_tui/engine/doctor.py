@@ -12,7 +12,7 @@ clears exactly what a report found, once the operator confirmed it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from vertex_tui.engine.leases import dead_here, process_alive
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import doctor as store
 from vertex_tui.engine.store import sqlitefile
-from vertex_tui.engine.store.db import Database, check_sqlite_file, quick_check
+from vertex_tui.engine.store.backend import open_database
+from vertex_tui.engine.store.db import check_sqlite_file, quick_check
 
 BACKUP_KINDS = ("database", "full")
 
@@ -39,6 +40,7 @@ class Report:
     interrupted: list[store.RunningRow] = field(default_factory=list)
     temp_files: list[Path] = field(default_factory=list)
     backup: dict[str, Any] | None = None  # the newest verified backup (damaged file only)
+    server: str | None = None  # PostgreSQL: the URL (password masked); no file to check
 
     @property
     def damaged(self) -> bool:
@@ -62,8 +64,9 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "database": str(self.db_path),
-            "integrity": "ok" if not self.damaged else "damaged",
+            "database": self.server or str(self.db_path),
+            "integrity": ("not checked (PostgreSQL)" if self.server
+                          else "ok" if not self.damaged else "damaged"),
             "problems": self.problems[:20],
             "stale_leases": [{"name": lease.name, "owner": lease.owner,
                               "expires_at": isoformat(lease.expires_at)}
@@ -79,6 +82,9 @@ class Report:
 async def examine(settings: Settings, clock: Clock | None = None) -> Report:
     clock = clock or SystemClock()
     db_path = settings.db_path
+    if settings.database_url is not None:
+        report = await _examine_leases(settings, db_path, clock.time())
+        return replace(report, server=settings.database_label)
     if not db_path.exists():
         raise UsageError(f"no database at {db_path} (VERTEX_DB_PATH); nothing to check")
     check_sqlite_file(db_path)
@@ -86,8 +92,14 @@ async def examine(settings: Settings, clock: Clock | None = None) -> Report:
     if problems:
         backup = await asyncio.to_thread(newest_verified_backup, db_path, settings.backup_dir)
         return Report(db_path=db_path, problems=problems, backup=backup)
-    now = clock.time()
-    db = await Database.open(db_path)
+    report = await _examine_leases(settings, db_path, clock.time())
+    return replace(report, temp_files=restore_leftovers(db_path))
+
+
+async def _examine_leases(settings: Settings, db_path: Path, now: float) -> Report:
+    """Stale leases and interrupted runs (PostgreSQL: this is all there is to examine; no
+    file to check, no restore temp files next to it)."""
+    db = await open_database(settings)
     try:
         rows = await store.leases(db)
         stale = [r for r in rows if dead_here(r.owner) or r.expires_at <= now]
@@ -95,8 +107,7 @@ async def examine(settings: Settings, clock: Clock | None = None) -> Report:
         interrupted = [r for r in await store.running(db) if r.owner not in alive]
     finally:
         await db.close()
-    return Report(db_path=db_path, problems=[], stale_leases=stale, interrupted=interrupted,
-                  temp_files=restore_leftovers(db_path))
+    return Report(db_path=db_path, problems=[], stale_leases=stale, interrupted=interrupted)
 
 
 async def repair(settings: Settings, report: Report, clock: Clock | None = None
@@ -106,7 +117,7 @@ async def repair(settings: Settings, report: Report, clock: Clock | None = None
     if report.damaged:
         raise UsageError(f"{report.db_path} is damaged; doctor does not write to it: "
                          f"{report.advice()}")
-    db = await Database.open(settings.db_path)
+    db = await open_database(settings)
     try:
         counts = await store.clear(db, leases=report.stale_leases, runs=report.interrupted,
                                    at=clock.time())

@@ -42,6 +42,7 @@ from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import log as log_store
 from vertex_tui.engine.store import requests as requests_store
 from vertex_tui.engine.store import schedules
+from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import Database
 
 if TYPE_CHECKING:
@@ -172,12 +173,12 @@ class Engine:
     async def __aenter__(self) -> Engine:
         # An engine that will write (heartbeat, services) checks the file first: a damaged one
         # is refused untouched.
-        self._db = await Database.open(self.settings.db_path, check=self._run != [])
+        self._db = await open_database(self.settings, check=self._run != [])
         try:
             self._leases = Leases(self._db, self.owner)
             holder = await self._leases.live_holder(MAINTENANCE_LEASE, self.clock.time())
             if holder is not None:
-                raise StoreError(f"database {self.settings.db_path} is being restored by {holder}")
+                raise StoreError(f"database {self._db.path} is being restored by {holder}")
             self._scheduler = Scheduler(self.settings.timezone)
             self._open_event_log()
             self._build()

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from vertex_tui.engine.email.message import parse_address  # the queue's own rules
 from vertex_tui.engine.email.tls import default_helo_name, load_ca_file, valid_host_name
 from vertex_tui.engine.errors import ConfigError, InvalidMessage
+from vertex_tui.engine.store.pgurl import check_url, display_url, mask_url
 
 T = TypeVar("T")
 
@@ -49,6 +50,26 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class DatabaseUrl(Secret):
+    """A PostgreSQL URL: shown (`str`, `config`, logs) with its password masked."""
+
+    __slots__ = ()
+
+    def masked(self) -> str:
+        return display_url(self._value)
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.masked()!r})"
+
+    __str__ = masked
+
+
+def _database_url(raw: str) -> DatabaseUrl | None:
+    if not raw.strip():
+        return None  # set but empty: SQLite, as when unset
+    return DatabaseUrl(check_url(_text(raw)))
 
 
 def _bool(raw: str) -> bool:
@@ -237,6 +258,9 @@ class Settings:
     """Effective configuration. Tests construct it directly; hosts use `from_env()`."""
 
     db_path: Path = Path("vertex.db")
+    # PostgreSQL instead of the SQLite file at db_path when set (store/backend.py).
+    database_url: DatabaseUrl | None = None
+    database_connect_timeout: float = 30.0  # seconds to wait for the server at start
     storage_dir: Path = Path("storage")
     backup_dir: Path = Path("backups")
     timezone: str = "UTC"
@@ -302,7 +326,8 @@ class Settings:
             try:
                 values[var.field] = var.parse(raw)
             except ValueError as exc:
-                shown = "********" if var.parse is _secret else raw
+                shown = ("********" if var.parse is _secret
+                         else mask_url(raw) if var.parse is _database_url else raw)
                 raise ConfigError(var.name, shown, str(exc)) from None
         settings = cls(**values)
         if settings.smtp_tls and settings.smtp_starttls == "true":
@@ -311,6 +336,11 @@ class Settings:
             )
         _check_backup_dir(settings)
         return settings
+
+    @property
+    def database_label(self) -> str:
+        """What names the database in messages: the URL (password masked) or the file."""
+        return self.database_url.masked() if self.database_url else str(self.db_path)
 
     def values(self) -> list[tuple[str, Any]]:
         """(variable, effective value) pairs, typed (`config --json` renders them)."""
@@ -321,7 +351,11 @@ class Settings:
         out = []
         for var in _VARIABLES:
             value = getattr(self, var.field)
-            if isinstance(value, Secret):
+            if isinstance(value, DatabaseUrl):
+                shown = value.masked()
+            elif var.field == "database_url" and value is None:
+                shown = f"(not set: SQLite at VERTEX_DB_PATH={self.db_path})"
+            elif isinstance(value, Secret):
                 shown = "********" if value else "(not set)"
             elif isinstance(value, tuple):
                 shown = ",".join(f"{v:g}" for v in value)
@@ -360,6 +394,8 @@ class _Var:
 
 _VARIABLES: tuple[_Var, ...] = (
     _Var("VERTEX_DB_PATH", "db_path", _path),
+    _Var("VERTEX_DATABASE_URL", "database_url", _database_url),
+    _Var("VERTEX_DATABASE_CONNECT_TIMEOUT", "database_connect_timeout", _positive_float),
     _Var("VERTEX_STORAGE_DIR", "storage_dir", _path),
     _Var("VERTEX_BACKUP_DIR", "backup_dir", _path),
     _Var("VERTEX_TIMEZONE", "timezone", _timezone),

@@ -29,6 +29,7 @@ from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import audit
 from vertex_tui.engine.store import backups as store
 from vertex_tui.engine.store import leases as leases_store
+from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import MALFORMED, Database, DatabaseCorrupt, quick_check
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     clock = clock or SystemClock()
     backup = backup.absolute()
     db_path = settings.db_path
+    if settings.database_url is not None:
+        raise UsageError("backup restore of a PostgreSQL database (VERTEX_DATABASE_URL) is not"
+                         " supported yet; restore its pg_dump with pg_restore")
     if same_file(backup, db_path) or same_file(backup / manager.FULL_DB, db_path):
         raise UsageError(f"{backup} is the live database {db_path} itself; restore from a "
                          "backup of it")
@@ -108,7 +112,7 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     damaged = False
     try:
         # Checked before anything is written: a damaged file goes aside exactly as found.
-        db = await Database.open(db_path, check=True)
+        db = await open_database(settings, check=True)
         leases = Leases(db, owner)
         await _take_lease(db, leases, now)
         record = await _find_record(db, backup)
@@ -154,14 +158,15 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         aside, smoke = await asyncio.to_thread(swap.swap_in, tmp, db_path, stamp, damaged)
     except BaseException:
         if not damaged:
-            db = await Database.open(db_path)
+            db = await open_database(settings)
             try:
                 await Leases(db, owner).release(MAINTENANCE_LEASE)
             finally:
                 await db.close()
         raise
     try:
-        kept, warnings = await _finish(db_path, aside, backup, owner=owner, now=now, clock=clock)
+        kept, warnings = await _finish(settings, aside, backup, owner=owner, now=now,
+                                       clock=clock)
     except (StoreError, OSError) as exc:
         raise manager.BackupFailed(
             f"{db_path} was restored from {backup} (previous database saved as {aside}), "
@@ -191,9 +196,9 @@ async def _prepare(backup: Path, db_path: Path, record: store.BackupRecord | Non
     return await asyncio.to_thread(swap.prepare_restore, backup, db_path)
 
 
-async def _finish(db_path: Path, aside: Path, backup: Path, *, owner: str, now: float,
+async def _finish(settings: Settings, aside: Path, backup: Path, *, owner: str, now: float,
                   clock: Clock) -> tuple[dict[str, int], list[str]]:
-    restored = await Database.open(db_path)
+    restored = await open_database(settings)
     warnings: list[str] = []
     try:
         kept: dict[str, int] = {}

@@ -15,32 +15,32 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiosqlite
 
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store.conn import Connection, Params, Result, Row, SyncConnection
+from vertex_tui.engine.store.dialect import Dialect, Statement
+from vertex_tui.engine.store.migrations_list import check_numbering, parse_migrations
 
 log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 T = TypeVar("T")
 
 # The driver's base error: what escapes as neither StoreError nor DatabaseCorrupt.
 DriverError = sqlite3.Error
 
-__all__ = ["Connection", "Database", "DriverError", "Params", "Result", "Row"]
+__all__ = ["Connection", "Database", "DriverError", "Params", "Result", "Row", "check_numbering"]
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary codes): the file's pages are damaged.
@@ -136,25 +136,14 @@ def split_statements(script: str) -> list[str]:
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every migration shipped with the package, in order."""
+    """(version, name, sql) of every SQLite migration shipped with the package, in order."""
     folder = resources.files("vertex_tui.engine.store") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    check_numbering([(number, name) for number, name, _ in found])
-    return found
+    return parse_migrations((entry.name, entry) for entry in folder.iterdir())
 
 
-def check_numbering(migrations: Sequence[tuple[int, str]]) -> None:
-    """Versions must run 1, 2, 3, ... with no gap and no number used twice: two branches that
-    each added a migration 0007 would otherwise apply one and silently skip the other."""
-    for expected, (number, name) in enumerate(sorted(migrations), 1):
-        if number != expected:
-            raise RuntimeError(f"migration {name}: expected version {expected}, found {number}"
-                               " (two migrations share a number, or one is missing)")
+def _text(sql: Statement) -> str:
+    """The SQLite text of a statement (a plain string, or an `Sql`'s sqlite variant)."""
+    return sql if isinstance(sql, str) else sql.sqlite
 
 
 class SqliteConnection:
@@ -165,20 +154,43 @@ class SqliteConnection:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, params: Params = ()) -> Result:
-        cursor = await self._conn.execute(sql, params)
+    async def execute(self, sql: Statement, params: Params = ()) -> Result:
+        cursor = await self._conn.execute(_text(sql), params)
         return Result(cursor.rowcount, cursor.lastrowid)
 
-    async def execute_fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+    async def execute_fetchall(self, sql: Statement, params: Params = ()) -> list[Row]:
+        return list(await self._conn.execute_fetchall(_text(sql), params))
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
-        cursor = await self._conn.executemany(sql, rows)
+    async def executemany(self, sql: Statement, rows: Iterable[Sequence[Any]]) -> Result:
+        cursor = await self._conn.executemany(_text(sql), rows)
         return Result(cursor.rowcount, cursor.lastrowid)
+
+
+class SqliteSyncConnection:
+    """`SyncConnection` over the writer's sqlite3 connection (`run_transaction`): `execute`
+    takes an `Sql` too; anything else is the sqlite3 connection's own (`in_transaction`...)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: Statement, parameters: Params = (), /) -> sqlite3.Cursor:
+        return self._conn.execute(_text(sql), parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 class Database:
-    """An open vertex-tui database. Use `await Database.open(path)`; close with `close()`."""
+    """An open vertex-tui database. Use `await Database.open(path)`; close with `close()`.
+
+    This is the SQLite backend; `pg.PgDatabase` (PostgreSQL) subclasses it for the type and
+    overrides every public member. Hosts open either through `store.backend.open_database`.
+    """
+
+    dialect: ClassVar[Dialect] = "sqlite"
+    path: Path | str  # the file; on PostgreSQL the URL with its password masked
 
     def __init__(
         self,
@@ -295,11 +307,11 @@ class Database:
     def _raise_if_corrupt(self, exc: BaseException) -> None:
         if is_corrupt(exc):
             self.corrupt = True
-            raise DatabaseCorrupt(self.path) from None
+            raise DatabaseCorrupt(Path(self.path)) from None
 
     def _refuse_if_corrupt(self) -> None:
         if self.corrupt:
-            raise DatabaseCorrupt(self.path)
+            raise DatabaseCorrupt(Path(self.path))
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction; returns the schema version."""
@@ -378,7 +390,7 @@ class Database:
                 conn: sqlite3.Connection = writer._conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    result = fn(conn)
+                    result = fn(SqliteSyncConnection(conn))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -391,34 +403,34 @@ class Database:
             result: T = await self._retry_locked(lambda: on_thread(run))
             return result
 
-    async def write(self, sql: str, params: Params = ()) -> list[Row]:
+    async def write(self, sql: Statement, params: Params = ()) -> list[Row]:
         """One statement in its own transaction; returns its rows (for `RETURNING`)."""
         async with self._write_lock:
             self._refuse_if_corrupt()
             conn = self._writer
 
             async def run() -> list[Row]:
-                return list(await conn.execute_fetchall(sql, params))
+                return list(await conn.execute_fetchall(_text(sql), params))
 
             result: list[Row] = await self._retry_locked(run)
             return result
 
-    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+    async def write_many(self, sql: Statement, rows: Iterable[Sequence[Any]]) -> int:
         """`executemany` in one transaction; returns the number of rows changed."""
         async with self.transaction() as conn:
             cursor = await conn.executemany(sql, rows)
             return cursor.rowcount
 
-    async def read(self, sql: str, params: Params = ()) -> list[Row]:
+    async def read(self, sql: Statement, params: Params = ()) -> list[Row]:
         """Rows of a read-only query, on the reader connection."""
         conn = self._reader
 
         async def run() -> list[Row]:
-            return list(await conn.execute_fetchall(sql, params))
+            return list(await conn.execute_fetchall(_text(sql), params))
 
         result: list[Row] = await self._retry_locked(run)
         return result
 
-    async def read_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def read_one(self, sql: Statement, params: Params = ()) -> Row | None:
         rows = await self.read(sql, params)
         return rows[0] if rows else None

@@ -7,8 +7,24 @@ from typing import Any
 
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.dialect import Sql
 
 HEARTBEAT_PREFIX = "engine:"
+
+_ALIVE_TAIL = (" FROM leases h WHERE h.name LIKE 'engine:%' AND h.expires_at > :now"
+               " ORDER BY h.owner")
+# The other leases each live engine holds, as a JSON list of names (sorted).
+ALIVE = Sql(
+    "engines.alive",
+    sqlite="SELECT h.owner, h.acquired_at, h.expires_at,"
+    " (SELECT json_group_array(l.name) FROM (SELECT name FROM leases"
+    "   WHERE owner = h.owner AND name <> h.name AND expires_at > :now ORDER BY name) l)"
+    + _ALIVE_TAIL,
+    postgresql="SELECT h.owner, h.acquired_at, h.expires_at,"
+    " (SELECT coalesce(json_agg(l.name ORDER BY l.name), '[]')::text FROM leases l"
+    "   WHERE l.owner = h.owner AND l.name <> h.name AND l.expires_at > :now)"
+    + _ALIVE_TAIL,
+)
 
 
 async def heartbeat_stale(db: Database, owner: str, now: float) -> bool:
@@ -22,12 +38,7 @@ async def heartbeat_stale(db: Database, owner: str, now: float) -> bool:
 async def alive(db: Database, now: float, *, heartbeat_ttl: float) -> list[dict[str, Any]]:
     """Every engine whose heartbeat is alive at `now`: owner, host, pid, since (its first
     beat), heartbeat_at (its last), and the names of the other leases it holds."""
-    rows = await db.read(
-        "SELECT h.owner, h.acquired_at, h.expires_at,"
-        " (SELECT json_group_array(l.name) FROM (SELECT name FROM leases"
-        "   WHERE owner = h.owner AND name <> h.name AND expires_at > :now ORDER BY name) l)"
-        " FROM leases h WHERE h.name LIKE 'engine:%' AND h.expires_at > :now ORDER BY h.owner",
-        {"now": now})
+    rows = await db.read(ALIVE, {"now": now})
     out = []
     for owner, since, expires, held in rows:
         host, _, rest = str(owner).partition(":")

@@ -20,15 +20,16 @@ async def set_paused(db: Database, job: str, paused: bool, *, at: float,
     the operator asked)."""
     name = PREFIX + job
     async with db.transaction() as conn:
-        rows = list(await conn.execute_fetchall(
-            "SELECT 1 FROM engine_flags WHERE name = ?", (name,)))
-        changed = bool(rows) != paused
-        if paused and changed:
-            await conn.execute(
-                "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)",
+        # One statement each way, so two operators pausing at once (PostgreSQL: no writer
+        # lock) cannot both insert: the flag row's key decides.
+        if paused:
+            result = await conn.execute(
+                "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
                 (name, json.dumps({"by": actor or audit.current_actor()}), at))
-        elif not paused and changed:
-            await conn.execute("DELETE FROM engine_flags WHERE name = ?", (name,))
+        else:
+            result = await conn.execute("DELETE FROM engine_flags WHERE name = ?", (name,))
+        changed = result.rowcount == 1
         await audit.record(conn, at=at, action="job.pause" if paused else "job.resume",
                            actor=actor, job=job, changed=changed)
     return changed

@@ -85,8 +85,9 @@ async def read(db: Database, *, since: float = 0.0,
                      f" > 0 OR instr(lower(detail), :text{n}) > 0)")
         params[f"text{n}"] = text.lower()
     rows = await db.read(
-        f"SELECT * FROM (SELECT * FROM ({_ENTRIES}) WHERE {' AND '.join(where)}"
-        " ORDER BY at DESC, src DESC, id DESC LIMIT :limit) ORDER BY at, src, id", params)
+        f"SELECT * FROM (SELECT * FROM ({_ENTRIES}) AS entries WHERE {' AND '.join(where)}"
+        " ORDER BY at DESC, src DESC, id DESC LIMIT :limit) AS latest ORDER BY at, src, id",
+        params)
     entries = [{"at": r[2], "service": r[3], "level": int(r[4]), "event": r[5],
                 "message": r[6] + _detail(r[7])} for r in rows]
     return entries, cursor

@@ -34,7 +34,7 @@ async def published(db: Database, *, now: float, exclude: str | None = None) -> 
     """The relay states published by engines alive at `now` (other than `exclude`)."""
     rows = await db.read(
         f"SELECT value FROM engine_flags WHERE name IN (SELECT '{PREFIX}' || owner"
-        f" FROM ({ALIVE_ENGINES}) WHERE owner <> :exclude)",
+        f" FROM ({ALIVE_ENGINES}) AS alive WHERE owner <> :exclude)",
         {"now": now, "exclude": exclude or ""},
     )
     states = []

@@ -8,8 +8,19 @@ from typing import Any
 
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.dialect import Sql
 
 STALE_SECONDS = 600.0
+
+_PICK_HEAD = ("UPDATE requests SET picked_by = ?, picked_at = ? WHERE picked_by IS NULL"
+              " AND id IN (SELECT id FROM requests WHERE picked_by IS NULL AND requested_at > ?"
+              " ORDER BY id LIMIT ?")
+_PICK_TAIL = ") RETURNING id, action, args, requested_by, requested_at"
+# The outer `picked_by IS NULL` is what makes a pick exactly-once on PostgreSQL (READ
+# COMMITTED): an engine that waited for another's pick re-checks the row and skips it. SKIP
+# LOCKED lets it take the next open request instead of waiting.
+PICK = Sql("requests.pick", sqlite=_PICK_HEAD + _PICK_TAIL,
+           postgresql=_PICK_HEAD + " FOR UPDATE SKIP LOCKED" + _PICK_TAIL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,11 +53,7 @@ async def submit(db: Database, *, action: str, args: dict[str, Any], actor: str,
 
 async def pick(db: Database, *, owner: str, at: float, limit: int = 5) -> list[Request]:
     """Claim open requests for this engine; requests older than STALE_SECONDS expire."""
-    rows = await db.write(
-        "UPDATE requests SET picked_by = ?, picked_at = ? WHERE id IN (SELECT id FROM requests"
-        " WHERE picked_by IS NULL AND requested_at > ? ORDER BY id LIMIT ?)"
-        " RETURNING id, action, args, requested_by, requested_at",
-        (owner, at, at - STALE_SECONDS, limit))
+    rows = await db.write(PICK, (owner, at, at - STALE_SECONDS, limit))
     return [Request(id=r[0], action=r[1], args=json.loads(r[2]), requested_by=r[3],
                     requested_at=r[4], picked_by=owner) for r in rows]
 

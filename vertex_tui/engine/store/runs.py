@@ -68,10 +68,10 @@ async def recent_errors(db: Database, limit: int = 10) -> list[dict[str, Any]]:
     """The latest failed passes and runs of every service, newest first."""
     rows = await db.read(
         "SELECT * FROM (SELECT service, job, finished_at, error FROM service_runs"
-        "  WHERE outcome = 'error' ORDER BY id DESC LIMIT :n)"
+        "  WHERE outcome = 'error' ORDER BY id DESC LIMIT :n) AS runs"
         " UNION ALL SELECT * FROM (SELECT 'email', 'job ' || id, finished_at, last_error"
         "  FROM email_jobs WHERE finished_at IS NOT NULL AND status = 'failed'"
-        "  ORDER BY finished_at DESC LIMIT :n)"
+        "  ORDER BY finished_at DESC LIMIT :n) AS jobs"
         " ORDER BY 3 DESC LIMIT :n", {"n": limit})
     return [{"service": r[0], "job": r[1], "at": r[2], "error": r[3]} for r in rows]
 

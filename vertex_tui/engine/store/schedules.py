@@ -49,7 +49,7 @@ async def published(db: Database, *, now: float, reader: str) -> dict[str, dict[
     process that runs only the email workers, e.g. `email drain`, schedules nothing)."""
     rows = await db.read(
         f"SELECT value FROM engine_flags WHERE name IN (SELECT '{PREFIX}' || owner"
-        f" FROM ({ALIVE_ENGINES}) WHERE owner <> :reader) ORDER BY name",
+        f" FROM ({ALIVE_ENGINES}) AS alive WHERE owner <> :reader) ORDER BY name",
         {"now": now, "reader": reader})
     for (value,) in rows:
         doc: dict[str, dict[str, Any]] = json.loads(value)

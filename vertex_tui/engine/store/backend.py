@@ -1,0 +1,38 @@
+"""Which database: the one place hosts open it.
+
+`VERTEX_DATABASE_URL` set: PostgreSQL at that URL (`pg.PgDatabase`, imported only then, so
+a SQLite deployment never loads psycopg). Unset: the SQLite file at `VERTEX_DB_PATH`, exactly
+as before. Every host (engine, doctor, backup restore, CLI) goes through `open_database`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vertex_tui.engine.store.db import Database
+
+if TYPE_CHECKING:
+    from vertex_tui.engine.settings import Settings
+
+
+def is_postgresql(settings: Settings) -> bool:
+    return settings.database_url is not None
+
+
+async def open_database(
+    settings: Settings, *, check: bool = False, migrate: bool = True,
+    lock_wait: float = 300.0,
+) -> Database:
+    """Open (and migrate) the configured database.
+
+    SQLite: the file at `settings.db_path`; `check` runs its quick check
+    first, `lock_wait` bounds the wait for another process's lock. PostgreSQL: waits up to
+    `settings.database_connect_timeout` s for the server (then `StoreError`, one line).
+    """
+    if settings.database_url is not None:
+        from vertex_tui.engine.store.pg import PgDatabase
+
+        return await PgDatabase.open(settings.database_url.reveal(), migrate=migrate,
+                                     connect_timeout=settings.database_connect_timeout)
+    return await Database.open(settings.db_path, lock_wait=lock_wait,
+                               migrate=migrate, check=check)
