@@ -214,3 +214,23 @@ async def test_operator_actions_are_logged_in_words(console: Console) -> None:
         # The action's name is still what a search finds (in the event).
         await search(pilot, console, "email.pause")
         assert [m.split(": ", 1)[1] for m in messages(pilot)] == ["paused mail delivery"]
+
+
+async def test_the_latest_entry_stays_in_view_when_the_search_box_opens(
+        console: Console) -> None:
+    other = await other_engine(console)
+    now = console.clock.time()
+    await write(other, *[ev.ServiceStarted(at=now - 100 + i, service=f"svc{i}")
+                         for i in range(40)])
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        assert any("service svc39 started" in row for row in console.screen_text(app))
+        await search(pilot, console, "level:loud")  # the box and a two-line error open
+        shown = console.screen_text(app)
+        assert any("level:loud: unknown level" in row for row in shown)
+        assert any("service svc39 started" in row for row in shown), shown
+        await pilot.press("escape")
+        await console.settle(pilot)
+        assert any("service svc39 started" in row for row in console.screen_text(app))

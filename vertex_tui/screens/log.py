@@ -29,6 +29,21 @@ FIRST_PAGE = 500  # the latest entries shown when the screen opens or a filter c
 MAX_LINES = 2000
 
 
+class FollowingLog(RichLog):
+    """A RichLog that, showing the latest entry, shows it still when it gets shorter (the
+    search box or its error line appears above it)."""
+
+    following = True
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self.following = new >= self.max_scroll_y
+
+    def on_resize(self) -> None:
+        if self.following:
+            self.scroll_end(animate=False, immediate=True)
+
+
 class LogScreen(VertexScreen):
     AUTO_FOCUS = "#log-lines"  # see VertexScreen.AUTO_FOCUS
     # This process's writer stored entries: read them now (entries of other engines come
@@ -62,7 +77,7 @@ class LogScreen(VertexScreen):
         yield Input(placeholder="text service:email level:warning older:1h newer:15m"
                                 " · Enter applies, Esc clears", id="log-search")
         yield Static("", id="log-search-error")
-        yield RichLog(id="log-lines", wrap=False, markup=False, max_lines=MAX_LINES)
+        yield FollowingLog(id="log-lines", wrap=False, markup=False, max_lines=MAX_LINES)
         yield KeyBar()
 
     def footer_keys(self) -> list[Key]:
