@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -39,7 +39,8 @@ class FollowingLog(RichLog):
         super().watch_scroll_y(old, new)
         self.following = new >= self.max_scroll_y
 
-    def on_resize(self) -> None:
+    @on(events.Resize)
+    def keep_latest_in_view(self, event: events.Resize) -> None:
         if self.following:
             self.scroll_end(animate=False, immediate=True)
 
