@@ -32,7 +32,7 @@ from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import short_time
 from vertex_tui.widgets.dialogs import ConfirmDialog
 from vertex_tui.widgets.keybar import KeyBar
-from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin, search_binding
 from vertex_tui.widgets.tables import StableTable
 
 if TYPE_CHECKING:
@@ -117,8 +117,7 @@ class JobsScreen(TableSearchMixin, VertexScreen):
         Binding("r", "run_now", "Run now"),
         Binding("p", "toggle_pause", "Pause/resume"),
         Binding("h", "history", "History"),
-        Binding("slash", "search", "Search",
-                tooltip="filter the table: job or service name, service:, paused:yes|no"),
+        search_binding("filter the table: job or service name, service:, paused:yes|no"),
         Binding("escape", "clear_search", "Clear search", show=False),
     ]
 

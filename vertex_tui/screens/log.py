@@ -22,6 +22,7 @@ from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.search import LOG_KEYS, Query, SearchError, parse
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.widgets.keybar import Key, KeyBar
+from vertex_tui.widgets.table_search import open_box, search_binding
 
 LEVELS = (("info", logging.INFO), ("warning", logging.WARNING), ("error", logging.ERROR),
           ("debug", logging.DEBUG))
@@ -52,8 +53,7 @@ class LogScreen(VertexScreen):
     REFRESH_ON = frozenset({"LogWritten"})
     BINDINGS = [Binding("s", "cycle_service", "Service filter"),
                 Binding("L", "cycle_level", "Level filter"),
-                Binding("slash", "search", "Search",
-                        tooltip="search: text, service:, level:, older:, newer:"),
+                search_binding("search: text, service:, level:, older:, newer:"),
                 Binding("escape", "clear_search", "Clear search", show=False)]
 
     def __init__(self) -> None:
@@ -125,8 +125,7 @@ class LogScreen(VertexScreen):
 
     def action_search(self) -> None:
         box = self.query_one("#log-search", Input)
-        box.add_class("-shown")
-        box.focus()
+        open_box(box, box)
 
     @on(Input.Submitted, "#log-search")
     def apply_search(self, event: Input.Submitted) -> None:

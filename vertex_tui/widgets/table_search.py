@@ -13,13 +13,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from vertex_tui.engine.search import SearchError, parse
 from vertex_tui.widgets.tables import StableTable
+
+
+def search_binding(tooltip: str) -> Binding:
+    """`/` opens the screen's search box. A priority binding: it runs as the key arrives, so
+    the box has the focus before the keys typed right after it are routed (type-ahead: with
+    an ordinary binding they went to the table, and the `b` of "backup" switched screens)."""
+    return Binding("slash", "search", "Search", tooltip=tooltip, priority=True)
+
+
+def open_box(box: Input, shown: Widget) -> None:
+    """Show `shown` (the box or its container) and focus `box` at once (not with focus(): a
+    callback queued behind the keys already typed). `/` typed in the box is text: the binding
+    steps aside (SkipAction) and the key reaches the box after those before it."""
+    if box.screen.focused is box:  # (not has_focus: set when the Focus event is handled)
+        raise SkipAction  # the key goes on to the box, in its turn
+
+    shown.add_class("-shown")
+    box.screen.set_focus(box)
 
 
 class TableSearch(Vertical):
@@ -56,8 +77,7 @@ class TableSearch(Vertical):
         return self.screen.query_one(self.target, StableTable)
 
     def open(self) -> None:
-        self.add_class("-shown")
-        self.query_one(Input).focus()
+        open_box(self.query_one(Input), self)
 
     @on(Input.Submitted)
     def apply(self, event: Input.Submitted) -> None:
