@@ -92,9 +92,10 @@ def _lifecycle_text(doc: dict[str, Any]) -> None:
     print(f"notices sent: 7 days {n['7days']}  24 hours {n['24hours']}  expired "
           f"{n['expired']}  (skipped as too old: {doc['notifications_skipped']})")
     print("next expirations:")
-    for u in doc["upcoming"]:
-        left = span(u["seconds_left"])
-        print(f"  {u['subscription_end']}  in {left:18} {u['kind']:8} #{u['id']:<6} "
+    lefts = [span(u["seconds_left"]) for u in doc["upcoming"]]
+    width = max(map(len, lefts), default=0)  # "in 21 hours 26 minutes" is longer than most
+    for u, left in zip(doc["upcoming"], lefts, strict=True):
+        print(f"  {u['subscription_end']}  in {left:{width}}  {u['kind']:8} #{u['id']:<6} "
               f"{u['name'][:30]:30} {u['owner']}")
 
 
