@@ -385,8 +385,8 @@ async def test_recovery_leaves_another_hosts_temp_files_alone(engine: Engine,
     await gone.wait()
     folder_ = pg_settings.backup_dir / "database"
     folder_.mkdir(parents=True)
-    mine = folder_ / f".database-x.dump.tmp-{gone.pid}@{socket.gethostname()}"
-    theirs = folder_ / f".database-y.dump.tmp-{gone.pid}@another-host"
+    mine = folder_ / f".database-x.dump@{socket.gethostname()}.tmp-{gone.pid}"
+    theirs = folder_ / f".database-y.dump@another-host.tmp-{gone.pid}"
     for leftover in (mine, theirs):
         leftover.write_bytes(b"half a dump")
     await engine.backup.recover()

@@ -12,7 +12,6 @@ clears exactly what a report found, once the operator confirmed it.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -144,8 +143,8 @@ def restore_leftovers(db_path: Path) -> list[Path]:
     prefix = f".{db_path.name}{TMP_MARK}"
     found = []
     for entry in sorted(db_path.parent.glob(f"{prefix}*")):
-        pid, _, host = entry.name[len(prefix):].partition("@")
-        if host in ("", socket.gethostname()) and pid.isdigit() and not process_alive(int(pid)):
+        pid = entry.name[len(prefix):]
+        if pid.isdigit() and not process_alive(int(pid)):
             found.append(entry)
     return found
 

@@ -20,10 +20,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def temp_path(final: Path) -> Path:
+def temp_path(final: Path, *, host: bool = False) -> Path:
     """A hidden sibling of `final` that no listing mistakes for a finished backup, named
-    after the process writing it (pid@host: a backup folder may be shared by hosts)."""
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}@{socket.gethostname()}")
+    after the process writing it: `.NAME.tmp-PID`, or with `host` (files in a backup folder,
+    which hosts may share) `.NAME@HOST.tmp-PID`."""
+    tag = f"@{socket.gethostname()}" if host else ""
+    return final.with_name(f".{final.name}{tag}{TMP_MARK}{os.getpid()}")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -76,7 +78,8 @@ def stale_temps(folder: Path) -> list[Path]:
         name = entry.name
         if not name.startswith(".") or TMP_MARK not in name:
             continue
-        pid, _, host = name.rsplit(TMP_MARK, 1)[1].partition("@")
+        head, _, pid = name.rpartition(TMP_MARK)
+        host = head.rpartition("@")[2] if "@" in head else ""
         if host and host != socket.gethostname():
             continue
         if not pid.isdigit() or not process_alive(int(pid)):

@@ -126,7 +126,7 @@ def _publish_checked(final: Path, write: Callable[[Path], Any],
     nothing is left at `final` nor at the temp name.
     """
     private_dir(final.parent)
-    tmp = temp_path(final)
+    tmp = temp_path(final, host=True)
     try:
         started = time.perf_counter()
         written = write(tmp)
@@ -254,7 +254,7 @@ def backup_full(src: Source, storage: Path, final: Path,
                 cancel: threading.Event | None = None) -> Artifact:
     """A folder with the database, the storage archive and a manifest of both."""
     private_dir(final.parent)
-    tmp = temp_path(final)
+    tmp = temp_path(final, host=True)
     try:
         private_dir(tmp)
         started = time.perf_counter()
