@@ -49,6 +49,10 @@ def kill_mid_delivery(ws: Any, sink: Any, victim: Any) -> set[str]:
     victim.proc.send_signal(signal.SIGKILL)
     assert victim.proc.wait(30) == -signal.SIGKILL
 
+    # Read what is recorded as sent before what the sink holds: a live peer goes on sending.
+    recorded_sent = {
+        row[0] for row in ws.query("SELECT message_id FROM email_jobs WHERE status = 'sent'")
+    }
     at_kill = Counter(sink.message_ids())
     assert len(at_kill) < TOTAL, "delivery finished before the kill; raise TOTAL"
     # The dead process still holds its claims: at most one claim batch per worker.
@@ -61,9 +65,6 @@ def kill_mid_delivery(ws: Any, sink: Any, victim: Any) -> set[str]:
         )
     }
     assert 0 < len(held) <= WORKERS * CLAIM_BATCH
-    recorded_sent = {
-        row[0] for row in ws.query("SELECT message_id FROM email_jobs WHERE status = 'sent'")
-    }
     # Recorded as sent implies received (the outcome is written after the server's 250).
     assert recorded_sent <= set(at_kill)
     return held

@@ -169,6 +169,7 @@ def holders(ws: Any, *names: str) -> dict[str, str]:
     return dict(ws.query(f"SELECT name, owner FROM leases WHERE name IN ({marks})", names))
 
 
+@pytest.mark.timeout(600)  # waits for minute boundaries: up to ~4 minutes
 def test_a_killed_hosts_singletons_are_taken_over_within_60_s(ws: Any, pg_url: str,
                                                               pg_server: Any) -> None:
     singletons = ("lifecycle", "video", "backup:database")
