@@ -17,7 +17,7 @@ from vertex_tui.screens.email_queue import EmailQueueScreen
 from vertex_tui.screens.jobs import JobsScreen
 from vertex_tui.screens.log import LogScreen
 from vertex_tui.widgets.backup_panel import BackupPanel
-from vertex_tui.widgets.dialogs import ConfirmDialog
+from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 from vertex_tui.widgets.service_card import ServiceCard
 
 if TYPE_CHECKING:
@@ -113,6 +113,18 @@ async def test_the_hosted_console_on_each_backend(backend_console: Console) -> N
         assert [(row[1], row[3]) for row in history] == [("database", "ok")]
         panel = str(backups.query_one(BackupPanel).render())
         assert "database" in panel and "OK" in panel, panel
+        # The restore command names this database's variable (a URL's password never shown).
+        await pilot.press("tab", "R")
+        await console.wait_for(lambda: isinstance(app.screen, TextDialog), message="restore")
+        await pilot.pause()
+        body = str(app.screen.query_one("#dialog-body", Static).render())
+        url = console.settings.database_url
+        if url is None:
+            assert f"VERTEX_DB_PATH={console.settings.db_path} vertex-tui backup restore" in body
+        else:
+            assert "VERTEX_DATABASE_URL=… vertex-tui backup restore" in body
+            assert url.reveal() not in body and str(console.settings.db_path) not in body
+        await pilot.press("escape")
 
 
 async def test_an_attached_console_reads_the_log_and_acts_on_each_backend(
