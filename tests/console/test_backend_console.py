@@ -18,6 +18,7 @@ from vertex_tui.screens.jobs import JobsScreen
 from vertex_tui.screens.log import LogScreen
 from vertex_tui.widgets.backup_panel import BackupPanel
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
+from vertex_tui.widgets.engines_panel import EnginesPanel
 from vertex_tui.widgets.service_card import ServiceCard
 
 if TYPE_CHECKING:
@@ -85,9 +86,18 @@ async def test_the_hosted_console_on_each_backend(backend_console: Console) -> N
         # Email: the list, a search, retry of the failed ones, cancel of one.
         screen = await show(console, pilot, "e", EmailQueueScreen)
         assert ids(console, pilot) == sorted(sent + failed, reverse=True)
+        assert str(screen.query_one("#email-page", Static).render()).startswith(
+            "page 1 of 1 · 5 jobs")
         await pilot.press("slash", *"error:mailbox", "enter")
         await console.settle(pilot)
         assert ids(console, pilot) == sorted(failed, reverse=True)
+        await pilot.press("enter")  # the detail: every attempt, from this database
+        await console.wait_for(lambda: isinstance(app.screen, TextDialog), message="detail")
+        await pilot.pause()
+        detail = str(app.screen.query_one("#dialog-body", Static).render())
+        assert "Status: failed" in detail and "550" in detail and "permanent" in detail, detail
+        await pilot.press("escape")
+        await console.settle(pilot)
         await pilot.press("R")
         assert (await confirm(console, pilot)).startswith(
             "Retry all 2 failed job(s) matching 'error:mailbox'?")
@@ -140,6 +150,9 @@ async def test_an_attached_console_reads_the_log_and_acts_on_each_backend(
     async with app.run_test(size=SIZE) as pilot:
         await console.settle(pilot)
         assert app.sub_title.startswith("ATTACHED")
+        # The dashboard lists the live engine (from the database's heartbeats).
+        engines = str(app.screen.query_one(EnginesPanel).render())
+        assert "ops-2 pid 77" in engines, engines
         await show(console, pilot, "o", LogScreen)
         lines = [line.text for line in app.screen.query_one(RichLog).lines]
         assert any("database backup failed: disk full" in line for line in lines), lines
