@@ -155,8 +155,8 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("restore replaces the database; confirm with --yes")
-        answer = input(f"Replace {settings.db_path} with the database in {args.path}? "
-                       "The current file is kept aside. [y/N] ")
+        answer = input(f"Replace {settings.database_label} with the database in {args.path}?"
+                       " The current one is kept aside. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("restore cancelled")
             return EXIT_FAILED
@@ -165,7 +165,8 @@ def _restore(args: argparse.Namespace, settings: Settings) -> int:
         print_json(result)
     else:
         kept = result["carried_over"]
-        print(f"restored {settings.db_path} from {result['restored_from']}; previous database "
+        print(f"restored {settings.database_label} from {result['restored_from']}; previous "
+              f"database "
               f"saved as {result['previous_saved_as']}; kept its {kept.get('backups', 0)} "
               f"backup record(s) and {kept.get('audit_log', 0)} newer audit entries")
         for warning in result["warnings"]:

@@ -85,27 +85,33 @@ async def command(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _lifecycle_text(doc: dict[str, Any]) -> None:
-    from vertex_tui.timefmt import span
-
     n = doc["notifications"]
     print(f"active {doc['active']}  expiring {doc['expiring']}  archived {doc['archived']}")
     print(f"notices sent: 7 days {n['7days']}  24 hours {n['24hours']}  expired "
           f"{n['expired']}  (skipped as too old: {doc['notifications_skipped']})")
     print("next expirations:")
-    for u in doc["upcoming"]:
-        left = span(u["seconds_left"])
-        print(f"  {u['subscription_end']}  in {left:18} {u['kind']:8} #{u['id']:<6} "
+    lefts = _spans([u["seconds_left"] for u in doc["upcoming"]])
+    for u, left in zip(doc["upcoming"], lefts, strict=True):
+        print(f"  {u['subscription_end']}  in {left}  {u['kind']:8} #{u['id']:<6} "
               f"{u['name'][:30]:30} {u['owner']}")
 
 
-def _video_text(doc: dict[str, Any]) -> None:
+def _spans(seconds: list[float]) -> list[str]:
+    """Each duration in two units, padded to the longest (one column: "in 21 hours 26
+    minutes" is longer than most)."""
     from vertex_tui.timefmt import span
 
+    texts = [span(s) for s in seconds]
+    width = max(map(len, texts), default=0)
+    return [f"{text:{width}}" for text in texts]
+
+
+def _video_text(doc: dict[str, Any]) -> None:
     print("  ".join(f"{k} {doc[k]}" for k in ("scheduled", "active", "inactive", "archived")))
     print("upcoming changes:")
-    for c in doc["upcoming"]:
-        when = span(c["seconds_from_now"])
-        print(f"  {c['at']}  in {when:18} {c['what']:10} video #{c['video']} "
+    whens = _spans([c["seconds_from_now"] for c in doc["upcoming"]])
+    for c, when in zip(doc["upcoming"], whens, strict=True):
+        print(f"  {c['at']}  in {when}  {c['what']:10} video #{c['video']} "
               f"'{c['title']}' of portrait #{c['portrait']}")
     print("current rotation:")
     for r in doc["rotating"]:

@@ -28,3 +28,15 @@ def test_video_summary_shows_a_change_in_two_units(cli: CliRunner) -> None:
     text = cli.ok("video", "summary")
     line = next(line for line in text.splitlines() if "'clip'" in line)
     assert "in 2 hours 59 minutes" in line, line
+
+
+def test_lifecycle_summary_columns_stay_aligned_with_long_deadlines(cli: CliRunner) -> None:
+    now = datetime.now(UTC)
+    for title, left in (("long", timedelta(hours=21, minutes=26, seconds=30)),
+                        ("short", timedelta(days=4, hours=23, minutes=30))):
+        cli.ok("portrait", "add", "--owner", f"{title}@example.com", "--title", title,
+               "--subscription-end", (now + left).isoformat())
+    lines = [line for line in cli.ok("lifecycle", "summary").splitlines()
+             if "portrait #" in line]
+    assert "in 21 hours 26 minutes  portrait" in lines[0], lines
+    assert len({line.index("portrait #") for line in lines}) == 1, lines  # one column

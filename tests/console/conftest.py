@@ -114,6 +114,23 @@ class Console:
             full=True, screen_stack=app._background_screens))
         return out.export_text().splitlines()
 
+    async def palette(self, pilot: Pilot[Any], text: str) -> list[str]:
+        """Open the command palette, type `text`, run the first hit; the hits' prompts."""
+        from textual.command import CommandList, CommandPalette
+
+        await pilot.press("ctrl+p")
+        await self.wait_for(lambda: isinstance(pilot.app.screen, CommandPalette),
+                            message="the palette")
+        await pilot.press(*text)
+        hits = await self.wait_for(
+            lambda: pilot.app.screen.query_one(CommandList).option_count,
+            message=f"palette hits for {text!r}")
+        commands = pilot.app.screen.query_one(CommandList)
+        shown = [str(commands.get_option_at_index(i).prompt) for i in range(hits)]
+        await pilot.pause()
+        await pilot.press("enter")
+        return shown
+
     @staticmethod
     def notes(app: VertexApp) -> list[tuple[str, str]]:
         """(severity, message) of every notification shown so far."""

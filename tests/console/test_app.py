@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console as RichConsole
-from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Label, Static
 
 from vertex_tui.app import header_subtitle
@@ -129,13 +128,15 @@ async def test_help_lists_the_keys_of_the_screen_first(console: Console) -> None
 
 
 async def palette_run(pilot: Pilot[Any], console: Console, text: str) -> None:
-    await pilot.press("ctrl+p")
-    await wait_screen(console, pilot, CommandPalette)
-    await pilot.press(*text)
-    await console.wait_for(lambda: pilot.app.screen.query_one(CommandList).option_count,
-                           message=f"palette hits for {text!r}")
-    await pilot.pause()
-    await pilot.press("enter")
+    await console.palette(pilot, text)
+
+
+async def palette_yes(pilot: Pilot[Any], console: Console, text: str) -> None:
+    """A palette entry that acts, and "yes" in the dialog it opens (as its key does)."""
+    await console.palette(pilot, text)
+    await wait_screen(console, pilot, ConfirmDialog)
+    assert dialog_message(pilot).startswith(text.removesuffix(" now") + " now?")
+    await pilot.press("y")
 
 
 async def test_palette_retry_all_failed_mail_asks_with_the_count(console: Console) -> None:
@@ -161,7 +162,7 @@ async def test_palette_switches_screens_and_runs_a_lifecycle_check(console: Cons
         await console.settle(pilot)
         await palette_run(pilot, console, "Switch to Backups")
         await wait_screen(console, pilot, BackupsScreen)
-        await palette_run(pilot, console, "Run lifecycle.check now")
+        await palette_yes(pilot, console, "Run lifecycle.check now")
         await console.wait_for(
             lambda: console.query("SELECT outcome FROM service_runs WHERE service = ?",
                                   ("lifecycle",)) == [("ok",)],
@@ -174,7 +175,7 @@ async def test_palette_triggers_a_backup_job(console: Console) -> None:
     app = console.app(await console.engine())
     async with app.run_test(size=SIZE) as pilot:
         await console.settle(pilot)
-        await palette_run(pilot, console, "Run backup.database now")
+        await palette_yes(pilot, console, "Run backup.database now")
         await console.wait_for(
             lambda: console.query("SELECT kind, status FROM backups") == [("database", "ok")],
             message="a database backup")
@@ -761,7 +762,7 @@ async def test_palette_engine_command_runs_while_a_dialog_is_open(console: Conso
         await backups_screen(console, pilot)
         await pilot.press("t")
         await wait_screen(console, pilot, ConfirmDialog)
-        await palette_run(pilot, console, "Run video.check now")
+        await palette_yes(pilot, console, "Run video.check now")
         await console.wait_for(
             lambda: console.query("SELECT service, outcome FROM service_runs")
             == [("video", "ok")], message="a video pass")

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from textual.command import CommandList, CommandPalette
-from textual.widgets import DataTable, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static
 
 from vertex_tui.engine.builtin import builtin_registry
 from vertex_tui.engine.clock import SystemClock
@@ -17,7 +16,9 @@ from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.screens.jobs import JobHistoryDialog, JobsScreen, compact_span
 from vertex_tui.screens.log import LogScreen
 from vertex_tui.widgets.dialogs import ConfirmDialog
+from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import ServiceCard
+from vertex_tui.widgets.table_search import TableSearch
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
@@ -105,6 +106,64 @@ async def test_the_table_lists_every_job_as_the_engine_does(console: Console) ->
         # email, backup, lifecycle, video, and the engine itself (engine.log_prune).
         assert summary.startswith(f"{len(BUILTIN_JOBS)} jobs of 5 services · 0 paused")
         assert console.notes(app) == []
+
+
+async def search_jobs(console: Console, pilot: Pilot[Any], text: str) -> list[str]:
+    """`/`, `text`, Enter: the jobs then shown."""
+    await pilot.press("slash")
+    box = pilot.app.screen.query_one(TableSearch).query_one(Input)
+    assert box.has_focus
+    box.value = ""
+    await pilot.press(*text, "enter")
+    await console.settle(pilot)
+    return [row[4] for row in console.rows(pilot, "#jobs-table")]
+
+
+async def test_slash_searches_jobs_by_name_service_and_pause(console: Console) -> None:
+    engine = await console.engine()
+    await engine.jobs.set_paused("video.check", True)
+    app = console.app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await jobs_screen(console, pilot)
+        every = [row[4] for row in console.rows(pilot, "#jobs-table")]
+        backups = {j for j in BUILTIN_JOBS if j.startswith("backup.")}
+        assert set(await search_jobs(console, pilot, "backup")) == backups
+        # Free text is in the job and service names only: "ok"/"error" outcomes, "disabled"
+        # and holder cells are not searched ("disabled" is in backup.drill's LEFT cell).
+        assert await search_jobs(console, pilot, "disabled") == []
+        assert set(await search_jobs(console, pilot, "ROTATION")) == {"backup.rotation"}
+        assert set(await search_jobs(console, pilot, "service:email")) == {
+            "email.reap", "email.rollup"}
+        assert set(await search_jobs(console, pilot, "service:email,video")) == {
+            "email.reap", "email.rollup", "video.check"}
+        assert await search_jobs(console, pilot, "paused:yes") == ["video.check"]
+        assert set(await search_jobs(console, pilot, "paused:no")) == BUILTIN_JOBS - {
+            "video.check"}
+        assert await search_jobs(console, pilot, "service:backup paused:yes") == []
+        assert await search_jobs(console, pilot, "service:backup full") == ["backup.full"]
+        summary = str(screen.query_one("#jobs-summary", Static).render())
+        assert summary.endswith("· 1 matching 'service:backup full'"), summary
+        assert screen.selected_job() == "backup.full"  # r / p / h act on what is shown
+
+        # A bad term: one line under the box, what is shown stays.
+        for text, line in [
+            ("service:mail", "service:mail: unknown service 'mail' (one of backup, email,"),
+            ("paused:maybe", "paused:maybe: expected yes or no"),
+            ("status:failed", "unknown search term status: (use service:, paused:;"),
+        ]:
+            assert await search_jobs(console, pilot, text) == ["backup.full"], text
+            error = screen.query_one(TableSearch).query_one(".search-error", Static)
+            assert error.has_class("-shown") and str(error.render()).startswith(line), (
+                str(error.render()))
+            assert any(row.strip().startswith(line[:60])
+                       for row in console.screen_text(app)), line
+
+        await pilot.press("escape")  # clears the box, its error and the filter
+        await console.settle(pilot)
+        assert [row[4] for row in console.rows(pilot, "#jobs-table")] == every
+        assert not screen.query_one(TableSearch).has_class("-shown")
+        keys = [k.key for k in screen.query_one(KeyBar).shown]
+        assert "/" in keys and "?" in keys  # 80x24: the footer names / and ? help
 
 
 async def test_pause_then_resume_from_the_screen_is_durable(console: Console) -> None:
@@ -240,18 +299,11 @@ def plugin_registry(monkeypatch: pytest.MonkeyPatch) -> ServiceRegistry:
     return registry
 
 
-async def palette_run(console: Console, pilot: Pilot[Any], text: str) -> list[str]:
-    await pilot.press("ctrl+p")
-    await wait_screen(console, pilot, CommandPalette)
-    await pilot.press(*text)
-    hits = await console.wait_for(
-        lambda: pilot.app.screen.query_one(CommandList).option_count,
-        message=f"palette hits for {text!r}")
-    assert hits
-    commands = pilot.app.screen.query_one(CommandList)
-    shown = [str(commands.get_option_at_index(i).prompt) for i in range(hits)]
-    await pilot.pause()
-    await pilot.press("enter")
+async def palette_yes(console: Console, pilot: Pilot[Any], text: str) -> list[str]:
+    """Run a palette entry and say yes to the question it asks (as its key does)."""
+    shown = await console.palette(pilot, text)
+    await wait_screen(console, pilot, ConfirmDialog)
+    await pilot.press("y")
     return shown
 
 
@@ -276,7 +328,7 @@ async def test_a_plug_in_service_has_a_card_palette_entries_jobs_and_log_filter(
         assert cards["certwatch"].has_class("-error")
         assert "error: import failed: ModuleNotFoundError" in card_text(cards["certwatch"])
 
-        shown = await palette_run(console, pilot, "Run diskspace.check now")
+        shown = await palette_yes(console, pilot, "Run diskspace.check now")
         assert shown[0].splitlines()[0] == "Run diskspace.check now"
         await console.wait_for(
             lambda: console.query("SELECT service, job, outcome FROM service_runs")
@@ -288,7 +340,7 @@ async def test_a_plug_in_service_has_a_card_palette_entries_jobs_and_log_filter(
         assert "(ok)" in body.splitlines()[0]  # last run … (ok)
         assert "free_percent" in body and "min_free_percent 0.0" in body
 
-        await palette_run(console, pilot, "Pause diskspace.check")
+        await palette_yes(console, pilot, "Pause diskspace.check")
         await console.wait_for(lambda: console.audit("job.pause"),
                                message="the palette's pause")
         assert await paused_in_db(console, "diskspace.check",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual.widgets import Input, RichLog
+from textual.widgets import Input, RichLog, Static
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.engine import Engine
@@ -39,15 +39,17 @@ async def write(engine: Engine, *events: ev.Event) -> None:
     await engine.event_log.flush()
 
 
+def three_entries(now: float) -> list[ev.Event]:
+    """An email entry, a failed backup (error) and a video entry, 300/200/100 s ago."""
+    return [ev.ServiceStarted(at=now - 300, service="email"),
+            ev.BackupFinished(at=now - 200, kind="database", ok=False, path=None,
+                              size=None, error="disk full"),
+            ev.VideosChanged(at=now - 100, activated=2, deactivated=0, rotated=1, archived=0)]
+
+
 async def test_an_attached_console_shows_what_another_engine_logged(console: Console) -> None:
     other = await other_engine(console)
-    now = console.clock.time()
-    await write(other,
-                ev.ServiceStarted(at=now - 300, service="email"),
-                ev.BackupFinished(at=now - 200, kind="database", ok=False, path=None,
-                                  size=None, error="disk full"),
-                ev.VideosChanged(at=now - 100, activated=2, deactivated=0, rotated=1,
-                                 archived=0))
+    await write(other, *three_entries(console.clock.time()))
     await other.jobs.run("lifecycle.check")  # a real pass, with its counts
     await other.event_log.flush()
     mine = await console.engine()
@@ -125,3 +127,110 @@ async def test_a_hosting_console_shows_its_own_engine_passes(console: Console) -
             lambda: any(m.startswith("video.check: ") for m in messages(pilot)),
             message="the pass in the log")
         assert "service video started" in messages(pilot)
+
+
+async def search(pilot: Pilot[Any], console: Console, text: str) -> None:
+    """`/`, a fresh `text` in the box, Enter."""
+    await pilot.press("slash")
+    box = pilot.app.screen.query_one("#log-search", Input)
+    box.value = ""
+    await pilot.press(*text, "enter")
+    await console.settle(pilot)
+
+
+async def test_log_search_is_the_search_language(console: Console) -> None:
+    other = await other_engine(console)
+    now = console.clock.time()
+    await write(other, *three_entries(now),
+                ev.RelayOutage(at=now - 50, phase="started", relay="mx:25",
+                               error="connection refused"))
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        everything = messages(pilot)
+        started, backup, videos, relay = everything
+        assert started == "service email started" and backup.endswith("disk full")
+
+        for text, expected in [
+            ("service:email", [started, relay]),
+            ("service:backup,video", [backup, videos]),
+            ("level:warning", [backup, relay]),
+            ("level:error", [backup]),
+            ("older:150s", [started, backup]),
+            ("newer:150s", [videos, relay]),
+            ("newer:250s older:75s", [backup, videos]),
+            ("service:email unreachable", [relay]),
+            ('"disk full" database', [backup]),
+            ("disk unreachable", []),
+        ]:
+            await search(pilot, console, text)
+            assert messages(pilot) == expected, text
+            assert not app.screen.query_one("#log-search-error").has_class("-shown")
+
+        # A bad term: one line under the box, naming it; the entries shown stay.
+        await search(pilot, console, "level:error")
+        for text, line in [
+            ("service:mail", "service:mail: unknown service 'mail' (one of email, backup,"),
+            ("status:failed", "unknown search term status: (use service:, level:, older:,"
+                              " newer:;"),
+            ("level:loud", "level:loud: unknown level 'loud' (one of debug, info, warning,"),
+            ("older:soon", "older:soon: expected a duration"),
+        ]:
+            await search(pilot, console, text)
+            assert messages(pilot) == [backup], text  # level:error's, kept
+            shown = console.screen_text(app)
+            assert any(row.strip().startswith(line) for row in shown), (line, shown)
+            # At 80 columns the whole sentence is there (it wraps, its end is not cut).
+            message = str(app.screen.query_one("#log-search-error", Static).render())
+            assert " ".join(message.split()) in " ".join(" ".join(shown).split()), shown
+
+        # Esc clears the error line and the search.
+        await pilot.press("escape")
+        await console.settle(pilot)
+        assert messages(pilot) == everything
+        assert not app.screen.query_one("#log-search-error").has_class("-shown")
+
+        # The terms and the level/service filters all hold (AND).
+        await search(pilot, console, "service:backup")
+        assert messages(pilot) == [backup]
+        await pilot.press("s")  # the service filter: email
+        await console.settle(pilot)
+        assert messages(pilot) == []
+
+
+async def test_operator_actions_are_logged_in_words(console: Console) -> None:
+    other = await other_engine(console)
+    await other.email.pause()
+    await other.email.resume()
+    await other.jobs.set_paused("video.check", True)
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        shown = [m.split(": ", 1)[1] for m in messages(pilot)]
+        assert shown == ["paused mail delivery", "resumed mail delivery",
+                         "paused a job (job video.check, changed True)"], messages(pilot)
+        # The action's name is still what a search finds (in the event).
+        await search(pilot, console, "email.pause")
+        assert [m.split(": ", 1)[1] for m in messages(pilot)] == ["paused mail delivery"]
+
+
+async def test_the_latest_entry_stays_in_view_when_the_search_box_opens(
+        console: Console) -> None:
+    other = await other_engine(console)
+    now = console.clock.time()
+    await write(other, *[ev.ServiceStarted(at=now - 100 + i, service=f"svc{i}")
+                         for i in range(40)])
+    app = console.app(await console.engine(), attached=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("o")
+        await console.settle(pilot)
+        assert any("service svc39 started" in row for row in console.screen_text(app))
+        await search(pilot, console, "level:loud")  # the box and a two-line error open
+        shown = console.screen_text(app)
+        assert any("level:loud: unknown level" in row for row in shown)
+        assert any("service svc39 started" in row for row in shown), shown
+        await pilot.press("escape")
+        await console.settle(pilot)
+        assert any("service svc39 started" in row for row in console.screen_text(app))

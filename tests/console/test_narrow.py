@@ -12,6 +12,7 @@ from vertex_tui.app import HEADER_CHROME, header_subtitle
 from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.screens.email_queue import EmailQueueScreen, column_widths
+from vertex_tui.screens.jobs import JobsScreen
 from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.screens.log import LogScreen
 from vertex_tui.screens.videos import VideosScreen
@@ -114,7 +115,8 @@ SCREENS = {"d": (DashboardScreen, []),
            "b": (BackupsScreen, ["t run job now", "V verify backup", "R restore…"]),
            "l": (LifecycleScreen, ["c check now"]),
            "v": (VideosScreen, ["c check now"]),
-           "o": (LogScreen, ["s service filter", "L level filter"])}
+           "j": (JobsScreen, ["r run now", "p pause/resume", "h history", "/ search"]),
+           "o": (LogScreen, ["s service filter", "L level filter", "/ search"])}
 
 
 def footer_line(console: Console, pilot: Pilot[Any]) -> str:

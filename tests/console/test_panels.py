@@ -9,7 +9,6 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from textual.command import CommandPalette
 from textual.widgets import Label, Static
 
 from vertex_tui.screens.backups import BackupsScreen
@@ -320,19 +319,8 @@ async def test_a_refused_engine_action_is_a_sentence_not_a_class_name(
 
 
 async def palette_pick(pilot: Pilot[Any], console: Console, text: str) -> str:
-    """Open the palette, type `text`, and return the first hit's prompt before running it."""
-    from textual.command import CommandList
-
-    await pilot.press("ctrl+p")
-    await console.wait_for(lambda: isinstance(pilot.app.screen, CommandPalette),
-                           message="the palette")
-    await pilot.press(*text)
-    await console.wait_for(lambda: pilot.app.screen.query_one(CommandList).option_count,
-                           message=f"palette hits for {text!r}")
-    await pilot.pause()
-    prompt = str(pilot.app.screen.query_one(CommandList).get_option_at_index(0).prompt)
-    await pilot.press("enter")
-    return prompt
+    """Run the palette's first hit for `text`; its prompt."""
+    return (await console.palette(pilot, text))[0]
 
 
 def last_note(app: Any) -> str:

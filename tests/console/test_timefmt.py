@@ -92,3 +92,24 @@ def test_clock_time_and_size() -> None:
     assert clock_time(None) == "-"
     assert size(1536) == "1.5 KiB"
     assert size(None) == "-"
+
+
+@pytest.mark.parametrize(("result", "words"), [
+    ({"status": "ok", "sent": 5, "failed": 1, "retrying": 0}, "sent 5, failed 1, retrying 0"),
+    ({"job": "email.reap", "status": "ok", "reaped": 0}, "reaped 0"),
+    ({"job": "video.check", "status": "ok", "full": True, "activated": 2, "deactivated": 0,
+      "rotated": 4, "archived": 0, "digest_mailed": False, "seconds": 0.01},
+     "activated 2, rotated 4"),
+    ({"job": "lifecycle.check", "status": "ok", "full": True,
+      "changes": {"project": {"archived": 1, "active": 0}, "portrait": {"expiring": 2}},
+      "sent": {}, "skipped": 0, "emails": 3, "seconds": 0.002}, "changes 3, emails 3"),
+    ({"job": "backup.rotation", "status": "ok", "deleted": {"database": 2, "full": 1}},
+     "deleted 3"),
+    ({"job": "backup.database", "status": "ok", "id": 7, "size": 233_472, "seconds": 0.02,
+      "path": "/b/db.db"}, ""),  # "done" and the path
+    ({"job": "video.check", "status": "ok", "activated": 0, "rotated": 0}, ""),  # "done"
+])
+def test_outcome_words_say_what_an_action_did(result: dict[str, object], words: str) -> None:
+    from vertex_tui.screens.base import outcome_words
+
+    assert outcome_words(result) == words

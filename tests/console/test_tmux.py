@@ -89,7 +89,10 @@ def test_demo_in_tmux(tmux: Tmux, tmp_path: Path, width: int, height: int) -> No
               ("t run job now", "V verify backup", "R restore", "? help", "q quit")),
         "l": (("Upcoming expirations", "active", "expiring"), ("c check now", "? help")),
         "v": (("Upcoming changes", "Current rotation", "scheduled"), ("c check now", "? help")),
-        "o": (("all services",), ("s service filter", "L level filter", "? help")),
+        "j": (("NEXT", "JOB", "backup.database"),
+              ("r run now", "p pause/resume", "/ search", "? help")),
+        "o": (("all services",), ("s service filter", "L level filter", "/ search",
+                                  "? help")),
         "d": (("Email queue", "Backups", "Mail sent per minute"), ("? help", "q quit")),
     }
     for key, (texts, footer) in screens.items():
@@ -97,6 +100,25 @@ def test_demo_in_tmux(tmux: Tmux, tmp_path: Path, width: int, height: int) -> No
         tmux.wait_for(lambda t, texts=texts, footer=footer: all(x in t for x in texts)
                       and all(k in t.rstrip().splitlines()[-1] for k in footer),
                       f"screen {key} to show {texts} and the keys {footer}")
+
+    # `/` on the Jobs and Log screens: the search language; a bad term is a line under the box.
+    tmux.keys("j")
+    tmux.wait_for(lambda t: "backup.database" in t, "the Jobs screen")
+    tmux.keys("/")
+    tmux.keys("-l", "service:backup")
+    tmux.keys("Enter")
+    jobs = tmux.wait_for(lambda t: "matching 'service:backup'" in t, "the Jobs search")
+    assert "lifecycle.check" not in jobs and "backup.full" in jobs
+    tmux.keys("Escape")
+    tmux.wait_for(lambda t: "lifecycle.check" in t and "matching" not in t, "all jobs again")
+    tmux.keys("o")
+    tmux.wait_for(lambda t: "all services" in t, "the Log screen")
+    tmux.keys("/")
+    tmux.keys("-l", "level:loud")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda t: "level:loud: unknown level 'loud'" in t, "the bad term's line")
+    tmux.keys("Escape")
+    tmux.wait_for(lambda t: "unknown level" not in t, "the error line cleared")
 
     # Type-ahead: two screen keys in one burst, the second lands before the first screen is
     # done; neither is lost.

@@ -54,3 +54,31 @@ async def test_a_screen_key_then_its_filter_key_back_to_back(console: Console) -
                                message="the failed filter on the Email screen")
         await console.settle(pilot)
         assert [r[1] for r in console.rows(pilot, "#email-jobs")] == ["failed"]
+
+
+def _key(char: str) -> events.Key:
+    names = {"/": "slash", ":": "colon", " ": "space"}
+    return events.Key(names.get(char, char), char)
+
+
+@pytest.mark.parametrize(("screen_key", "text"), [
+    ("e", "subject:backup"), ("b", "status:ok"), ("l", "bravo"), ("v", "bravo"),
+    ("j", "service:backup"), ("o", "service:backup"),
+    ("l", "a/b/c")])  # `/` in the open box is text
+async def test_slash_then_a_search_typed_back_to_back_all_go_in_the_box(
+        console: Console, screen_key: str, text: str) -> None:
+    app = console.app(await console.engine(), live_refresh=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await pilot.press(screen_key)
+        await console.settle(pilot)
+        screen = app.screen
+        # `/` and the search in one burst, as a terminal delivers them: the `b` of "backup"
+        # must not switch to the Backups screen, `l` not to Lifecycle.
+        for char in "/" + text:
+            app.post_message(_key(char))
+        await console.wait_for(
+            lambda: any(box.value == text for box in screen.query(Input)),
+            message=f"{text!r} in the search box of {type(screen).__name__}")
+        await console.settle(pilot)
+        assert app.screen is screen

@@ -4,7 +4,6 @@ over real backups on a fake clock."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,17 +66,14 @@ def test_bad_warn_age_setting_names_the_variable(raw: str) -> None:
     assert "database=26" in caught.value.expected  # says what a good value looks like
 
 
-def statuses(db: Path) -> list[tuple[int, str]]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.execute("SELECT id, status FROM backups ORDER BY id"))
-    finally:
-        conn.close()
+async def statuses(engine: Engine) -> list[tuple[int, str]]:
+    return [(r[0], r[1]) for r in await engine.db.read(
+        "SELECT id, status FROM backups ORDER BY id")]
 
 
 async def test_panel_ages_turn_warning_then_critical_and_count_what_is_on_disk(
-        settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
-    settings = settings_factory(backup_warn_age_hours=BackupAgeLimits(database=10),
+        backend_settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
+    settings = backend_settings_factory(backup_warn_age_hours=BackupAgeLimits(database=10),
                                 backup_storage_enabled=False)
     async with Engine(settings, run=[], clock=clock) as engine:
         first = await engine.backup.run("database")
@@ -111,23 +107,23 @@ async def test_panel_ages_turn_warning_then_critical_and_count_what_is_on_disk(
 
 
 async def test_rotation_preview_names_what_rotation_deletes_and_deletes_nothing(
-        settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
-    settings = settings_factory(backup_keep_last=2)
+        backend_settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
+    settings = backend_settings_factory(backup_keep_last=2)
     async with Engine(settings, run=[], clock=clock) as engine:
         made = []
         for _ in range(4):
             made.append(await engine.backup.run("database"))
             clock.advance(HOUR)
-        before = statuses(settings.db_path)
+        before = await statuses(engine)
         preview = await engine.backup.rotation_preview()
         assert [d["id"] for d in preview["database"]] == [made[0]["id"], made[1]["id"]]
         assert preview["database"][0]["path"] == made[0]["path"]
         assert (preview["storage"], preview["full"]) == ([], [])
-        assert statuses(settings.db_path) == before, "the preview marked nothing"
+        assert await statuses(engine) == before, "the preview marked nothing"
         assert all(Path(m["path"]).exists() for m in made), "the preview deleted no file"
 
         result = await engine.backup.run("rotation")
         assert result["deleted"]["database"] == 2
-        deleted = [i for i, status in statuses(settings.db_path) if status == "deleted"]
+        deleted = [i for i, status in await statuses(engine) if status == "deleted"]
         assert deleted == [d["id"] for d in preview["database"]]
         assert (await engine.backup.rotation_preview())["database"] == []

@@ -29,7 +29,7 @@ from vertex_tui.engine.store.db import Database
 EMAIL = ["email"]
 
 if TYPE_CHECKING:
-    from conftest import Idle, JobWhen, TestSink, WaitFor
+    from conftest import Idle, JobWhen, Query, TestSink, WaitFor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,10 +177,11 @@ def test_two_processes_claiming_concurrently_never_share_a_job(
 
 
 async def test_two_engines_on_one_database_deliver_each_message_once(
-    settings_factory: Callable[..., Settings], sink: TestSink, wait_for: WaitFor
+    backend_settings_factory: Callable[..., Settings], sink: TestSink, wait_for: WaitFor,
+    query: Query,
 ) -> None:
     n = 150
-    settings = settings_factory(sink=sink, email_workers=3, email_poll_interval=0.1)
+    settings = backend_settings_factory(sink=sink, email_workers=3, email_poll_interval=0.1)
     async with Engine(settings, run=EMAIL) as one, Engine(settings, run=EMAIL) as two:
         await one.email.enqueue_many(messages(n, "x"))
         await two.email.enqueue_many(messages(n, "y"))
@@ -191,7 +192,7 @@ async def test_two_engines_on_one_database_deliver_each_message_once(
         await wait_for(all_sent, timeout=30, message="every message sent")
         owners = {
             row[0].split("/")[0]
-            for row in query(settings.db_path, "SELECT owner FROM email_attempts")
+            for row in query(settings, "SELECT owner FROM email_attempts")
         }
     ids = [r.message_id for r in sink.received]
     assert len(ids) == 2 * n
@@ -366,14 +367,14 @@ async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refuse
 
 
 async def test_enqueue_in_the_same_process_wakes_the_workers_at_once(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     # The fake clock never moves and the poll interval is long: only the wake-up can deliver.
-    settings = settings_factory(sink=sink, email_poll_interval=30.0, email_workers=3)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=30.0, email_workers=3)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)  # every worker asleep on a clock that will not move
         job_id = await engine.email.enqueue(to="now@example.com", subject="s", body="b")
@@ -431,14 +432,14 @@ async def test_mail_enqueued_by_another_process_is_seen_within_the_poll_interval
 
 
 async def test_mail_enqueued_through_another_database_object_is_polled(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     poll = 5.0
-    settings = settings_factory(sink=sink, email_poll_interval=poll)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=poll)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         async with Engine(settings, clock=clock, run=[]) as other:
@@ -453,7 +454,10 @@ async def test_mail_enqueued_through_another_database_object_is_polled(
 # ---- enqueue -----------------------------------------------------------------------------------
 
 
-async def test_enqueue_many_is_all_or_nothing(settings: Settings, clock: FakeClock) -> None:
+async def test_enqueue_many_is_all_or_nothing(
+    backend_settings: Settings, clock: FakeClock, query: Query
+) -> None:
+    settings = backend_settings
     batch: list[dict[str, Any]] = [
         *messages(3),
         {"to": "not-an-address", "subject": "s", "body": "b"},
@@ -474,12 +478,13 @@ async def test_enqueue_many_is_all_or_nothing(settings: Settings, clock: FakeClo
                 [{"to": "a@example.com", "subject": "s", "body": "b", "cc": "c@example.com"}]
             )
         assert (await engine.email.stats()).pending == 0
-    assert query(settings.db_path, "SELECT count(*) FROM email_jobs") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM email_jobs") == [(0,)]
 
 
 async def test_enqueue_refuses_bad_input_with_a_clear_error(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock, query: Query
 ) -> None:
+    settings = backend_settings
     async with Engine(settings, clock=clock, run=[]) as engine:
         with pytest.raises(InvalidMessage, match="invalid"):
             await engine.email.enqueue(to="no-at-sign", subject="s", body="b")
@@ -491,7 +496,7 @@ async def test_enqueue_refuses_bad_input_with_a_clear_error(
             await engine.email.enqueue(
                 to="a@example.com", subject="s", body="b", headers={"Message-ID": "<x@y>"}
             )
-    assert query(settings.db_path, "SELECT count(*) FROM email_jobs") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM email_jobs") == [(0,)]
 
 
 async def test_enqueue_commits_before_returning(settings: Settings, clock: FakeClock) -> None:

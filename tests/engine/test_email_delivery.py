@@ -1,5 +1,10 @@
 """Delivery over real SMTP: a real SQLite file, a real aiosmtpd server on 127.0.0.1, and a
-FakeClock that the tests move to reach each retry instead of sleeping through it."""
+FakeClock that the tests move to reach each retry instead of sleeping through it.
+
+Tests taking `backend_settings_factory` run on SQLite and on a real PostgreSQL database. The
+others stay on SQLite: they reach a retry by moving the fake clock, and on PostgreSQL retry and
+lease expiries are compared against the database server's clock, which a FakeClock does not
+move (tests/engine/test_pg_email.py covers retries there on the server's clock)."""
 
 from __future__ import annotations
 
@@ -36,13 +41,13 @@ def assert_retry_at(value: float, now: float, delay: float) -> None:
 
 
 async def test_delivers_once_with_message_id_subject_headers_and_html(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
-    settings = settings_factory(sink=sink)
+    settings = backend_settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(
             to="Alice Example <alice@example.com>",
@@ -82,9 +87,12 @@ async def test_delivers_once_with_message_id_subject_headers_and_html(
 
 
 async def test_plain_message_has_no_html_part(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, job_when: JobWhen
+    backend_settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
 ) -> None:
-    async with Engine(settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(to="bob@example.com", subject="Hi", body="only text")
         await job_when(engine, job_id, is_sent, "sent")
     msg = message_from_bytes(sink.received[0].data, policy=default_policy)
@@ -93,9 +101,12 @@ async def test_plain_message_has_no_html_part(
 
 
 async def test_multi_recipient_message_is_sent_once_to_every_recipient(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, job_when: JobWhen
+    backend_settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    job_when: JobWhen,
 ) -> None:
-    async with Engine(settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
         listed = await engine.email.enqueue(
             to=["one@example.com", "Two <two@example.com>"], subject="list", body="b"
         )
@@ -209,13 +220,13 @@ async def test_repeated_451_fails_after_max_attempts(
 
 
 async def test_550_fails_at_once_without_retry(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         seen: list[ev.Event] = []
         engine.events.subscribe(seen.append)
         job_id = await engine.email.enqueue(to="bounce@example.com", subject="s", body="b")
@@ -236,13 +247,13 @@ async def test_550_fails_at_once_without_retry(
 
 
 async def test_partial_refusal_is_sent_with_the_refusal_recorded(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(
             to=["erin@example.com", "bounce-erin@example.com"], subject="half", body="b"
         )
@@ -380,10 +391,13 @@ async def test_connection_refused_is_a_relay_failure(
 
 
 async def test_connections_are_reused_across_messages(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, wait_for: WaitFor
+    backend_settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    wait_for: WaitFor,
 ) -> None:
     n = 40
-    settings = settings_factory(sink=sink, email_workers=2)
+    settings = backend_settings_factory(sink=sink, email_workers=2)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await engine.email.enqueue_many(
             {"to": f"u{i}@example.com", "subject": f"n{i}", "body": "b"} for i in range(n)
@@ -400,13 +414,13 @@ async def test_connections_are_reused_across_messages(
 
 
 async def test_message_id_is_stable_across_attempts(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
     sink = make_sink(drop_every=1)
-    async with Engine(settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(to="ivy@example.com", subject="s", body="b")
         before = await job_when(engine, job_id, pending_after(1), "pending after a drop")
         sink.behaviour.drop_every = 0

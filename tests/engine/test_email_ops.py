@@ -87,12 +87,12 @@ async def make_jobs(
 
 
 async def test_stats_counts_oldest_pending_age_and_sent_last_minute(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_550), clock=clock, run=EMAIL) as engine:
         empty = await engine.email.stats()
         assert (empty.pending, empty.sent, empty.oldest_pending_age) == (0, 0, None)
 
@@ -296,14 +296,14 @@ async def test_retry_all_with_limit_and_exact_ids(
 
 
 async def test_pause_stops_delivery_everywhere_and_resume_delivers(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
     idle: Idle,
 ) -> None:
     poll = 2.0
-    settings = settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
     async with (
         Engine(settings, clock=clock, run=EMAIL) as one,
         Engine(settings, clock=clock, run=EMAIL) as two,
@@ -343,9 +343,9 @@ async def test_pause_stops_delivery_everywhere_and_resume_delivers(
 
 
 async def test_pause_survives_a_restart(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, idle: Idle
+    backend_settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock, idle: Idle
 ) -> None:
-    settings = settings_factory(sink=sink)
+    settings = backend_settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=[]) as ops:
         await ops.email.pause()
         await ops.email.enqueue(to="x@example.com", subject="s", body="b")
@@ -358,13 +358,13 @@ async def test_pause_survives_a_restart(
 
 
 async def test_drain_delivers_everything_due_then_returns_counts(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     idle: Idle,
 ) -> None:
     # A long poll and a fake clock that never moves: only drain makes the workers look.
-    settings = settings_factory(sink=sink_550, email_poll_interval=30.0, email_workers=2)
+    settings = backend_settings_factory(sink=sink_550, email_poll_interval=30.0, email_workers=2)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         async with Engine(settings, clock=clock, run=[]) as other:
@@ -384,13 +384,13 @@ async def test_drain_delivers_everything_due_then_returns_counts(
 
 
 async def test_drain_counts_transient_failures_as_retrying_and_does_not_wait_for_them(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     idle: Idle,
 ) -> None:
     sink = make_sink(fail_451=1.0)
-    settings = settings_factory(sink=sink, email_poll_interval=30.0)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=30.0)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         async with Engine(settings, clock=clock, run=[]) as other:
@@ -403,7 +403,7 @@ async def test_drain_counts_transient_failures_as_retrying_and_does_not_wait_for
 
 
 async def test_drain_does_not_miss_a_claim_made_while_it_checks(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     idle: Idle,
@@ -420,7 +420,7 @@ async def test_drain_does_not_miss_a_claim_made_while_it_checks(
         await asyncio.sleep(0.2)
         return await real_any_due(db, now)
 
-    settings = settings_factory(sink=sink, email_poll_interval=30.0)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=30.0)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         async with Engine(settings, clock=clock, run=[]) as other:
@@ -484,12 +484,12 @@ async def test_cleanup_deletes_only_finished_jobs_older_than_n_days(
 
 
 async def test_every_operator_action_is_audited_with_the_os_user(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_550: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    settings = settings_factory(sink=sink_550)
+    settings = backend_settings_factory(sink=sink_550)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await make_jobs(engine, wait_for, good=1, bad=2)
         t = clock.time()

@@ -131,7 +131,7 @@ async def test_read_log_filters_by_service_level_text_and_age_and_follows(
             "service email started", "database backup failed: disk full",
             "SMTP relay mx:25 unreachable: refused; delivery paused",
             "videos: 1 activated, 0 deactivated, 0 rotated, 0 archived"]
-        assert len(everything) == 5 and everything[4].endswith(": email.pause")
+        assert len(everything) == 5 and everything[4].endswith(": paused mail delivery")
         assert await messages(service="backup") == ["database backup failed: disk full"]
         assert await messages(level=30) == [
             "database backup failed: disk full",

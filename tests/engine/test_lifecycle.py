@@ -19,6 +19,7 @@ import pytest
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.lifecycle import notice_for
 from vertex_tui.engine.service import ServiceState
@@ -76,6 +77,12 @@ async def assert_outbox(engine: Engine) -> int:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
+
+
+@pytest.fixture
+def settings(backend_settings: Settings) -> Settings:
+    """Every test here runs on SQLite and on PostgreSQL (conftest's `backend`)."""
+    return backend_settings
 
 
 # ---- notices ----------------------------------------------------------------------------------
@@ -296,9 +303,17 @@ async def test_notice_and_its_email_commit_together_or_not_at_all(
         for i in range(5):
             await engine.lifecycle.add_portrait(title=f"o{i}", owner=f"o{i}@example.com",
                                                 subscription_end=T0 + i * DAY + H)
-        await engine.db.write(
-            "CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
-            " BEGIN SELECT RAISE(ABORT, 'mail store unavailable'); END")
+        pg = engine.db.dialect == "postgresql"
+        if pg:
+            await engine.db.write(
+                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'mail store unavailable'; END $$")
+            await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                                  " FOR EACH ROW EXECUTE FUNCTION boom()")
+        else:
+            await engine.db.write(
+                "CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                " BEGIN SELECT RAISE(ABORT, 'mail store unavailable'); END")
         result = await engine.lifecycle.check()
         assert result["status"] == "error"
         assert "mail store unavailable" in result["error"]
@@ -306,7 +321,7 @@ async def test_notice_and_its_email_commit_together_or_not_at_all(
         statuses = await engine.db.read("SELECT DISTINCT lifecycle_status FROM portraits")
         assert [r[0] for r in statuses] == [None], "statuses rolled back with the notices"
         assert engine.lifecycle.last_error is not None
-        await engine.db.write("DROP TRIGGER boom")
+        await engine.db.write("DROP TRIGGER boom ON email_jobs" if pg else "DROP TRIGGER boom")
         clock.advance(60)
         result = await engine.lifecycle.check()
         assert result["status"] == "ok"
@@ -397,7 +412,9 @@ async def test_a_pass_runs_only_under_its_lease(settings: Settings, clock: FakeC
         await engine.lifecycle.add_project(name="p", owner="p@example.com",
                                            subscription_end=T0 + DAY)
         other = Leases(engine.db, "elsewhere:1:abc")
-        assert await other.acquire("lifecycle", T0, 600)
+        # PostgreSQL: leases expire by the server's clock, which the fake clock does not move.
+        pg = engine.db.dialect == "postgresql"
+        assert await other.acquire("lifecycle", T0, 1.0 if pg else 600)
         result = await engine.lifecycle.check()
         assert result["status"] == "skipped" and result["holder"] == "elsewhere:1:abc"
         assert engine.lifecycle.state() is ServiceState.STOPPED or \
@@ -409,6 +426,8 @@ async def test_a_pass_runs_only_under_its_lease(settings: Settings, clock: FakeC
         assert row is not None and row[0] == "skipped" and "elsewhere:1:abc" in row[1]
         # Once the holder's lease expires, this process takes over.
         clock.set(T0 + 601)
+        if pg:
+            await asyncio.sleep(1.1)
         assert (await engine.lifecycle.check())["status"] == "ok"
         assert len(await notices(engine)) == 1
 
@@ -455,15 +474,15 @@ async def test_the_unique_key_alone_keeps_a_repeated_pass_from_duplicating(
         for _ in range(3):
             await engine.db.write("DELETE FROM engine_flags WHERE name = ?",
                                   (lstore.LAST_PASS_FLAG,))
-            await engine.db.write("INSERT OR IGNORE INTO lifecycle_dirty"
-                                  " SELECT 'portrait', id FROM portraits")
+            await engine.db.write("INSERT INTO lifecycle_dirty SELECT 'portrait', id"
+                                  " FROM portraits WHERE true ON CONFLICT DO NOTHING")
             again = await engine.lifecycle.check()
             assert again["full"] is True
             assert again["sent"] == {} and again["skipped"] == 0 and again["emails"] == 0
         assert await notices(engine) == before
         assert await assert_outbox(engine) == 4
-        with pytest.raises(sqlite3.IntegrityError):
-            raw(settings.db_path,
+        with pytest.raises((sqlite3.IntegrityError, StoreError), match=r"(?i)unique"):
+            await engine.db.write(
                 "INSERT INTO lifecycle_notifications (entity_kind, entity_id, kind, period_end,"
                 " status, created_at) SELECT entity_kind, entity_id, kind, period_end, status, 0"
                 " FROM lifecycle_notifications LIMIT 1")

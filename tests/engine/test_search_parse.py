@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vertex_tui.engine.errors import UsageError
-from vertex_tui.engine.search import Query, SearchError, parse
+from vertex_tui.engine.search import JOB_KEYS, KEYS, LOG_KEYS, Query, SearchError, parse
 
 GOOD = [
     ("mailbox", Query(text=("mailbox",))),
@@ -104,3 +104,88 @@ def test_terms_a_table_cannot_answer_are_refused() -> None:
     with pytest.raises(SearchError, match="to: does not apply to the backups table"):
         query.check_applies(("status",), "the backups table")
     parse("status:ok x", statuses=None).check_applies(("status",), "the backups table")
+
+
+# ---- the Log screen's and the Jobs screen's terms ---------------------------------------------
+
+SERVICES = ("email", "backup", "lifecycle", "video", "engine")
+LOG_GOOD = [
+    ("rotated", Query(text=("rotated",))),
+    ("service:email", Query(services=frozenset({"email"}))),
+    ("service:Email,BACKUP", Query(services=frozenset({"email", "backup"}))),
+    ("service:email,backup service:backup", Query(services=frozenset({"backup"}))),
+    ("level:warning", Query(level=30)),
+    ("level:ERROR", Query(level=40)),
+    ("level:debug level:warning", Query(level=30)),  # both hold: the stricter
+    ("older:2h newer:1d", Query(older=7200.0, newer=86_400.0)),
+    ('service:backup level:error "disk full"',
+     Query(text=("disk full",), services=frozenset({"backup"}), level=40)),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), LOG_GOOD, ids=[s for s, _ in LOG_GOOD])
+def test_parse_log_terms(source: str, expected: Query) -> None:
+    query = parse(source, keys=LOG_KEYS, services=SERVICES)
+    assert query == expected
+    assert not query.empty
+
+
+JOB_GOOD = [
+    ("backup", Query(text=("backup",))),
+    ("paused:yes", Query(paused=True)),
+    ("paused:NO", Query(paused=False)),
+    ("paused:yes paused:yes service:video", Query(paused=True,
+                                                   services=frozenset({"video"}))),
+    ("service:anything", Query(services=frozenset({"anything"}))),  # services=None: any name
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), JOB_GOOD, ids=[s for s, _ in JOB_GOOD])
+def test_parse_job_terms(source: str, expected: Query) -> None:
+    assert parse(source, statuses=None, keys=JOB_KEYS) == expected
+
+
+TABLE_BAD = [
+    (LOG_KEYS, "service:mail", "service:mail: unknown service 'mail' (one of email, backup,"),
+    (LOG_KEYS, "service:", "service: needs a value, e.g. service:email"),
+    (LOG_KEYS, "level:loud", "level:loud: unknown level 'loud' (one of debug, info, warning, "
+                             "error)"),
+    (LOG_KEYS, "level:info,error", "level:info,error: one level, e.g. level:warning"),
+    (LOG_KEYS, "status:failed", "unknown search term status: (use service:, level:, older:, "
+                                "newer:;"),
+    (LOG_KEYS, "paused:yes", "unknown search term paused:"),
+    (LOG_KEYS, "newer:soon", "newer:soon: expected a duration"),
+    (JOB_KEYS, "paused:maybe", "paused:maybe: expected yes or no"),
+    (JOB_KEYS, "paused:yes paused:no", "paused:yes and paused:no together match nothing"),
+    (JOB_KEYS, "level:error", "unknown search term level: (use service:, paused:;"),
+    (KEYS, "service:email", "unknown search term service: (use status:, to:,"),  # email: no
+]
+
+
+@pytest.mark.parametrize(("keys", "source", "message"), TABLE_BAD,
+                         ids=[f"{k[0]}-{s}" for k, s, _ in TABLE_BAD])
+def test_bad_table_terms_are_one_clear_line(keys: tuple[str, ...], source: str,
+                                            message: str) -> None:
+    with pytest.raises(SearchError) as caught:
+        parse(source, statuses=None, keys=keys, services=SERVICES)
+    assert str(caught.value).startswith(message) or message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "matches"),
+    [
+        ("check", True),
+        ("service:video", True),
+        ("service:email,video", True),
+        ("service:email", False),
+        ("paused:yes", True),
+        ("paused:no", False),
+        ("service:video paused:no", False),
+        ("email", False),
+    ],
+)
+def test_in_memory_match_of_a_job(source: str, matches: bool) -> None:
+    query = parse(source, statuses=None, keys=JOB_KEYS)
+    named = {"service": "video", "paused": "yes"}
+    assert query.matches(["video.check", "video"], named=named) is matches

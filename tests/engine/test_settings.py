@@ -70,6 +70,8 @@ SPEC_DEFAULTS: dict[str, tuple[str | None, object]] = {
 EXTRA_DEFAULTS: dict[str, tuple[str | None, object]] = {
     "VERTEX_DATABASE_URL": (None, None),
     "VERTEX_DATABASE_CONNECT_TIMEOUT": ("30", 30.0),
+    "VERTEX_BACKUP_DIR_SHARED": ("false", False),
+    "VERTEX_PG_BIN": (None, None),
     "BACKUP_DRILL_ENABLED": ("false", False),
     "BACKUP_DRILL_SCHEDULE": ("30 4 * * 0", "30 4 * * 0"),
     "METRICS_PORT": ("0", 0),
@@ -103,6 +105,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "VERTEX_DATABASE_CONNECT_TIMEOUT": BAD_SECONDS,
     "VERTEX_STORAGE_DIR": ["", "   "],
     "VERTEX_BACKUP_DIR": [""],
+    "VERTEX_BACKUP_DIR_SHARED": NOT_A_BOOL,
+    "VERTEX_PG_BIN": ["/nonexistent/pg/bin", "pyproject.toml"],
     "VERTEX_TIMEZONE": ["Mars/Olympus", "", "UTC+3", "../etc/passwd", "Europe/"],
     "VIDEO_SCHEDULER_ENABLED": NOT_A_BOOL,
     "VIDEO_SCHEDULER_CHECK_INTERVAL": ["0", "-5", "86401", *NOT_AN_INT],
@@ -165,6 +169,8 @@ GOOD_VALUES: dict[str, list[tuple[str, object]]] = {
         ("", None),  # set but empty: SQLite, as when unset
     ],
     "VERTEX_DATABASE_CONNECT_TIMEOUT": [("5", 5.0), ("0.5", 0.5)],
+    "VERTEX_BACKUP_DIR_SHARED": [("yes", True), ("0", False)],
+    "VERTEX_PG_BIN": [("/usr", Path("/usr")), ("", None)],
     "VERTEX_DB_PATH": [
         ("/var/lib/vertex/v.db", Path("/var/lib/vertex/v.db")),
         (" x.db ", Path("x.db")),

@@ -11,8 +11,9 @@ import random
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 
 from vertex_tui.engine import events as ev
@@ -20,6 +21,9 @@ from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.videos import next_video
+
+if TYPE_CHECKING:
+    from conftest import Query
 
 H = 3_600.0
 DAY = 86_400.0
@@ -112,12 +116,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def vsettings(settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+def vsettings(backend_settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+    """Settings of this test's backend: every test using it runs on SQLite and PostgreSQL."""
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"video_rotation_interval": ROTATE,
                                   "video_archive_after_hours": 2}
         values.update(overrides)
-        return settings_factory(**values)
+        return backend_settings_factory(**values)
 
     return make
 
@@ -367,7 +372,7 @@ async def test_a_renewed_portrait_plays_its_videos_again(
 
 
 async def test_the_database_refuses_a_second_active_video(
-    vsettings: Callable[..., Settings], clock: FakeClock
+    vsettings: Callable[..., Settings], clock: FakeClock, query: Query
 ) -> None:
     settings = vsettings()
     async with Engine(settings, run=[], clock=clock) as engine:
@@ -378,25 +383,19 @@ async def test_the_database_refuses_a_second_active_video(
         c = await engine.video.add_video(portrait_id=other, title="c")
         await check_at(engine, clock, T0)
         assert await statuses(engine) == {a: "active", b: "scheduled", c: "active"}
-    conn = sqlite3.connect(settings.db_path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            with conn:
-                conn.execute("UPDATE videos SET status = 'active' WHERE id = ?", (b,))
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            with conn:
-                conn.execute("INSERT INTO videos (portrait_id, title, status, created_at)"
-                             " VALUES (?, 'x', 'active', 0)", (p,))
-        # Inactive and archived ones are not limited.
-        with conn:
-            conn.execute("UPDATE videos SET status = 'inactive' WHERE id = ?", (b,))
-            conn.execute("INSERT INTO videos (portrait_id, title, status, created_at)"
-                         " VALUES (?, 'y', 'archived', 0)", (p,))
-        rows = conn.execute("SELECT portrait_id, count(*) FROM videos WHERE status = 'active'"
-                            " GROUP BY 1").fetchall()
-        assert sorted(rows) == [(p, 1), (other, 1)]
-    finally:
-        conn.close()
+    unique = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
+    with pytest.raises(unique, match=r"(?i)unique"):
+        query(settings, "UPDATE videos SET status = 'active' WHERE id = ?", (b,))
+    with pytest.raises(unique, match=r"(?i)unique"):
+        query(settings, "INSERT INTO videos (portrait_id, title, status, created_at)"
+              " VALUES (?, 'x', 'active', 0)", (p,))
+    # Inactive and archived ones are not limited.
+    query(settings, "UPDATE videos SET status = 'inactive' WHERE id = ?", (b,))
+    query(settings, "INSERT INTO videos (portrait_id, title, status, created_at)"
+          " VALUES (?, 'y', 'archived', 0)", (p,))
+    rows = query(settings, "SELECT portrait_id, count(*) FROM videos WHERE status = 'active'"
+                 " GROUP BY 1")
+    assert sorted(rows) == [(p, 1), (other, 1)]
 
 
 async def populate(engine: Engine, portraits: int, per: int) -> list[int]:
@@ -526,7 +525,7 @@ async def test_no_admin_digest_when_unset_or_disabled(
 
 
 async def test_digest_and_changes_commit_together(
-    vsettings: Callable[..., Settings], clock: FakeClock
+    vsettings: Callable[..., Settings], clock: FakeClock, backend: str
 ) -> None:
     """The admin mail is in the pass's transaction: if it cannot be stored, the pass changes
     nothing and is recorded as an error; the next pass does it all."""
@@ -534,15 +533,22 @@ async def test_digest_and_changes_commit_together(
     async with Engine(settings, run=[], clock=clock) as engine:
         p = await portrait(engine)
         v = await engine.video.add_video(portrait_id=p, title="v")
-        await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
-                              " BEGIN SELECT RAISE(ABORT, 'no mail today'); END")
+        pg = backend == "postgresql"
+        if pg:
+            await engine.db.write("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                                  " $$ BEGIN RAISE EXCEPTION 'no mail today'; END $$")
+            await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                                  " FOR EACH ROW EXECUTE FUNCTION boom()")
+        else:
+            await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                                  " BEGIN SELECT RAISE(ABORT, 'no mail today'); END")
         result = await engine.video.check()
         assert result["status"] == "error" and "no mail today" in result["error"]
         assert await statuses(engine) == {v: "scheduled"}
         flag = await engine.db.read(
             "SELECT count(*) FROM engine_flags WHERE name = 'video.last_pass'")
         assert flag[0][0] == 0
-        await engine.db.write("DROP TRIGGER boom")
+        await engine.db.write("DROP TRIGGER boom ON email_jobs" if pg else "DROP TRIGGER boom")
         result = await check_at(engine, clock, T0 + 60)
         assert result["activated"] == 1 and result["digest_mailed"] is True
         assert len(await admin_mails(engine)) == 1

@@ -49,6 +49,20 @@ def writable(db_path: Path) -> bool:
         return True
 
 
+def settled_ids(sink: Any, quiet: float = 0.5) -> set[str]:
+    """The Message-IDs the sink has received once it has taken nothing new for `quiet` s: a
+    message whose end of DATA was on the wire when the sender froze still arrives (the
+    kernel delivers what was written) and is one the frozen engine sent."""
+    ids = sink.message_ids()
+    still = time.monotonic()
+    while time.monotonic() - still < quiet:
+        time.sleep(0.02)
+        now = sink.message_ids()
+        if len(now) != len(ids):
+            ids, still = now, time.monotonic()
+    return set(ids)
+
+
 def freeze_mid_batch(ws: Any, sink: Any, zombie: Any, owner: str) -> tuple[set[str], set[str]]:
     """SIGSTOP `zombie` at a moment it holds claims, has sent at least one of them without
     recording it yet, and holds no write lock. Returns (Message-IDs it holds, Message-IDs the
@@ -64,7 +78,7 @@ def freeze_mid_batch(ws: Any, sink: Any, zombie: Any, owner: str) -> tuple[set[s
                 "SELECT message_id FROM email_jobs WHERE status = 'sending'"
                 " AND lease_owner LIKE ? || '/%'", (owner,))
         }
-        received = set(sink.message_ids())
+        received = settled_ids(sink)
         if held & received and writable(ws.db_path):
             return held, received
         zombie.proc.send_signal(signal.SIGCONT)

@@ -304,3 +304,15 @@ def test_job_history(snap_compare: Any, jobs_app: SnapshotApp) -> None:
         await settled()(pilot)
 
     assert snap_compare(jobs_app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_log_search_bad_term_80x24(snap_compare: Any, app: SnapshotApp) -> None:
+    """A search with a term the Log screen does not know: one sentence under the box."""
+    keys = ["o", "slash", *"service:email status:failed", "enter"]
+    assert snap_compare(app, terminal_size=SMALL, run_before=settled(*keys))
+
+
+def test_jobs_search_80x24(snap_compare: Any, jobs_app: SnapshotApp) -> None:
+    """`/` on the Jobs screen: the backup jobs, the summary names the search."""
+    keys = ["j", "slash", *"service:backup", "enter"]
+    assert snap_compare(jobs_app, terminal_size=SMALL, run_before=settled(*keys))

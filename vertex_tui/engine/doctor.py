@@ -101,8 +101,14 @@ async def _examine_leases(settings: Settings, db_path: Path, now: float) -> Repo
     file to check, no restore temp files next to it)."""
     db = await open_database(settings)
     try:
+        if db.dialect == "postgresql":  # leases expire on the server's clock there
+            now = await store.server_now(db)
         rows = await store.leases(db)
-        stale = [r for r in rows if dead_here(r.owner) or r.expires_at <= now]
+        # A holder is dead when its engine heartbeat is stale, on any host: its other leases
+        # (a backup's, hours long) outlive it.
+        beats = {r.owner: r.expires_at for r in rows if r.name == f"engine:{r.owner}"}
+        stale = [r for r in rows if dead_here(r.owner) or r.expires_at <= now
+                 or beats.get(r.owner, now + 1) <= now]
         alive = {r.owner for r in rows if r not in stale}
         interrupted = [r for r in await store.running(db) if r.owner not in alive]
     finally:

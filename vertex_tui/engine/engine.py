@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from vertex_tui.engine.email.queue import EmailQueue, TransportFactory
     from vertex_tui.engine.lifecycle import LifecycleService
     from vertex_tui.engine.metrics import MetricsServer
+    from vertex_tui.engine.search import Query
     from vertex_tui.engine.videos import VideoService
 
 log = logging.getLogger(__name__)
@@ -218,18 +219,32 @@ class Engine:
         return _opened(self._event_log)
 
     async def read_log(self, *, since: float | None = None, service: str | None = None,
-                       level: int = 0, search: str | None = None,
+                       level: int = 0, search: str | Query | None = None,
                        after: Cursor | None = None,
                        limit: int = 1000) -> tuple[list[dict[str, Any]], Cursor]:
         """The event log of every engine on this database (and the operator actions), oldest
-        first: at most `limit` entries, the latest; `since` is seconds back from now. Returns
-        the entries (`at` ISO 8601, `service`, `level` name, `event`, `message`) and the
-        cursor to pass as `after` for what comes next (follow)."""
+        first: at most `limit` entries, the latest; `since` is seconds back from now;
+        `search` a text, or a parsed search (`search.parse(..., keys=LOG_KEYS)`: its terms
+        and the other filters must all hold). Returns the entries (`at` ISO 8601, `service`,
+        `level` name, `event`, `message`) and the cursor to pass as `after` for what comes
+        next (follow)."""
         from vertex_tui.engine.eventlog import LEVEL_NAMES
 
-        start = 0.0 if since is None else self.clock.time() - since
-        rows, cursor = await log_store.read(self.db, since=start, service=service, level=level,
-                                            search=search, after=after, limit=limit)
+        now = self.clock.time()
+        services: str | list[str] | None = service
+        texts: str | tuple[str, ...] | None = search if isinstance(search, str) else None
+        until = None
+        if search is not None and not isinstance(search, str):
+            texts = search.text
+            if search.services is not None:
+                services = sorted(search.services & {service} if service else search.services)
+            level = max(level, search.level or 0)
+            if search.newer is not None:
+                since = search.newer if since is None else min(since, search.newer)
+            until = None if search.older is None else now - search.older
+        start = 0.0 if since is None else now - since
+        rows, cursor = await log_store.read(self.db, since=start, service=services, level=level,
+                                            search=texts, after=after, limit=limit, until=until)
         return [{**r, "at": isoformat(r["at"]),
                  "level": LEVEL_NAMES.get(r["level"], str(r["level"]))} for r in rows], cursor
 

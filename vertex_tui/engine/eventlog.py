@@ -24,6 +24,20 @@ DEBUG, INFO, WARNING, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logg
 LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 LEVEL_NAMES = {number: name for name, number in LEVELS.items()}
 
+# An operator action (audit_log) in the log, in words: "root: paused mail delivery", not
+# "root: email.pause" (the event keeps the action's name: `audit.email.pause`). A manual
+# backup run is `backup.run.<job>`: "ran the <job> backup job". Others (plug-ins) keep their
+# name.
+AUDIT_WORDS = {
+    "email.pause": "paused mail delivery", "email.resume": "resumed mail delivery",
+    "email.retry": "retried mail", "email.cancel": "cancelled mail",
+    "email.cleanup": "deleted old mail", "email.drain": "drained the mail queue",
+    "job.pause": "paused a job", "job.resume": "resumed a job",
+    "lifecycle.check": "ran a lifecycle check", "video.check": "ran a video check",
+    "backup.verify": "verified a backup", "backup.restore": "restored a backup",
+}
+BACKUP_RUN_PREFIX = "backup.run."
+
 
 @dataclass(frozen=True, kw_only=True)
 class Cursor:

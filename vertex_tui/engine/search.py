@@ -7,6 +7,11 @@
     id:42                   the job with that number
     older:2h  newer:15m     created more / less than that long ago (s, m, h, d, w)
 
+Other tables take other terms (`parse(..., keys=...)`): the Log screen `service:email`
+(comma-separated names), `level:warning` (that level and worse, as its level filter),
+`older:` and `newer:` (`LOG_KEYS`); the Jobs screen `service:` and `paused:yes|no`
+(`JOB_KEYS`).
+
 Terms are combined with AND. Matching is case-insensitive. A bad term raises `SearchError`
 with one line that names it and says what is expected.
 """
@@ -18,9 +23,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.eventlog import LEVELS
 
 FIELDS = ("to", "subject", "error")
 KEYS = ("status", *FIELDS, "id", "older", "newer")
+LOG_KEYS = ("service", "level", "older", "newer")  # the Log screen
+JOB_KEYS = ("service", "paused")  # the Jobs screen
+_YES_NO = {"yes": True, "no": False}
 STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -41,13 +50,14 @@ class Query:
     ids: tuple[int, ...] = ()  # every id: term must name the same job
     older: float | None = None  # created at least this many seconds ago
     newer: float | None = None  # created at most this many seconds ago
+    services: frozenset[str] | None = None  # None: any service
+    level: int | None = None  # log entries of this level (a logging number) and worse
+    paused: bool | None = None  # None: paused or not
     source: str = field(default="", compare=False)
 
     @property
     def empty(self) -> bool:
-        return not (self.text or self.fields or self.ids) and self.statuses is None and (
-            self.older is None and self.newer is None
-        )
+        return not self.used_keys() and not self.text
 
     def used_keys(self) -> set[str]:
         keys = {name for name, _ in self.fields}
@@ -59,6 +69,9 @@ class Query:
             keys.add("older")
         if self.newer is not None:
             keys.add("newer")
+        for key in ("services", "level", "paused"):
+            if getattr(self, key) is not None:
+                keys.add(key.removesuffix("s"))
         return keys
 
     def check_applies(self, keys: Iterable[str], where: str) -> None:
@@ -80,7 +93,8 @@ class Query:
         age: float | None = None,
     ) -> bool:
         """In-memory match of one row (tables other than email). `cells`: the row's text;
-        `named`: text per field key; `age`: seconds since the row's time."""
+        `named`: text per field key (and `service`, `paused`: "yes" | "no"); `age`: seconds
+        since the row's time."""
         haystack = " ".join(cells).casefold()
         if any(piece.casefold() not in haystack for piece in self.text):
             return False
@@ -92,6 +106,12 @@ class Query:
         if self.ids and (row_id is None or any(i != row_id for i in self.ids)):
             return False
         if self.older is not None and (age is None or age < self.older):
+            return False
+        named = named or {}
+        if self.services is not None and named.get("service", "").casefold() not in (
+                self.services):
+            return False
+        if self.paused is not None and named.get("paused") != ("yes" if self.paused else "no"):
             return False
         return not (self.newer is not None and (age is None or age > self.newer))
 
@@ -143,10 +163,27 @@ def _tokens(source: str) -> list[tuple[str | None, str]]:
     return out
 
 
-def parse(source: str, *, statuses: Sequence[str] | None = STATUSES) -> Query:
+def _one_of(key: str, value: str, known: Iterable[str] | None, what: str) -> frozenset[str]:
+    """The comma-separated words of `value`, each one of `known` (None: any word)."""
+    wanted = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
+    names = None if known is None else [k.lower() for k in known]
+    unknown = sorted(wanted - set(names)) if names is not None else []
+    if unknown or not wanted:
+        raise SearchError(f"{key}:{value}: unknown {what} {unknown[0] if unknown else ''!r}"
+                          f" (one of {', '.join(names or ())})")
+    return wanted
+
+
+def parse(source: str, *, statuses: Sequence[str] | None = STATUSES,
+          keys: Sequence[str] = KEYS, services: Iterable[str] | None = None) -> Query:
     """Parse a search; raises `SearchError` (one line) for a bad term. `statuses`: the
-    values `status:` accepts (the email queue's by default; None: any word)."""
+    values `status:` accepts (the email queue's by default; None: any word); `keys`: the
+    terms the table takes (the email queue's by default; `LOG_KEYS`, `JOB_KEYS`);
+    `services`: the names `service:` accepts (None: any word)."""
     known = statuses
+    wanted_services: frozenset[str] | None = None
+    level: int | None = None
+    paused: bool | None = None
     text: list[str] = []
     fields: list[tuple[str, str]] = []
     wanted_statuses: frozenset[str] | None = None
@@ -157,24 +194,35 @@ def parse(source: str, *, statuses: Sequence[str] | None = STATUSES) -> Query:
             if value:
                 text.append(value)
             continue
-        if key not in KEYS:
+        if key not in keys:
             raise SearchError(
-                f"unknown search term {key}: (use {', '.join(k + ':' for k in KEYS)};"
+                f"unknown search term {key}: (use {', '.join(k + ':' for k in keys)};"
                 f' quote text that contains a colon: "{key}:{value}")'
             )
         if not value:
             raise SearchError(f"{key}: needs a value, e.g. {_EXAMPLES[key]}")
         if key == "status":
-            wanted = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
-            unknown = sorted(wanted - set(known)) if known is not None else []
-            if unknown or not wanted:
-                raise SearchError(
-                    f"status:{value}: unknown status {unknown[0] if unknown else ''!r}"
-                    f" (one of {', '.join(known or ())})"
-                )
+            wanted = _one_of(key, value, known, "status")
             wanted_statuses = (
                 wanted if wanted_statuses is None else wanted_statuses & wanted
             )
+        elif key == "service":
+            wanted = _one_of(key, value, services, "service")
+            wanted_services = (
+                wanted if wanted_services is None else wanted_services & wanted
+            )
+        elif key == "level":
+            if "," in value:
+                raise SearchError(f"level:{value}: one level, e.g. level:warning (that level "
+                                  "and worse)")
+            (name,) = _one_of(key, value, LEVELS, "level")
+            level = LEVELS[name] if level is None else max(level, LEVELS[name])
+        elif key == "paused":
+            if value.lower() not in _YES_NO:
+                raise SearchError(f"paused:{value}: expected yes or no")
+            if paused is not None and paused != _YES_NO[value.lower()]:
+                raise SearchError("paused:yes and paused:no together match nothing")
+            paused = _YES_NO[value.lower()]
         elif key == "id":
             digits = value[1:] if value.startswith("#") else value
             if not digits.isdigit():
@@ -195,6 +243,9 @@ def parse(source: str, *, statuses: Sequence[str] | None = STATUSES) -> Query:
         ids=tuple(ids),
         older=older,
         newer=newer,
+        services=wanted_services,
+        level=level,
+        paused=paused,
         source=source.strip(),
     )
 
@@ -207,4 +258,7 @@ _EXAMPLES = {
     "id": "id:42",
     "older": "older:2h",
     "newer": "newer:15m",
+    "service": "service:email",
+    "level": "level:warning",
+    "paused": "paused:yes",
 }

@@ -242,6 +242,15 @@ def _path(raw: str) -> Path:
     return Path(raw.strip())
 
 
+def _optional_dir(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip())
+    if not path.is_dir():
+        raise ValueError("an existing folder (of pg_dump and pg_restore)")
+    return path
+
+
 def _text(raw: str) -> str:
     # A line break here is an env-file accident (CRLF endings), never part of a credential.
     if "\r" in raw or "\n" in raw:
@@ -264,6 +273,10 @@ class Settings:
     database_pool_size: int = 8  # PostgreSQL connections of one process (+ half for hot paths)
     storage_dir: Path = Path("storage")
     backup_dir: Path = Path("backups")
+    # Declared the same folder on every host (NFS...): rotation and drills then weigh every
+    # host's backups; checked by a token file (backup/folder.py). Else each host its own.
+    backup_dir_shared: bool = False
+    pg_bin: Path | None = None  # folder of pg_dump/pg_restore (default: the newest installed)
     timezone: str = "UTC"
 
     video_enabled: bool = True
@@ -400,6 +413,8 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("VERTEX_DATABASE_POOL_SIZE", "database_pool_size", _int_range(2, 100)),
     _Var("VERTEX_STORAGE_DIR", "storage_dir", _path),
     _Var("VERTEX_BACKUP_DIR", "backup_dir", _path),
+    _Var("VERTEX_BACKUP_DIR_SHARED", "backup_dir_shared", _bool),
+    _Var("VERTEX_PG_BIN", "pg_bin", _optional_dir),
     _Var("VERTEX_TIMEZONE", "timezone", _timezone),
     _Var("VIDEO_SCHEDULER_ENABLED", "video_enabled", _bool),
     _Var("VIDEO_SCHEDULER_CHECK_INTERVAL", "video_check_interval", _int_range(1, 86_400)),

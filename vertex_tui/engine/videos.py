@@ -75,6 +75,7 @@ class VideoService(PeriodicService):
             last = await store.last_pass(conn)
             result.full = last is None
             p = self._params(now, last)
+            await store.take_marks(conn, p, self._db.dialect)
             await store.deactivate(conn, p, result.full, result)
             await store.archive(conn, p, result)
             moves = []
@@ -85,7 +86,7 @@ class VideoService(PeriodicService):
             if moves:
                 await store.rotate(conn, moves, now, result)
             await store.activate(conn, p, result.full, result)
-            await store.finish(conn, now)
+            await store.finish(conn, now, p)
             changed = result.activated + result.deactivated + result.rotated
             if changed and notify_to and self._settings.video_notifications_enabled:
                 await email_store.insert_job(conn, self._email.outbox_row(

@@ -16,7 +16,7 @@ from vertex_tui.timefmt import ago, clock_time, duration, size, until
 from vertex_tui.widgets.backup_panel import BackupPanel
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 from vertex_tui.widgets.keybar import KeyBar
-from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin, search_binding
 from vertex_tui.widgets.tables import StableTable
 
 
@@ -30,7 +30,7 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         Binding("t", "trigger", "Run job now"),
         Binding("V", "verify", "Verify backup"),
         Binding("R", "restore", "Restore…"),
-        Binding("slash", "search", "Search", tooltip="filter the history: text, status:, id:"),
+        search_binding("filter the history: text, status:, id:"),
         Binding("escape", "clear_search", "Clear search", show=False),
         # In ? help, not the footer: at 120 columns it would push the screen keys out.
         Binding("P", "rotation_preview", "Rotation preview", show=False,

@@ -21,12 +21,30 @@ REFRESH_SECONDS = 2.0
 ACTION_WORDS = {"backup.run": "backup", "email.drain": "drain", "lifecycle.check":
                 "lifecycle check", "video.check": "video check", "email.reap": "reap"}
 COUNT_WORDS = ("sent", "failed", "retrying", "deleted", "reaped", "queued")
+# What a job run's result holds that is not something it did.
+NOT_COUNTS = frozenset({"job", "status", "id", "size", "seconds", "full"})
+
+
+def _total(value: object) -> int | float:
+    """A count, or the sum of a nested dict of counts (rotation's deleted per kind)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict):
+        return sum(_total(v) for v in value.values())
+    return 0
 
 
 def outcome_words(result: dict[str, Any]) -> str:
-    """ "sent 5, failed 1, retrying 2" from an action's result (what it did), or ""."""
-    return ", ".join(f"{key} {result[key]:,}" for key in COUNT_WORDS
-                     if isinstance(result.get(key), int))
+    """ "sent 5, failed 1, retrying 2" from an action's result (what it did), or "". A
+    job's run says what it changed ("rotated 4, activated 2"), leaving out the zeros."""
+    named = [f"{key} {result[key]:,}" for key in COUNT_WORDS
+             if isinstance(result.get(key), int) and not isinstance(result[key], bool)]
+    if named:
+        return ", ".join(named)
+    return ", ".join(f"{key} {_total(value):,g}" for key, value in result.items()
+                     if key not in NOT_COUNTS and _total(value))
 
 
 # Screen actions that change something (the engine's state, the queue, the backup records):

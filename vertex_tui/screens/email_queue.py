@@ -26,6 +26,7 @@ from vertex_tui.timefmt import ago, precise_time, short_time, until
 from vertex_tui.widgets.dialogs import ConfirmDialog, PromptDialog, TextDialog
 from vertex_tui.widgets.keybar import Key, KeyBar
 from vertex_tui.widgets.shorten import clip
+from vertex_tui.widgets.table_search import open_box, search_binding
 from vertex_tui.widgets.tables import StableTable
 
 PAGE = 50
@@ -47,8 +48,7 @@ class EmailQueueScreen(VertexScreen):
         Binding("4", "filter('4')", "Sent", tooltip="show sent jobs"),
         Binding("5", "filter('5')", "Failed", tooltip="show failed jobs"),
         Binding("6", "filter('6')", "Cancelled", tooltip="show cancelled jobs"),
-        Binding("slash", "search", "Search",
-                tooltip="search: text, status:, to:, subject:, error:, id:, older:, newer:"),
+        search_binding("search: text, status:, to:, subject:, error:, id:, older:, newer:"),
         Binding("space", "toggle_mark", "Mark", tooltip="mark or unmark the job (r/x act on "
                 "the marked ones)"),
         Binding("r", "retry_selected", "Retry",
@@ -166,8 +166,7 @@ class EmailQueueScreen(VertexScreen):
 
     def action_search(self) -> None:
         box = self.query_one("#email-search", Input)
-        box.add_class("-shown")
-        box.focus()
+        open_box(box, box)
 
     @on(Input.Submitted, "#email-search")
     def apply_search(self, event: Input.Submitted) -> None:

@@ -5,12 +5,13 @@ The table is `engine.jobs.snapshot()`, refreshed on every job run (PassCompleted
 via the bridge), on a timer, and after each action. Run now is an engine action (`job.run`):
 performed here when the console hosts the engine, a request the running engine picks up when
 it is attached. Pause and resume are database flags every engine follows within a poll, so
-they are the same in both modes.
+they are the same in both modes. `/` filters the table: free text in the job and service
+names, `service:email,backup` and `paused:yes|no` (the search language, engine/search.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 from importlib import resources
@@ -26,10 +27,12 @@ from textual.widgets import DataTable, Header, Label, Static
 from textual.worker import Worker
 
 from vertex_tui.bridge import JOB_EVENTS
+from vertex_tui.engine.search import JOB_KEYS
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import short_time
 from vertex_tui.widgets.dialogs import ConfirmDialog
 from vertex_tui.widgets.keybar import KeyBar
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin, search_binding
 from vertex_tui.widgets.tables import StableTable
 
 if TYPE_CHECKING:
@@ -104,7 +107,7 @@ def detail_line(job: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
-class JobsScreen(VertexScreen):
+class JobsScreen(TableSearchMixin, VertexScreen):
     """Every job of every service, soonest first."""
 
     CSS_PATH = str(STYLES / "jobs.tcss")
@@ -114,6 +117,8 @@ class JobsScreen(VertexScreen):
         Binding("r", "run_now", "Run now"),
         Binding("p", "toggle_pause", "Pause/resume"),
         Binding("h", "history", "History"),
+        search_binding("filter the table: job or service name, service:, paused:yes|no"),
+        Binding("escape", "clear_search", "Clear search", show=False),
     ]
 
     def __init__(self) -> None:
@@ -123,7 +128,11 @@ class JobsScreen(VertexScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="jobs-summary")
+        yield TableSearch("#jobs-table", "the jobs", keys=JOB_KEYS,
+                          services=lambda: sorted({j["service"] for j in self._jobs.values()}),
+                          placeholder="text service:email paused:yes")
         table = StableTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        table.text_columns = (COLUMNS.index("JOB"), COLUMNS.index("SERVICE"))
         table.add_columns(*COLUMNS)
         yield table
         yield Static("", id="jobs-detail")
@@ -132,13 +141,21 @@ class JobsScreen(VertexScreen):
     async def refresh_snapshot(self) -> None:
         jobs = await self.engine.jobs.snapshot()
         self._jobs = {j["job"]: j for j in jobs}
+        table = self.query_one("#jobs-table", StableTable)
+        table.named = {j["job"]: {"service": j["service"], "paused": "yes" if j["paused"]
+                                  else "no"} for j in jobs}
         self.show_rows(job_rows(jobs, self.now(), self.engine.owner))
         paused = sum(1 for j in jobs if j["paused"])
         disabled = sum(1 for j in jobs if not j["enabled"])
         services = len({j["service"] for j in jobs})
+        search = table.filter_query
         self.query_one("#jobs-summary", Static).update(
-            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled")
+            f"{len(jobs)} jobs of {services} services · {paused} paused · {disabled} disabled"
+            + (f" · {table.row_count} matching {search.source!r}" if search else ""))
         self.show_detail()
+
+    def on_table_search_changed(self, event: TableSearch.Changed) -> None:
+        self.reload()  # the summary names the search and what matches
 
     def show_rows(self, rows: list[Row]) -> None:
         """Replace the rows, the cursor staying on the same job (StableTable)."""
@@ -162,30 +179,45 @@ class JobsScreen(VertexScreen):
     @work(exit_on_error=False, group="action")
     async def action_run_now(self) -> None:
         name = self.selected_job()
-        if name is None:
-            return
-        where = ("the running engine will run it" if self.bridge.attached
-                 else "it runs in this process")
-        if await self.app.push_screen_wait(ConfirmDialog(f"Run {name} now? ({where})",
-                                                         yes="Run")):
-            self.act_on_engine("job.run", {"job": name}, label=name)
+        if name is not None:
+            await ask_run_now(self.vertex, name)
 
     @work(exit_on_error=False, group="action")
     async def action_toggle_pause(self) -> None:
         name = self.selected_job()
-        if name is None:
-            return
-        pause = not self._jobs[name]["paused"]
-        question = (f"Pause {name}? It stops running on schedule in every engine."
-                    if pause else f"Resume {name}? It runs on schedule again.")
-        if await self.app.push_screen_wait(ConfirmDialog(question,
-                                                         yes="Pause" if pause else "Resume")):
-            await set_paused(self.vertex, name, pause)
+        if name is not None:
+            await ask_pause(self.vertex, name, not self._jobs[name]["paused"])
 
     def action_history(self) -> None:
         name = self.selected_job()
         if name is not None:
             self.app.push_screen(JobHistoryDialog(name))
+
+
+async def ask_run_now(app: VertexApp, name: str) -> None:
+    """Run `name` now once the operator says yes: the `r` key and the palette's entry ask
+    the same question, and "no" does nothing."""
+    where = ("the running engine will run it" if app.bridge.attached
+             else "it runs in this process")
+    if await app.push_screen_wait(ConfirmDialog(f"Run {name} now? ({where})", yes="Run")):
+        app.engine_action("job.run", {"job": name}, name)
+
+
+async def ask_pause(app: VertexApp, name: str, pause: bool) -> None:
+    """Pause (or resume) `name` once the operator says yes: the `p` key and the palette's
+    entries ask the same question. A job already in that state is said so, unasked."""
+    if pause == await is_paused(app, name):
+        app.notify(f"{name} is already {'paused' if pause else 'running on schedule'}",
+                   severity="warning")
+        return
+    question = (f"Pause {name}? It stops running on schedule in every engine."
+                if pause else f"Resume {name}? It runs on schedule again.")
+    if await app.push_screen_wait(ConfirmDialog(question, yes="Pause" if pause else "Resume")):
+        await set_paused(app, name, pause)
+
+
+async def is_paused(app: VertexApp, name: str) -> bool:
+    return any(j["paused"] for j in await app.engine.jobs.snapshot() if j["job"] == name)
 
 
 async def set_paused(app: VertexApp, name: str, paused: bool) -> None:
@@ -201,22 +233,24 @@ async def set_paused(app: VertexApp, name: str, paused: bool) -> None:
 
 def job_commands(app: VertexApp) -> list[tuple[str, Callable[[], Any], str]]:
     """The palette's entries for every job of every service (the engine's registry): run
-    now, pause, resume, history. The palette entry names the job: it is the confirmation."""
+    now, pause, resume (each asks as its key does), history."""
     out: list[tuple[str, Callable[[], Any], str]] = []
     for name in app.engine.jobs.names():
         out += [
-            (f"Run {name} now", partial(app.engine_action, "job.run", {"job": name}, name),
-             "by the running engine when attached"),
-            (f"Pause {name}", partial(_pause, app, name, True),
-             "stops running on schedule, in every engine"),
-            (f"Resume {name}", partial(_pause, app, name, False), "runs on schedule again"),
+            (f"Run {name} now", partial(_ask, app, ask_run_now, name),
+             "asks first; by the running engine when attached"),
+            (f"Pause {name}", partial(_ask, app, ask_pause, name, True),
+             "asks first; stops running on schedule, in every engine"),
+            (f"Resume {name}", partial(_ask, app, ask_pause, name, False),
+             "asks first; runs on schedule again"),
             (f"Show the runs of {name}", partial(_history, app, name), "its history"),
         ]
     return out
 
 
-def _pause(app: VertexApp, name: str, paused: bool) -> None:
-    app.run_worker(set_paused(app, name, paused), group="action", exit_on_error=False)
+def _ask(app: VertexApp, ask: Callable[..., Awaitable[None]], *args: Any) -> None:
+    """Run a palette entry's `ask(app, *args)` in a worker (a dialog is waited for there)."""
+    app.run_worker(ask(app, *args), group="action", exit_on_error=False)
 
 
 def _history(app: VertexApp, name: str) -> None:

@@ -10,7 +10,7 @@ from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import ago, clock_time, until
 from vertex_tui.widgets.keybar import KeyBar
 from vertex_tui.widgets.service_card import next_run
-from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin
+from vertex_tui.widgets.table_search import TableSearch, TableSearchMixin, search_binding
 from vertex_tui.widgets.tables import StableTable
 
 
@@ -18,7 +18,7 @@ class VideosScreen(TableSearchMixin, VertexScreen):
     AUTO_FOCUS = "#video-upcoming"  # see VertexScreen.AUTO_FOCUS
     REFRESH_ON = frozenset({"PassCompleted", "VideosChanged"})
     BINDINGS = [Binding("c", "check", "Check now"),
-                Binding("slash", "search", "Search", tooltip="filter the table: free text"),
+                search_binding("filter the table: free text"),
                 Binding("escape", "clear_search", "Clear search", show=False)]
 
     def compose(self) -> ComposeResult:

@@ -12,7 +12,7 @@ moves, when a refresh or a page leaves it out of view, and comes back marked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from textual.widgets import DataTable
@@ -57,6 +57,10 @@ class StableTable(DataTable[str]):
     filter_query: Query | None = None
     status_column: int | None = None
     id_keys = False  # row keys are ids: `id:` applies
+    # The cells free text looks in (None: all of them), and each row's values of the
+    # table's own terms by row key (the Jobs screen's {"service": "email", "paused": "no"}).
+    text_columns: tuple[int, ...] | None = None
+    named: dict[str, Mapping[str, str]] | None = None
     _given: list[Row] | None = None
 
     _marks: set[str] | None = None
@@ -104,10 +108,13 @@ class StableTable(DataTable[str]):
         if self.filter_query is None:
             return True
         column = self.status_column
+        texts = [str(c) for n, c in enumerate(cells)
+                 if self.text_columns is None or n in self.text_columns]
         return self.filter_query.matches(
-            [str(c) for c in cells],
+            texts,
             status=str(cells[column]) if column is not None and column < len(cells) else None,
-            named={}, row_id=int(key) if self.id_keys and key.isdigit() else None)
+            named=(self.named or {}).get(key, {}),
+            row_id=int(key) if self.id_keys and key.isdigit() else None)
 
     def show_rows(self, rows: Sequence[Row]) -> None:
         """Replace every row (unless they are exactly those shown) keeping the cursor's row."""

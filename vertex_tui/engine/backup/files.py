@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from vertex_tui.engine.leases import process_alive
@@ -19,9 +20,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def temp_path(final: Path) -> Path:
-    """A hidden sibling of `final` that no listing mistakes for a finished backup."""
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}")
+def temp_path(final: Path, *, host: bool = False) -> Path:
+    """A hidden sibling of `final` that no listing mistakes for a finished backup, named
+    after the process writing it: `.NAME.tmp-PID`, or with `host` (files in a backup folder,
+    which hosts may share) `.NAME@HOST.tmp-PID`."""
+    tag = f"@{socket.gethostname()}" if host else ""
+    return final.with_name(f".{final.name}{tag}{TMP_MARK}{os.getpid()}")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -65,7 +69,8 @@ def tree_size(path: Path) -> int:
 
 
 def stale_temps(folder: Path) -> list[Path]:
-    """Temp leftovers of processes that no longer exist (killed mid-backup)."""
+    """Temp leftovers of processes of this host that no longer exist (killed mid-backup);
+    another host's temp files are left to that host (no pid check can see its processes)."""
     found: list[Path] = []
     if not folder.is_dir():
         return found
@@ -73,7 +78,10 @@ def stale_temps(folder: Path) -> list[Path]:
         name = entry.name
         if not name.startswith(".") or TMP_MARK not in name:
             continue
-        pid = name.rsplit(TMP_MARK, 1)[1]
+        head, _, pid = name.rpartition(TMP_MARK)
+        host = head.rpartition("@")[2] if "@" in head else ""
+        if host and host != socket.gethostname():
+            continue
         if not pid.isdigit() or not process_alive(int(pid)):
             found.append(entry)
     return found

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vertex_tui import __version__
+from vertex_tui.engine.backup import pgdump
 from vertex_tui.engine.backup.files import (
     private_dir,
     publish,
@@ -27,12 +28,14 @@ from vertex_tui.engine.backup.files import (
     temp_path,
     tree_size,
 )
+from vertex_tui.engine.backup.pgdump import PgSource
 from vertex_tui.engine.errors import VertexError
 from vertex_tui.engine.store import sqlitefile
 
 STEP_PAGES = 4096  # 16 MiB with 4 KiB pages: few steps, yet writers interleave
 MANIFEST = "manifest.json"
 FULL_DB = "database.db"
+FULL_DUMP = "database.dump"  # a full backup of a PostgreSQL database: its pg_dump
 FULL_STORAGE = "storage.tar.gz"
 SMOKE_TABLES = ("email_jobs", "backups")
 
@@ -68,11 +71,17 @@ class Verdict:
 
 # ---- database -------------------------------------------------------------------------------
 
+# What a database backup copies: the SQLite file, or a PostgreSQL database (pgdump.py).
+Source = Path | PgSource
 
-def copy_database(src: Path, dest: Path, cancel: threading.Event | None = None) -> float:
+
+def copy_database(src: Source, dest: Path, cancel: threading.Event | None = None) -> float:
     """Online backup of `src` into the new file `dest` (a consistent snapshot, however busy
-    the writers are); returns the seconds it took."""
+    the writers are; a pg_dump archive for PostgreSQL); returns the seconds it took."""
     started = time.perf_counter()
+    if isinstance(src, PgSource):
+        pgdump.dump(src, dest, cancel)
+        return time.perf_counter() - started
 
     def progress(status: int, remaining: int, total: int) -> None:
         if cancel is not None and cancel.is_set():
@@ -82,8 +91,11 @@ def copy_database(src: Path, dest: Path, cancel: threading.Event | None = None) 
     return time.perf_counter() - started
 
 
-def check_database(path: Path) -> str | None:
-    """None if `path` is a SQLite database that passes `integrity_check`, else why not."""
+def check_database(path: Path, bin_dir: Path | None = None) -> str | None:
+    """None if `path` is a SQLite database that passes `integrity_check`, or a pg_dump
+    archive that `pg_restore --list` reads, else why not."""
+    if pgdump.is_dump(path):
+        return pgdump.check_dump(path, bin_dir)
     try:
         with path.open("rb") as fh:
             if fh.read(16) != b"SQLite format 3\x00":
@@ -97,7 +109,10 @@ def check_database(path: Path) -> str | None:
 
 
 def smoke_query(path: Path) -> dict[str, Any]:
-    """Schema version and row counts of a restored database (raises if it is unusable)."""
+    """Schema version and row counts of a restored database (raises if it is unusable); of
+    a pg_dump archive, its schema version and the versions that wrote it."""
+    if pgdump.is_dump(path):
+        return pgdump.detail(path)
     version, counts = sqlitefile.smoke(path, SMOKE_TABLES)
     return {"schema_version": version, "rows": counts}
 
@@ -111,7 +126,7 @@ def _publish_checked(final: Path, write: Callable[[Path], Any],
     nothing is left at `final` nor at the temp name.
     """
     private_dir(final.parent)
-    tmp = temp_path(final)
+    tmp = temp_path(final, host=True)
     try:
         started = time.perf_counter()
         written = write(tmp)
@@ -131,9 +146,12 @@ def _publish_checked(final: Path, write: Callable[[Path], Any],
     return written, copy_seconds, verify_seconds, digest
 
 
-def backup_database(src: Path, final: Path, cancel: threading.Event | None = None) -> Artifact:
+def backup_database(src: Source, final: Path,
+                    cancel: threading.Event | None = None) -> Artifact:
+    bin_dir = src.bin_dir if isinstance(src, PgSource) else None
     _, copy_seconds, verify_seconds, digest = _publish_checked(
-        final, lambda tmp: copy_database(src, tmp, cancel), check_database, "copy")
+        final, lambda tmp: copy_database(src, tmp, cancel),
+        lambda tmp: check_database(tmp, bin_dir), "copy")
     return Artifact(path=final, size=final.stat().st_size, sha256=digest,
                     copy_seconds=copy_seconds, verify_seconds=verify_seconds,
                     detail=_db_detail(final))
@@ -142,7 +160,7 @@ def backup_database(src: Path, final: Path, cancel: threading.Event | None = Non
 def _db_detail(path: Path) -> dict[str, Any]:
     try:
         return smoke_query(path)
-    except sqlitefile.DatabaseError:
+    except (sqlitefile.DatabaseError, pgdump.DumpFailed):
         return {}
 
 
@@ -232,30 +250,32 @@ def backup_storage(storage: Path, final: Path,
 # ---- full -----------------------------------------------------------------------------------
 
 
-def backup_full(src: Path, storage: Path, final: Path,
+def backup_full(src: Source, storage: Path, final: Path,
                 cancel: threading.Event | None = None) -> Artifact:
     """A folder with the database, the storage archive and a manifest of both."""
     private_dir(final.parent)
-    tmp = temp_path(final)
+    tmp = temp_path(final, host=True)
     try:
         private_dir(tmp)
         started = time.perf_counter()
-        db_file, tar_file = tmp / FULL_DB, tmp / FULL_STORAGE
+        pg = isinstance(src, PgSource)
+        db_file, tar_file = tmp / (FULL_DUMP if pg else FULL_DB), tmp / FULL_STORAGE
         copy_database(src, db_file, cancel)
         storage_detail = write_storage_tar(storage, tar_file, cancel)
         for f in (db_file, tar_file):
             os.chmod(f, 0o600)
         copy_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        problem = check_database(db_file) or check_tar(tar_file)
+        problem = (check_database(db_file, src.bin_dir if isinstance(src, PgSource) else None)
+                   or check_tar(tar_file))
         if problem:
             raise BackupFailed(f"full backup failed its check: {problem}")
         manifest: dict[str, Any] = {
             "format": 1,
             "vertex_tui": __version__,
-            "sqlite": sqlitefile.SQLITE_VERSION,
+            **({"postgresql": True} if pg else {"sqlite": sqlitefile.SQLITE_VERSION}),
             "created_at": time.time(),
-            "database": {"file": FULL_DB, "size": db_file.stat().st_size,
+            "database": {"file": db_file.name, "size": db_file.stat().st_size,
                          "sha256": sha256_file(db_file), **smoke_query(db_file)},
             "storage": {"file": FULL_STORAGE, "size": tar_file.stat().st_size,
                         "sha256": sha256_file(tar_file), **storage_detail},
@@ -288,18 +308,19 @@ def kind_of(path: Path) -> str:
     return "database"
 
 
-def verify(path: Path, expected_sha256: str | None = None) -> Verdict:
-    """Check any backup: a database file, a storage archive or a full backup folder."""
+def verify(path: Path, expected_sha256: str | None = None,
+           bin_dir: Path | None = None) -> Verdict:
+    """Check any backup: a database file or dump, a storage archive or a full backup folder."""
     started = time.perf_counter()
     if not path.exists():
         return Verdict(ok=False, kind="unknown", reason=f"{path} does not exist")
     kind = kind_of(path)
     problem: str | None
     if kind == "full":
-        problem = _verify_full(path)
+        problem = _verify_full(path, bin_dir)
         digest_file = path / MANIFEST
     else:
-        problem = check_tar(path) if kind == "storage" else check_database(path)
+        problem = check_tar(path) if kind == "storage" else check_database(path, bin_dir)
         digest_file = path
     if problem is None and expected_sha256 and sha256_file(digest_file) != expected_sha256:
         problem = "sha256 differs from the one recorded when the backup was made"
@@ -307,7 +328,7 @@ def verify(path: Path, expected_sha256: str | None = None) -> Verdict:
                    seconds=time.perf_counter() - started)
 
 
-def _verify_full(path: Path) -> str | None:
+def _verify_full(path: Path, bin_dir: Path | None) -> str | None:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         parts = [manifest["database"], manifest["storage"]]
@@ -319,7 +340,8 @@ def _verify_full(path: Path) -> str | None:
             return f"{part['file']} is missing"
         if f.stat().st_size != part["size"] or sha256_file(f) != part["sha256"]:
             return f"{part['file']} does not match the manifest"
-    return check_database(path / FULL_DB) or check_tar(path / FULL_STORAGE)
+    return (check_database(path / parts[0]["file"], bin_dir)
+            or check_tar(path / FULL_STORAGE))
 
 
 def database_file_of(path: Path) -> Path:
@@ -329,12 +351,21 @@ def database_file_of(path: Path) -> Path:
         raise BackupFailed(
             f"{path} is a storage archive; extract it with: tar -xzf {path} -C STORAGE_DIR"
         )
-    return path / FULL_DB if kind == "full" else path
+    if kind == "full":
+        return path / FULL_DUMP if (path / FULL_DUMP).exists() else path / FULL_DB
+    return path
 
 
-def drill(backup: Path, workdir: Path) -> dict[str, Any]:
-    """Restore `backup` into `workdir`, check it and run a smoke query."""
+def drill(backup: Path, workdir: Path, database_url: str | None = None,
+          bin_dir: Path | None = None) -> dict[str, Any]:
+    """Restore `backup` into `workdir`, check it and run a smoke query. A pg_dump archive is
+    restored into a temporary database on the server of `database_url`, then dropped."""
     source = database_file_of(backup)
+    if pgdump.is_dump(source):
+        if database_url is None:
+            raise BackupFailed(f"{backup} is a pg_dump archive: a drill needs a PostgreSQL "
+                               "server to restore it into (VERTEX_DATABASE_URL)")
+        return pgdump.drill(source, database_url, SMOKE_TABLES, bin_dir)
     target_path = workdir / "drill.db"
     started = time.perf_counter()
     sqlitefile.copy_into(source, target_path)

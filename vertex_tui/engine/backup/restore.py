@@ -100,8 +100,9 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     backup = backup.absolute()
     db_path = settings.db_path
     if settings.database_url is not None:
-        raise UsageError("backup restore of a PostgreSQL database (VERTEX_DATABASE_URL) is not"
-                         " supported yet; restore its pg_dump with pg_restore")
+        from vertex_tui.engine.backup import pgrestore
+
+        return await pgrestore.restore(settings, backup, owner=owner, clock=clock, force=force)
     if same_file(backup, db_path) or same_file(backup / manager.FULL_DB, db_path):
         raise UsageError(f"{backup} is the live database {db_path} itself; restore from a "
                          "backup of it")

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from vertex_tui.engine import events as ev
-from vertex_tui.engine.backup import manager
+from vertex_tui.engine.backup import folder, manager
 from vertex_tui.engine.backup.files import remove, stale_temps
+from vertex_tui.engine.backup.pgdump import PgSource
 from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
 from vertex_tui.engine.clock import Clock, isoformat
 from vertex_tui.engine.errors import UsageError
@@ -38,22 +39,25 @@ KINDS = ("database", "storage", "full")
 JOBS = (*KINDS, "rotation", "drill")
 LEASE_TTL = 6 * 3600.0
 SUFFIX = {"database": ".db", "storage": ".tar.gz", "full": ""}
+DUMP_SUFFIX = ".dump"  # a database backup of PostgreSQL: a pg_dump custom-format archive
+PER_HOST = ("rotation", "drill")  # on PostgreSQL, unshared folders: each host its own files
 
 
-def backup_name(kind: str, at: float) -> str:
+def backup_name(kind: str, at: float, suffix: str | None = None) -> str:
     stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{kind}-{stamp}{SUFFIX[kind]}"
+    return f"{kind}-{stamp}{SUFFIX[kind] if suffix is None else suffix}"
 
 
-def _unused_name(folder: Path, kind: str, at: float) -> Path:
+def _unused_name(folder: Path, kind: str, at: float, suffix: str | None = None) -> Path:
     """`folder/backup_name(...)`, with -1, -2, ... added if a backup of that second exists
     (a second run in the same second must not replace the first one's file)."""
-    name = backup_name(kind, at)
-    stem = name[: len(name) - len(SUFFIX[kind])]
+    suffix = SUFFIX[kind] if suffix is None else suffix
+    name = backup_name(kind, at, suffix)
+    stem = name[: len(name) - len(suffix)]
     candidate, n = folder / name, 0
     while candidate.exists() or candidate.is_symlink():
         n += 1
-        candidate = folder / f"{stem}-{n}{SUFFIX[kind]}"
+        candidate = folder / f"{stem}-{n}{suffix}"
     return candidate
 
 
@@ -130,11 +134,15 @@ class BackupService:
     # ---- service lifecycle --------------------------------------------------------------------
 
     def job(self, job: str) -> Job:
-        """`backup.<job>` on its cron schedule, under the lease `backup:<job>`."""
+        """`backup.<job>` on its cron schedule, under the lease `backup:<job>` (rotation and
+        drill of a host's own folder, on PostgreSQL: `backup:<job>@<host>`)."""
+        here = folder.scope(self._settings)
+        lease = f"backup:{job}" if here is None or job not in PER_HOST else (
+            f"backup:{job}@{here}")
         return Job(name=f"backup.{job}",
                    trigger=Cron(expr=self.schedule_of(job),
                                 misfire_grace=self._settings.backup_misfire_grace_seconds),
-                   run=self._bodies[job], enabled=self.enabled(job), lease=f"backup:{job}",
+                   run=self._bodies[job], enabled=self.enabled(job), lease=lease,
                    lease_ttl=LEASE_TTL,
                    invoke=functools.partial(self._invoke, job))
 
@@ -150,7 +158,14 @@ class BackupService:
                 **{f"{j}_enabled": self.enabled(j) for j in JOBS},
                 "keep_last": s.backup_keep_last, "backup_dir": str(s.backup_dir)}
 
+    def _source(self) -> manager.Source:
+        s = self._settings
+        if s.database_url is None:
+            return s.db_path
+        return PgSource(url=s.database_url.reveal(), bin_dir=s.pg_bin)
+
     async def start(self) -> None:
+        await folder.check_shared(self._db, self._settings, self._clock.time())
         await self.recover()
         self._cancel.clear()
         if self._jobs is None:  # a service on its own (no engine): its own scheduler
@@ -256,21 +271,25 @@ class BackupService:
         s = self._settings
         started = self._clock.time()
         backup_id = await store.insert_running(self._db, kind=kind, at=started,
-                                               trigger=run.trigger, owner=self._owner)
+                                               trigger=run.trigger, owner=self._owner,
+                                               host=folder.this_host())
         self._events.publish(ev.BackupStarted(at=started, kind=kind, trigger=run.trigger))
         try:
             # Inside the try: a backup folder that cannot be made is a failed backup, recorded.
             if not s.backup_dir.exists():
                 s.backup_dir.mkdir(parents=True, mode=0o700)
-            final = _unused_name(s.backup_dir.absolute() / kind, kind, started)
+            await folder.check_shared(self._db, s, started)
+            source = self._source()
+            suffix = DUMP_SUFFIX if kind == "database" and s.database_url else None
+            final = _unused_name(s.backup_dir.absolute() / kind, kind, started, suffix)
             if kind == "database":
-                artifact = await asyncio.to_thread(manager.backup_database, s.db_path, final,
+                artifact = await asyncio.to_thread(manager.backup_database, source, final,
                                                    self._cancel)
             elif kind == "storage":
                 artifact = await asyncio.to_thread(manager.backup_storage, s.storage_dir,
                                                    final, self._cancel)
             else:
-                artifact = await asyncio.to_thread(manager.backup_full, s.db_path,
+                artifact = await asyncio.to_thread(manager.backup_full, source,
                                                    s.storage_dir, final, self._cancel)
         except Exception as exc:
             error = _describe(exc)
@@ -310,8 +329,10 @@ class BackupService:
                                  keep_monthly=s.backup_keep_monthly, timezone=s.timezone)
         deleted: dict[str, int] = run.counts
         try:
+            await folder.check_shared(self._db, s, self._clock.time())
             for kind in KINDS:
-                records = await store.for_rotation(self._db, kind)
+                records = await store.for_rotation(self._db, kind,
+                                                   host=folder.scope(s))
                 infos = [BackupInfo(id=r.id, started_at=r.started_at, status=r.status,
                                     verified=r.verified) for r in records]
                 doomed = to_delete(infos, policy)
@@ -339,9 +360,11 @@ class BackupService:
     async def drill(self) -> dict[str, Any]:
         """Restore the newest verified database backup into a temp folder and check it."""
         now = self._clock.time()
-        record = await store.newest_restorable(self._db)
+        here = folder.scope(self._settings)
+        record = await store.newest_restorable(self._db, host=here)
         if record is None or not record.path:
-            error = "no verified database or full backup to drill"
+            error = "no verified database or full backup to drill" + (
+                f" on host {here}" if here else "")
             await store.record_drill(self._db, at=now, backup_id=None, path=None, ok=False,
                                      duration=None, error=error, detail={})
             self._events.publish(ev.RestoreDrillFinished(at=now, ok=False, path=None,
@@ -349,8 +372,10 @@ class BackupService:
             return {"job": "drill", "status": "failed", "error": error}
         try:
             with tempfile.TemporaryDirectory(prefix="vertex-drill-") as workdir:
-                detail = await asyncio.to_thread(manager.drill, Path(record.path),
-                                                 Path(workdir))
+                url = self._settings.database_url
+                detail = await asyncio.to_thread(
+                    manager.drill, Path(record.path), Path(workdir),
+                    url.reveal() if url else None, self._settings.pg_bin)
         except Exception as exc:
             error = _describe(exc)
             await store.record_drill(self._db, at=now, backup_id=record.id, path=record.path,
@@ -374,8 +399,12 @@ class BackupService:
         """Check a backup file or folder; the result is stored on its record, if any."""
         path = path.resolve() if path.exists() else path
         record = await store.by_path(self._db, str(path))
+        away = folder.elsewhere(self._settings, record.host if record else None)
+        if away:
+            raise UsageError(f"{path} cannot be verified on this host: {away}")
         verdict = await asyncio.to_thread(manager.verify, path,
-                                          record.sha256 if record else None)
+                                          record.sha256 if record else None,
+                                          self._settings.pg_bin)
         now = self._clock.time()
         if record is not None:
             await store.set_verified(self._db, record.id, ok=verdict.ok, at=now,

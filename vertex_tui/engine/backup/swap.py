@@ -28,9 +28,16 @@ def schema_problem(path: Path) -> str | None:
         tables, applied = sqlitefile.schema_history(path)
     except (sqlitefile.DatabaseError, ValueError, TypeError) as exc:
         return f"not a vertex-tui database (its schema cannot be read: {exc})"
+    return history_problem(tables, applied, load_migrations())
+
+
+def history_problem(tables: set[str] | None, applied: list[tuple[int, str]],
+                    migrations: list[tuple[int, str, str]]) -> str | None:
+    """`schema_problem` of a database with `tables` (None: not known yet) and the `applied`
+    migrations, against this release's `migrations` (of its dialect)."""
     if not applied:
         return "not a vertex-tui database (it has no vertex-tui schema history)"
-    known = {number: name for number, name, _ in load_migrations()}
+    known = {number: name for number, name, _ in migrations}
     newest, top = max(known), applied[-1][0]
     if top > newest:
         return (f"its schema version {top} is newer than this release knows ({newest}); "
@@ -41,6 +48,8 @@ def schema_problem(path: Path) -> str | None:
         if known[number] != name:
             return (f"not a vertex-tui database of this release's schema (migration {number}"
                     f" is {name!r}, expected {known[number]!r})")
+    if tables is None:
+        return None
     missing = sorted({*SMOKE_TABLES, "leases", "audit_log"} - tables)
     if missing:
         return f"not a usable vertex-tui database (missing tables: {', '.join(missing)})"

@@ -30,16 +30,17 @@ class BackupRecord:
     error: str | None
     warnings: str | None
     detail: dict[str, Any]
+    host: str | None = None  # whose backup folder holds the file (None: made before 0011)
 
     COLUMNS = ("id, kind, status, path, size, sha256, started_at, finished_at, duration,"
-               " verified, verified_at, verify_seconds, trigger, error, warnings, detail")
+               " verified, verified_at, verify_seconds, trigger, error, warnings, detail, host")
 
     @classmethod
     def from_row(cls, r: Row) -> BackupRecord:
         return cls(id=r[0], kind=r[1], status=r[2], path=r[3], size=r[4], sha256=r[5],
                    started_at=r[6], finished_at=r[7], duration=r[8], verified=bool(r[9]),
                    verified_at=r[10], verify_seconds=r[11], trigger=r[12], error=r[13],
-                   warnings=r[14], detail=json.loads(r[15] or "{}"))
+                   warnings=r[14], detail=json.loads(r[15] or "{}"), host=r[16])
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "path": self.path, "size": self.size,
@@ -48,15 +49,16 @@ class BackupRecord:
                 "finished_at": isoformat(self.finished_at),
                 "duration_seconds": self.duration, "verify_seconds": self.verify_seconds,
                 "verified_at": isoformat(self.verified_at), "trigger": self.trigger,
-                "error": self.error, "warnings": self.warnings, "detail": self.detail}
+                "error": self.error, "warnings": self.warnings, "detail": self.detail,
+                "host": self.host}
 
 
 async def insert_running(db: Database, *, kind: str, at: float, trigger: str,
-                         owner: str) -> int:
+                         owner: str, host: str | None = None) -> int:
     rows = await db.write(
-        "INSERT INTO backups (kind, status, started_at, trigger, owner)"
-        " VALUES (?, 'running', ?, ?, ?) RETURNING id",
-        (kind, at, trigger, owner),
+        "INSERT INTO backups (kind, status, started_at, trigger, owner, host)"
+        " VALUES (?, 'running', ?, ?, ?, ?) RETURNING id",
+        (kind, at, trigger, owner, host),
     )
     return int(rows[0][0])
 
@@ -127,10 +129,19 @@ async def last_success_size(db: Database) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-async def for_rotation(db: Database, kind: str) -> list[BackupRecord]:
+def _here(host: str | None) -> tuple[str, tuple[str, ...]]:
+    """With `host`: only records whose file is in its folder (written there, or before
+    hosts were recorded)."""
+    return ("", ()) if host is None else (" AND (host = ? OR host IS NULL)", (host,))
+
+
+async def for_rotation(db: Database, kind: str, *, host: str | None = None) -> list[
+        BackupRecord]:
+    """The records rotation weighs for `kind`; with `host`, only those whose file is there."""
+    here, params = _here(host)
     rows = await db.read(
         f"SELECT {BackupRecord.COLUMNS} FROM backups WHERE kind = ?"
-        " AND status IN ('ok', 'failed')", (kind,),
+        f" AND status IN ('ok', 'failed'){here}", (kind, *params),
     )
     return [BackupRecord.from_row(r) for r in rows]
 
@@ -153,15 +164,18 @@ async def set_verified(db: Database, backup_id: int, *, ok: bool, at: float,
                        seconds: float, error: str | None) -> None:
     await db.write(
         "UPDATE backups SET verified = ?, verified_at = ?, verify_seconds = ?,"
-        " error = CASE WHEN ? THEN error ELSE ? END WHERE id = ?",
+        " error = CASE WHEN ? = 1 THEN error ELSE ? END WHERE id = ?",
         (int(ok), at, seconds, int(ok), error, backup_id),
     )
 
 
-async def newest_restorable(db: Database) -> BackupRecord | None:
+async def newest_restorable(db: Database, *, host: str | None = None) -> BackupRecord | None:
+    """The newest verified database or full backup (with `host`: whose file is there)."""
+    here, params = _here(host)
     row = await db.read_one(
         f"SELECT {BackupRecord.COLUMNS} FROM backups WHERE status = 'ok' AND verified = 1"
-        " AND kind IN ('database', 'full') ORDER BY started_at DESC, id DESC LIMIT 1",
+        f" AND kind IN ('database', 'full'){here} ORDER BY started_at DESC, id DESC LIMIT 1",
+        params,
     )
     return None if row is None else BackupRecord.from_row(row)
 
@@ -185,6 +199,14 @@ async def last_drill(db: Database, *, ok_only: bool = False) -> dict[str, Any] |
         return None
     return {"at": isoformat(row[0]), "backup_id": row[1], "path": row[2], "ok": bool(row[3]),
             "duration_seconds": row[4], "error": row[5], "detail": json.loads(row[6])}
+
+
+async def folder_token(db: Database, *, token: str, host: str, at: float) -> str:
+    """The token of the shared backup folder: the one recorded, or `token` if none was."""
+    await db.write("INSERT INTO backup_folder (id, token, host, created_at) VALUES (1, ?, ?, ?)"
+                   " ON CONFLICT (id) DO NOTHING", (token, host, at))
+    row = await db.read_one("SELECT token FROM backup_folder WHERE id = 1")
+    return str(row[0]) if row else token
 
 
 # Tables that describe the backup folder and what operators did rather than the platform's

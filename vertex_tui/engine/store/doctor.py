@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vertex_tui.engine.store import server_time
 from vertex_tui.engine.store.db import Database
 
 INTERRUPTED_RUN = "interrupted: the process running it stopped (cleared by doctor)"
@@ -44,6 +45,12 @@ class Candidate:
     path: str
     sha256: str | None
     finished_at: float | None
+
+
+async def server_now(db: Database) -> float:
+    """The database server's time (epoch seconds): what PostgreSQL leases expire against."""
+    rows = await db.read(server_time.NOW)
+    return float(rows[0][0])
 
 
 async def leases(db: Database) -> list[LeaseRow]:

@@ -2,29 +2,67 @@
 
 Acquire, release and take-over are single statements, so two processes racing for one lease
 cannot both win.
+
+On PostgreSQL, engines run on several hosts whose clocks disagree: every expiry is set and
+compared against the database server's clock (`SERVER_NOW`), never the caller's `now`, so a
+host whose clock runs ahead cannot steal a live lease and one running behind does not wait
+on a dead holder. (SQLite is one host: its callers' `now` is the clock there, and tests move
+it with a fake clock.)
 """
 
 from __future__ import annotations
 
 from vertex_tui.engine.store.conn import Connection
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.dialect import Sql
+
+# The database server's time, as epoch seconds (clock_timestamp: not frozen at the start of
+# a transaction, unlike now()).
+SERVER_NOW = "CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
 
 # Owners of unexpired engine heartbeat leases (`engine:<owner>`), as a subquery to reuse.
 ALIVE_ENGINES = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > :now"
 
 
+_UPSERT = (
+    " ON CONFLICT (name) DO UPDATE SET "
+    "  owner = excluded.owner, expires_at = excluded.expires_at, "
+    "  acquired_at = CASE WHEN leases.owner = excluded.owner "
+    "                     THEN leases.acquired_at ELSE excluded.acquired_at END "
+    "WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.acquired_at "
+    "RETURNING owner")
+ACQUIRE = Sql(
+    "leases.acquire",
+    sqlite="INSERT INTO leases (name, owner, acquired_at, expires_at)"
+    " VALUES (:name, :owner, :now, :until)" + _UPSERT,
+    postgresql="INSERT INTO leases (name, owner, acquired_at, expires_at)"
+    f" SELECT CAST(:name AS text), CAST(:owner AS text), t.at, t.at + CAST(:ttl AS double"
+    f" precision) FROM (SELECT {SERVER_NOW} AS at) AS t" + _UPSERT)
+# Named parameters: the PostgreSQL texts leave :now out (a dict's unused keys are ignored).
+HOLDER = Sql("leases.holder",
+             sqlite="SELECT owner FROM leases WHERE name = :name AND expires_at > :now",
+             postgresql="SELECT owner FROM leases WHERE name = :name"
+             f" AND expires_at > {SERVER_NOW}")
+LIVE_OWNERS = Sql(
+    "leases.live_owners",
+    sqlite="SELECT DISTINCT owner FROM leases WHERE expires_at > :now",
+    postgresql=f"SELECT DISTINCT owner FROM leases WHERE expires_at > {SERVER_NOW}")
+ALIVE = Sql("leases.alive_engines",
+            sqlite=ALIVE_ENGINES,
+            postgresql=f"SELECT owner FROM leases WHERE name LIKE 'engine:%'"
+            f" AND expires_at > {SERVER_NOW}")
+
+
+def alive_engines_query(db: Database) -> str:
+    """`ALIVE_ENGINES` for `db`'s dialect, to embed as a subquery (named parameter :now)."""
+    return ALIVE.text(db.dialect)
+
+
 async def acquire(db: Database, name: str, owner: str, now: float, until: float) -> bool:
-    """Take or extend `name` for `owner` until `until`; True if `owner` holds it afterwards."""
-    rows = await db.write(
-        "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET "
-        "  owner = excluded.owner, expires_at = excluded.expires_at, "
-        "  acquired_at = CASE WHEN leases.owner = excluded.owner "
-        "                     THEN leases.acquired_at ELSE excluded.acquired_at END "
-        "WHERE leases.owner = excluded.owner OR leases.expires_at <= excluded.acquired_at "
-        "RETURNING owner",
-        (name, owner, now, until),
-    )
+    """Take or extend `name` for `owner` until `until` (PostgreSQL: for `until - now`
+    seconds of the server's clock); True if `owner` holds it afterwards."""
+    rows = await db.write(ACQUIRE, {"name": name, "owner": owner, "now": now, "until": until,
+                                    "ttl": until - now})
     return bool(rows) and rows[0][0] == owner
 
 
@@ -39,21 +77,19 @@ async def release_all(db: Database, owner: str) -> None:
 
 async def holder(db: Database, name: str, now: float) -> str | None:
     """The owner of `name` if it is held and unexpired."""
-    row = await db.read_one(
-        "SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now)
-    )
+    row = await db.read_one(HOLDER, {"name": name, "now": now})
     return None if row is None else str(row[0])
 
 
 async def live_owners(db: Database, now: float) -> list[str]:
     """Owners of any unexpired lease."""
-    rows = await db.read("SELECT DISTINCT owner FROM leases WHERE expires_at > ?", (now,))
+    rows = await db.read(LIVE_OWNERS, {"now": now})
     return [str(r[0]) for r in rows]
 
 
 async def alive_engines(db: Database, now: float) -> list[str]:
     """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
-    rows = await db.read(ALIVE_ENGINES, {"now": now})
+    rows = await db.read(ALIVE, {"now": now})
     return [str(r[0]) for r in rows]
 
 

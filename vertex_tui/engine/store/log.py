@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from vertex_tui.engine.eventlog import Cursor
+from vertex_tui.engine.eventlog import AUDIT_WORDS, BACKUP_RUN_PREFIX, Cursor
 from vertex_tui.engine.store.db import Database
 
 INFO = 20
@@ -25,6 +25,15 @@ async def append(db: Database, rows: Sequence[tuple[float, str, int, str, str, s
         " VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
+def _words() -> str:
+    """SQL for an audit action in words (eventlog.AUDIT_WORDS; constants of ours, quoted)."""
+    assert not any("'" in text for pair in AUDIT_WORDS.items() for text in pair)
+    cases = " ".join(f"WHEN '{action}' THEN '{words}'" for action, words in AUDIT_WORDS.items())
+    n = len(BACKUP_RUN_PREFIX)
+    return (f"CASE action {cases} ELSE CASE WHEN substr(action, 1, {n}) = '{BACKUP_RUN_PREFIX}'"
+            f" THEN 'ran the ' || substr(action, {n + 1}) || ' backup job' ELSE action END END")
+
+
 # Operator actions come from audit_log as info rows of the service their action names
 # ("email.retry" -> email; "job.pause" -> the job's service is not known: "engine").
 _ENTRIES = (
@@ -36,17 +45,20 @@ _ENTRIES = (
     "   IN ('email', 'backup', 'lifecycle', 'video')"
     "   THEN substr(action, 1, instr(action, '.') - 1) ELSE 'engine' END,"
     f"  {INFO}, 'audit.' || action,"
-    "  actor || ': ' || action || coalesce(', ' || count || ' affected', ''), detail"
+    f"  actor || ': ' || {_words()} || coalesce(', ' || count || ' affected', ''), detail"
     " FROM audit_log WHERE id > :audit_id AND id <= :audit_top AND at >= :since"
 )
 
 
-async def read(db: Database, *, since: float = 0.0, service: str | None = None,
-               level: int = 0, search: str | None = None, after: Cursor | None = None,
-               limit: int = 1000) -> tuple[list[dict[str, Any]], Cursor]:
-    """Entries at or after `since` (and after the cursor), filtered by service, minimum
-    level and a case-insensitive text (in message or event); the latest `limit` of them,
-    oldest first, and the cursor after the newest entry read."""
+async def read(db: Database, *, since: float = 0.0,
+               service: str | Sequence[str] | None = None, level: int = 0,
+               search: str | Sequence[str] | None = None,
+               after: Cursor | None = None, limit: int = 1000,
+               until: float | None = None) -> tuple[list[dict[str, Any]], Cursor]:
+    """Entries at or after `since` (and at or before `until`, and after the cursor),
+    filtered by service (one name or any of several), minimum level and case-insensitive
+    texts (each in message or event); the latest `limit` of them, oldest first, and the
+    cursor after the newest entry read."""
     after = after or Cursor()
     # The cursor first, and only rows up to it: a row written meanwhile is the next read's.
     top = await db.read(
@@ -58,13 +70,20 @@ async def read(db: Database, *, since: float = 0.0, service: str | None = None,
     params: dict[str, Any] = {"log_id": after.log_id, "audit_id": after.audit_id,
                               "log_top": cursor.log_id, "audit_top": cursor.audit_id,
                               "since": since, "level": level, "limit": limit}
-    if service:
-        where.append("service = :service")
-        params["service"] = service
-    if search:
-        where.append("(instr(lower(message), :text) > 0 OR instr(lower(event), :text) > 0"
-                     " OR instr(lower(detail), :text) > 0)")
-        params["text"] = search.lower()
+    if isinstance(service, str):
+        service = [service] if service else None
+    if service is not None:  # several names: any of them; none: nothing matches
+        names = {f"service{n}": name for n, name in enumerate(service)}
+        where.append(f"service IN ({', '.join(':' + n for n in names)})" if names else "1 = 0")
+        params.update(names)
+    if until is not None:
+        where.append("at <= :until")
+        params["until"] = until
+    texts = [search] if isinstance(search, str) else list(search or ())
+    for n, text in enumerate(t for t in texts if t):
+        where.append(f"(instr(lower(message), :text{n}) > 0 OR instr(lower(event), :text{n})"
+                     f" > 0 OR instr(lower(detail), :text{n}) > 0)")
+        params[f"text{n}"] = text.lower()
     rows = await db.read(
         f"SELECT * FROM (SELECT * FROM ({_ENTRIES}) AS entries WHERE {' AND '.join(where)}"
         " ORDER BY at DESC, src DESC, id DESC LIMIT :limit) AS latest ORDER BY at, src, id",

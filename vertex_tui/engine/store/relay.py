@@ -11,7 +11,7 @@ import json
 
 from vertex_tui.engine.email.relay import RelayState
 from vertex_tui.engine.store.db import Database
-from vertex_tui.engine.store.leases import ALIVE_ENGINES
+from vertex_tui.engine.store.leases import alive_engines_query
 
 PREFIX = "smtp:"
 
@@ -34,7 +34,7 @@ async def published(db: Database, *, now: float, exclude: str | None = None) -> 
     """The relay states published by engines alive at `now` (other than `exclude`)."""
     rows = await db.read(
         f"SELECT value FROM engine_flags WHERE name IN (SELECT '{PREFIX}' || owner"
-        f" FROM ({ALIVE_ENGINES}) AS alive WHERE owner <> :exclude)",
+        f" FROM ({alive_engines_query(db)}) AS alive WHERE owner <> :exclude)",
         {"now": now, "exclude": exclude or ""},
     )
     states = []

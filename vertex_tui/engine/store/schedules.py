@@ -15,7 +15,7 @@ from typing import Any
 
 from vertex_tui.engine.scheduling import ScheduledJob
 from vertex_tui.engine.store.db import Database
-from vertex_tui.engine.store.leases import ALIVE_ENGINES
+from vertex_tui.engine.store.leases import alive_engines_query
 
 PREFIX = "schedule:"
 
@@ -34,7 +34,7 @@ async def publish(db: Database, owner: str, jobs: Iterable[ScheduledJob], *, at:
             " updated_at = excluded.updated_at", params)
         await conn.execute(
             f"DELETE FROM engine_flags WHERE name LIKE '{PREFIX}%' AND name <> :name"
-            f" AND substr(name, {len(PREFIX) + 1}) NOT IN ({ALIVE_ENGINES})", params)
+            f" AND substr(name, {len(PREFIX) + 1}) NOT IN ({alive_engines_query(db)})", params)
 
 
 async def withdraw(db: Database, owner: str) -> None:
@@ -49,7 +49,7 @@ async def published(db: Database, *, now: float, reader: str) -> dict[str, dict[
     process that runs only the email workers, e.g. `email drain`, schedules nothing)."""
     rows = await db.read(
         f"SELECT value FROM engine_flags WHERE name IN (SELECT '{PREFIX}' || owner"
-        f" FROM ({ALIVE_ENGINES}) AS alive WHERE owner <> :reader) ORDER BY name",
+        f" FROM ({alive_engines_query(db)}) AS alive WHERE owner <> :reader) ORDER BY name",
         {"now": now, "reader": reader})
     for (value,) in rows:
         doc: dict[str, dict[str, Any]] = json.loads(value)

@@ -16,6 +16,7 @@ from typing import Any
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.errors import NotFound
 from vertex_tui.engine.store.db import Connection, Database
+from vertex_tui.engine.store.dialect import Dialect, Sql
 
 LAST_PASS_FLAG = "video.last_pass"
 ELIGIBLE = ("v.status IN ('scheduled', 'inactive') AND (v.start_at IS NULL OR v.start_at <= :now)"
@@ -52,6 +53,73 @@ class RotationCandidate:
     eligible: tuple[tuple[int, int], ...]  # (position, id), in order
 
 
+# PostgreSQL (READ COMMITTED): other transactions commit while a pass runs, so the pass takes
+# the dirty marks at its start (`take_marks`: DELETE ... RETURNING, the ids then the array
+# :taken of the pass's parameters) and a mark committed meanwhile stays for the next pass.
+# On SQLite the one writer makes the end-of-pass DELETE exact; `taken` stays unset there.
+TAKEN = "SELECT unnest(CAST(:taken AS bigint[]))"
+_ENDED_SINCE = ("SELECT id FROM portraits WHERE subscription_end > :last"
+                " AND subscription_end <= :now")
+ENDED_PORTRAITS = Sql(
+    "videos.ended_portraits",
+    sqlite=_ENDED_SINCE +
+    # An end moved to before the previous pass (a backdated cancellation) marks it dirty.
+    " UNION SELECT p.id FROM video_dirty d JOIN portraits p ON p.id = d.portrait_id"
+    "  WHERE p.subscription_end <= :now",
+    postgresql=_ENDED_SINCE + " UNION SELECT p.id FROM portraits p"
+    f"  WHERE p.id IN ({TAKEN}) AND p.subscription_end <= :now")
+_ACTIVATE_HEAD = (
+    "UPDATE videos SET status = 'active', activated_at = :now WHERE id IN ("
+    " SELECT (SELECT v.id FROM videos v WHERE v.portrait_id = c.portrait_id"
+    f"         AND {ELIGIBLE} ORDER BY v.position, v.id LIMIT 1)")
+_ACTIVATE_TAIL = (
+    " WHERE (p.subscription_end IS NULL OR p.subscription_end > :now)"
+    "  AND NOT EXISTS (SELECT 1 FROM videos a WHERE a.portrait_id = c.portrait_id"
+    "                  AND a.status = 'active'))")
+_SCHEDULED_NOW = ("SELECT portrait_id FROM videos WHERE status = 'scheduled'"
+                  "  AND start_at > :last AND start_at <= :now")
+# One statement on PostgreSQL: the candidates as a subquery (no temp table), RETURNING.
+ACTIVATE_PG = {
+    full: Sql(f"videos.activate.{'full' if full else 'incremental'}",
+              sqlite="SELECT 1",  # SQLite goes through temp.video_candidates (activate)
+              postgresql=_ACTIVATE_HEAD + " FROM (" + (
+                  "SELECT DISTINCT portrait_id FROM videos"
+                  " WHERE status IN ('scheduled', 'inactive')" if full else
+                  f"SELECT portrait_id FROM ({TAKEN}) AS t (portrait_id)"
+                  f" UNION {_SCHEDULED_NOW}")
+              + ") AS c JOIN portraits p ON p.id = c.portrait_id" + _ACTIVATE_TAIL
+              + " RETURNING id, portrait_id, title")
+    for full in (True, False)
+}
+ROTATE_OFF = Sql(
+    "videos.rotate.off",
+    sqlite="UPDATE videos SET status = 'inactive', deactivated_at = ?"
+    " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'active'",
+    postgresql="UPDATE videos SET status = 'inactive', deactivated_at = ? WHERE id IN"
+    " (SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST(? AS json)))"
+    " AND status = 'active'")
+ROTATE_ON = Sql(
+    "videos.rotate.on",
+    sqlite="UPDATE videos SET status = 'active', activated_at = ?"
+    " WHERE id IN (SELECT value FROM json_each(?))",
+    postgresql="UPDATE videos SET status = 'active', activated_at = ? WHERE id IN"
+    " (SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST(? AS json)))")
+MARK_DIRTY = Sql("videos.mark_dirty", sqlite="INSERT OR IGNORE INTO video_dirty VALUES (?)",
+                 postgresql="INSERT INTO video_dirty VALUES (?) ON CONFLICT DO NOTHING")
+# add_video: the portrait row is locked (PostgreSQL) so concurrent adds get distinct
+# positions; SQLite's one writer serializes them anyway.
+LOCK_PORTRAIT = Sql("videos.lock_portrait", sqlite="SELECT id FROM portraits WHERE id = ?",
+                    postgresql="SELECT id FROM portraits WHERE id = ? FOR UPDATE")
+
+
+async def take_marks(conn: Connection, p: dict[str, Any], dialect: Dialect) -> None:
+    """At the start of a pass on PostgreSQL: take (delete) the dirty marks into p["taken"]."""
+    if dialect == "postgresql":
+        rows = await conn.execute_fetchall(
+            "DELETE FROM video_dirty RETURNING portrait_id")
+        p["taken"] = sorted(int(r[0]) for r in rows)
+
+
 async def last_pass(conn: Connection) -> float | None:
     rows = await conn.execute_fetchall("SELECT value FROM engine_flags WHERE name = ?",
                                        (LAST_PASS_FLAG,))
@@ -61,13 +129,9 @@ async def last_pass(conn: Connection) -> float | None:
 async def deactivate(conn: Connection, p: dict[str, Any], full: bool,
                      result: VideoPass) -> None:
     """Active videos whose end passed, or whose portrait's subscription ended."""
-    ended_portraits = (
-        "SELECT id FROM portraits WHERE subscription_end <= :now" if full else
-        "SELECT id FROM portraits WHERE subscription_end > :last AND subscription_end <= :now"
-        # An end moved to before the previous pass (a backdated cancellation) marks it dirty.
-        " UNION SELECT p.id FROM video_dirty d JOIN portraits p ON p.id = d.portrait_id"
-        "  WHERE p.subscription_end <= :now"
-    )
+    pg = "taken" in p
+    ended = ENDED_PORTRAITS.text("postgresql" if pg else "sqlite")
+    ended_portraits = "SELECT id FROM portraits WHERE subscription_end <= :now" if full else ended
     # Two index ranges (ix_videos_active_end; ended portraits -> ux_videos_one_active), not
     # "status = 'active' AND (end_at <= :now OR ...)", which visits every active video.
     rows = list(await conn.execute_fetchall(
@@ -80,8 +144,10 @@ async def deactivate(conn: Connection, p: dict[str, Any], full: bool,
     result.deactivated += len(rows)
     for r in rows:
         result.note(f"deactivated video {r[0]} '{r[2]}' of portrait {r[1]}")
-    await conn.executemany("INSERT OR IGNORE INTO video_dirty VALUES (?)",
-                           [(r[1],) for r in rows])
+    if pg:  # their next video is activated below, from the taken set
+        p["taken"] = sorted({*p["taken"], *(int(r[1]) for r in rows)})
+    else:
+        await conn.executemany(MARK_DIRTY, [(r[1],) for r in rows])
 
 
 async def archive(conn: Connection, p: dict[str, Any], result: VideoPass) -> None:
@@ -98,6 +164,12 @@ async def activate(conn: Connection, p: dict[str, Any], full: bool,
                    result: VideoPass) -> None:
     """For each candidate portrait with no active video and a live subscription, activate
     its first eligible video (lowest position)."""
+    if "taken" in p:
+        activated = await conn.execute_fetchall(ACTIVATE_PG[full], p)
+        result.activated += len(activated)
+        for r in activated:
+            result.note(f"activated video {r[0]} '{r[2]}' of portrait {r[1]}")
+        return
     await conn.execute("CREATE TEMP TABLE IF NOT EXISTS video_candidates"
                        " (portrait_id INTEGER PRIMARY KEY)")
     await conn.execute("DELETE FROM temp.video_candidates")
@@ -173,21 +245,16 @@ async def rotate(conn: Connection, moves: Sequence[tuple[int, int, int]],
     """(portrait, from video, to video): one active video per portrait at every moment."""
     # Two statements over id lists (json_each), not one statement run per move: -35% CPU
     # for 90k moves (each run of a statement has its own setup).
-    await conn.execute(
-        "UPDATE videos SET status = 'inactive', deactivated_at = ?"
-        " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'active'",
-        (now, json.dumps([old for _, old, _ in moves])))
-    await conn.execute(
-        "UPDATE videos SET status = 'active', activated_at = ?"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        (now, json.dumps([new for _, _, new in moves])))
+    await conn.execute(ROTATE_OFF, (now, json.dumps([old for _, old, _ in moves])))
+    await conn.execute(ROTATE_ON, (now, json.dumps([new for _, _, new in moves])))
     result.rotated += len(moves)
     for portrait_id, old, new in moves:
         result.note(f"rotated portrait {portrait_id}: video {old} -> {new}")
 
 
-async def finish(conn: Connection, now: float) -> None:
-    await conn.execute("DELETE FROM video_dirty")
+async def finish(conn: Connection, now: float, p: dict[str, Any] | None = None) -> None:
+    if p is None or "taken" not in p:  # PostgreSQL took its marks at the start
+        await conn.execute("DELETE FROM video_dirty")
     await conn.execute(
         "INSERT INTO engine_flags (name, value, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
@@ -200,18 +267,17 @@ async def finish(conn: Connection, now: float) -> None:
 async def add_video(db: Database, *, portrait_id: int, title: str, start: float | None,
                     end: float | None, rotation: str, now: float) -> int:
     async with db.transaction() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT (SELECT count(*) FROM portraits WHERE id = ?),"
-            " (SELECT coalesce(max(position), -1) + 1 FROM videos WHERE portrait_id = ?)",
-            (portrait_id, portrait_id))
-        exists, position = next(iter(rows))
-        if not exists:
+        if not await conn.execute_fetchall(LOCK_PORTRAIT, (portrait_id,)):
             raise NotFound(f"no portrait with id {portrait_id}")
-        cur = await conn.execute(
+        rows = await conn.execute_fetchall(
+            "SELECT coalesce(max(position), -1) + 1 FROM videos WHERE portrait_id = ?",
+            (portrait_id,))
+        position = next(iter(rows))[0]
+        rows = await conn.execute_fetchall(
             "INSERT INTO videos (portrait_id, title, start_at, end_at, rotation, position,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (portrait_id, title, start, end, rotation, position, now))
-        return int(cur.lastrowid or 0)
+        return int(next(iter(rows))[0])
 
 
 async def summary(db: Database, *, now: float, rotation_interval: float,
