@@ -15,7 +15,9 @@ from vertex_tui.screens.backups import BackupsScreen
 from vertex_tui.screens.dashboard import DashboardScreen
 from vertex_tui.screens.email_queue import EmailQueueScreen
 from vertex_tui.screens.jobs import JobsScreen
+from vertex_tui.screens.lifecycle import LifecycleScreen
 from vertex_tui.screens.log import LogScreen
+from vertex_tui.screens.videos import VideosScreen
 from vertex_tui.widgets.backup_panel import BackupPanel
 from vertex_tui.widgets.dialogs import ConfirmDialog, TextDialog
 from vertex_tui.widgets.engines_panel import EnginesPanel
@@ -192,3 +194,28 @@ def test_the_header_masks_the_password_and_leaves_out_the_parameters(
     assert line.endswith("/vertex") and "…" in line
     assert header_subtitle("engine on", title, 120, 10) == f"engine on {title}"
     assert database_title(settings_factory()) == str(settings_factory().db_path)
+
+
+async def test_lifecycle_and_videos_screens_on_each_backend(backend_console: Console) -> None:
+    console = backend_console
+    engine = await console.engine()
+    now = console.clock.time()
+    portrait = await engine.lifecycle.add_portrait(
+        title="Soon", owner="owner@example.org",
+        subscription_end=now + 47 * 3600 + 59 * 60 + 50)
+    await engine.video.add_video(portrait_id=portrait, title="Clip 1")
+    await engine.video.add_video(portrait_id=portrait, title="Clip 2", start=now + 3 * 3600)
+    for job in ("lifecycle.check", "video.check"):
+        assert (await engine.jobs.run(job))["status"] == "ok", job
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await show(console, pilot, "l", LifecycleScreen)
+        upcoming = console.rows(pilot, "#lifecycle-upcoming")
+        assert [(row[1], row[2], row[4]) for row in upcoming] == [
+            ("in 1 day 23 hours", "portrait", "Soon")]
+        await show(console, pilot, "v", VideosScreen)
+        counts = str(app.screen.query_one("#video-counts", Static).render())
+        assert "scheduled 1   active 1" in counts, counts
+        changes = console.rows(pilot, "#video-upcoming")
+        assert [(row[1], row[4]) for row in changes] == [("in 3 hours", "Clip 2")], changes
