@@ -105,6 +105,18 @@ def header_subtitle(state: str, path: str, width: int, title_length: int) -> str
     return f"{state} {shorten_middle(path, max(room, 12))}"
 
 
+def database_title(settings: Any) -> str:
+    """What the header names the database by: the file, or the PostgreSQL server and
+    database ("postgresql://db.example.org:5432/vertex"): no user, no password, no
+    parameters (the header is one line; `vertex-tui config` shows the whole URL masked)."""
+    if settings.database_url is None:
+        return str(settings.db_path)
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(settings.database_url.masked()))
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
     def make() -> Screen[Any]:
         screen: Screen[Any] = getattr(import_module(f"vertex_tui.screens.{module}"), name)()
@@ -186,7 +198,7 @@ class VertexApp(App[None]):
 
     def show_header(self) -> None:
         """The header: the engine's state in full, the database path shortened to fit."""
-        self.sub_title = header_subtitle(self._engine_state, str(self.engine.settings.db_path),
+        self.sub_title = header_subtitle(self._engine_state, database_title(self.engine.settings),
                                          self.size.width, len(self.title))
 
     def on_resize(self) -> None:

@@ -1,6 +1,6 @@
 """`vertex-tui log`: the event log of every engine on this database, like `journalctl`.
 
-    vertex-tui log [--follow] [--service S] [--level L] [--search TEXT] [--since 10m] [--json]
+    vertex-tui log [--follow] [--service S] [--level L] [--search QUERY] [--since 10m] [--json]
 
 `--json` prints one object a line (`at`, `service`, `level`, `event`, `message`), so
 `--follow --json` streams. `--follow` runs until SIGINT or SIGTERM and then exits 0.
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from vertex_tui.engine import Engine
 from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.eventlog import LEVELS, level_number, parse_since
+from vertex_tui.engine.search import LOG_KEYS, parse
 
 EXIT_OK = 0
 FOLLOW_POLL = 0.5  # seconds between reads while following
@@ -39,7 +40,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--service", metavar="S", help="only this service (email, backup, ...)")
     p.add_argument("--level", type=str.lower, choices=tuple(LEVELS), default="info",
                    help="this level and above (default info)")
-    p.add_argument("--search", metavar="TEXT", help="text in the message (any case)")
+    p.add_argument("--search", metavar="QUERY",
+                   help="the Log screen's search: text in the message, service:, level:, older:,"
+                        " newer: (a bad term is exit 2)")
     p.add_argument("--since", type=_since, metavar="AGE",
                    help="entries of the last AGE (90s, 10m, 2h, 7d)")
     p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
@@ -48,8 +51,9 @@ def add_parser(sub: Any) -> None:
 
 async def command(args: argparse.Namespace, engine: Engine) -> int:
     zone = ZoneInfo(engine.settings.timezone)
-    query = {"service": args.service, "level": level_number(args.level),
-             "search": args.search}
+    # The Log screen's language; a bad term raises SearchError (a UsageError: one line, exit 2).
+    search = parse(args.search, keys=LOG_KEYS) if args.search else None
+    query = {"service": args.service, "level": level_number(args.level), "search": search}
     limit = args.limit or (100_000 if args.since is not None else FIRST_PAGE)
     if not args.follow:
         entries, _ = await engine.read_log(since=args.since, limit=limit, **query)

@@ -98,6 +98,14 @@ def test_log_shows_what_a_headless_engine_did(cli: Any) -> None:
                             for e in warnings)
     assert {e["event"] for e in entries(cli, "--search", "LIFECYCLE.CHECK")} == {"pass.ok"}
     assert entries(cli, "--since", "10m") == lines
+    # --search is the Log screen's language: terms and free text, all must hold.
+    videos = entries(cli, "--search", "service:video")
+    assert videos and {e["service"] for e in videos} == {"video"}
+    assert entries(cli, "--search", "service:email level:warning") == warnings
+    assert {e["event"] for e in entries(cli, "--search", "service:lifecycle lifecycle.check")
+            } == {"pass.ok"}
+    assert entries(cli, "--search", "newer:10m") == lines
+    assert entries(cli, "--search", "older:10m") == []
     # The text form: one line an entry, time, level, service, message.
     text = cli.ok("log", "--service", "video").splitlines()
     assert text and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  \w+ +video +", t)
@@ -107,6 +115,8 @@ def test_log_shows_what_a_headless_engine_did(cli: Any) -> None:
 def test_bad_log_options_are_one_line_and_exit_2(cli: Any) -> None:
     assert "--since" in cli.error("log", "--since", "ten minutes")
     assert "--level" in cli.error("log", "--level", "loud")
+    assert "status:" in cli.error("log", "--search", "status:failed")  # not a Log term
+    assert "level:" in cli.error("log", "--search", "level:loud")
     # Nothing logged yet: an empty list, not an error.
     assert cli.ok("log", "--json") == ""
 

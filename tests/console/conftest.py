@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from rich.console import Console as RichConsole
-from support.db import query
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
@@ -28,7 +27,7 @@ from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import Settings
 
 if TYPE_CHECKING:
-    from conftest import TestSink, WaitFor
+    from conftest import Query, TestSink, WaitFor
 
 SIZE = (100, 30)
 
@@ -37,11 +36,12 @@ class Console:
     """What a console test needs: settings, the fake clock, engines, readers of the DB."""
 
     def __init__(self, settings: Settings, clock: FakeClock, stack: AsyncExitStack,
-                 wait_for: WaitFor) -> None:
+                 wait_for: WaitFor, query: Query) -> None:
         self.settings = settings
         self.clock = clock
         self._stack = stack
         self._wait_for = wait_for
+        self._query = query
 
     async def wait_for(self, predicate: Callable[[], Any], *, message: str,
                        timeout: float = 30.0) -> Any:
@@ -51,12 +51,14 @@ class Console:
 
     # ---- engines ------------------------------------------------------------------------
 
-    async def engine(self, run: Iterable[str] = (), *, clock: Clock | None = None,
+    async def engine(self, run: Iterable[str] | None = (), *, clock: Clock | None = None,
                      **kwargs: Any) -> Engine:
         """An engine on the test database (on the fake clock unless `clock` is given), open
-        until the test ends."""
-        return await self._stack.enter_async_context(
-            Engine(self.settings, run=list(run), clock=clock or self.clock, **kwargs))
+        until the test ends; `run=None`: a full engine (every service, and it serves the
+        requests of attached consoles)."""
+        return await self._stack.enter_async_context(Engine(
+            self.settings, run=None if run is None else list(run), clock=clock or self.clock,
+            **kwargs))
 
     def app(self, engine: Engine, **kwargs: Any) -> VertexApp:
         kwargs.setdefault("live_refresh", False)
@@ -78,8 +80,9 @@ class Console:
 
     # ---- reading the database ------------------------------------------------------------
 
-    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        return query(self.settings, sql, params)
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of `sql` on the test's database, SQLite or PostgreSQL (tests/conftest.py)."""
+        return self._query(self.settings, sql, params)
 
     def job_status(self, job_id: int) -> str:
         return str(self.query("SELECT status FROM email_jobs WHERE id = ?", (job_id,))[0][0])
@@ -157,8 +160,18 @@ def console_settings(settings_factory: Callable[..., Settings],
 
 
 @pytest.fixture
-async def console(console_settings: Settings, wait_for: WaitFor) -> AsyncIterator[Console]:
+async def console(console_settings: Settings, wait_for: WaitFor,
+                  query: Query) -> AsyncIterator[Console]:
     async with AsyncExitStack() as stack:
-        yield Console(console_settings, FakeClock(), stack, wait_for)
+        yield Console(console_settings, FakeClock(), stack, wait_for, query)
+
+
+@pytest.fixture
+async def backend_console(backend_settings_factory: Callable[..., Settings], sink_550: TestSink,
+                          wait_for: WaitFor, query: Query) -> AsyncIterator[Console]:
+    """`console` on the test's backend (`backend`: SQLite, then PostgreSQL)."""
+    settings = backend_settings_factory(sink=sink_550, backup_storage_enabled=True)
+    async with AsyncExitStack() as stack:
+        yield Console(settings, FakeClock(), stack, wait_for, query)
 
 

@@ -206,3 +206,26 @@ async def test_read_only_palette_entries_are_disabled(console: Console, entry: s
         assert console.statuses() == {1: "failed"}
         assert console.query("SELECT COUNT(*) FROM service_runs") == [(0,)]
         assert console.query("SELECT COUNT(*) FROM requests") == [(0,)]
+
+
+async def test_the_mail_pause_entry_toggles_the_state_now_not_a_stale_one(
+        console: Console) -> None:
+    """Paused by another engine before the Email screen was ever opened: the palette's
+    "Pause or resume" opens the screen and must resume (it paused a paused queue: the
+    screen's state was its default until its first snapshot)."""
+    other = await console.engine()
+    await other.email.pause()
+    engine = await console.engine()
+    app = console.app(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await console.settle(pilot)
+        await console.palette(pilot, "Pause or resume mail delivery")
+        await console.settle(pilot)
+        assert isinstance(app.screen, EmailQueueScreen)  # p asks nothing; neither does this
+        assert not (await engine.email.stats()).paused
+        assert ("information", "delivery resumed") in console.notes(app)
+        await pilot.press("d")
+        await console.settle(pilot)
+        await console.palette(pilot, "Pause or resume mail delivery")
+        await console.settle(pilot)
+        assert (await engine.email.stats()).paused

@@ -137,3 +137,43 @@ def test_demo_in_tmux(tmux: Tmux, tmp_path: Path, width: int, height: int) -> No
     after = tmux.wait_for(lambda t: EXITED in t, "vertex-tui to exit")
     assert f"{EXITED} 0" in after
     assert "Traceback" not in after
+
+
+def test_attach_to_a_postgresql_engine_in_tmux_80x24(tmux: Tmux, tmp_path: Path,
+                                                     pg_url: str) -> None:
+    """`vertex-tui --attach` at 80x24 over a headless engine on PostgreSQL (another process):
+    the header names the server's database, the screens show its jobs and its log."""
+    exe = Path(sys.executable).with_name("vertex-tui")
+    env = {**tmux.env, "VERTEX_DATABASE_URL": pg_url, "VERTEX_BACKUP_DIR": str(tmp_path / "b"),
+           "VERTEX_STORAGE_DIR": str(tmp_path / "s"), "SMTP_PORT": "1"}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "s").mkdir()
+    with (tmp_path / "engine.log").open("w") as log:
+        engine = subprocess.Popen([str(exe), "--no-ui"], env=env, cwd=tmp_path,
+                                  stdout=log, stderr=log)
+    try:
+        console = " ".join(f"{k}={v}" for k, v in env.items() if k.startswith("VERTEX_"))
+        tmux.run("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "24",
+                 f"cd {tmp_path} && env {console} {exe} --attach; "
+                 f"echo \"{EXITED} $?\"; sleep 600")
+        database = pg_url.rpartition("/")[2]
+        home = tmux.wait_for(lambda t: "engine alive (1)" in t and "Email queue ·" in t,
+                             "the dashboard attached to the running engine")
+        header = home.splitlines()[0]
+        assert "ATTACHED · engine alive (1) ·" in header and database[-6:] in header, header
+        assert "postgres@" not in header  # the header names no user (nor a password)
+        tmux.keys("j")
+        tmux.wait_for(lambda t: "backup.database" in t and "email.reap" in t
+                      and "r run now" in t.rstrip().splitlines()[-1], "the Jobs screen")
+        tmux.keys("o")
+        tmux.wait_for(lambda t: "service email started" in t, "the engine's log, from the DB")
+        tmux.keys("e")
+        tmux.wait_for(lambda t: "pending 0" in t and "? help" in t.rstrip().splitlines()[-1],
+                      "the Email screen")
+        tmux.keys("q")
+        after = tmux.wait_for(lambda t: EXITED in t, "vertex-tui to exit")
+        assert f"{EXITED} 0" in after and "Traceback" not in after
+    finally:
+        engine.terminate()
+        engine.wait(30)
+    assert engine.returncode == 0, (tmp_path / "engine.log").read_text()[-2000:]

@@ -74,9 +74,17 @@ ENTRIES = [
     (ev.RelayOutage(at=T, phase="ended", relay="mx:25", error=None, seconds=3600), "email",
      INFO, "relay.ended", "SMTP relay mx:25 answers again after 1 h 0 min; delivery resumed"),
     (ev.RequestHandled(at=T, request_id=4, action="email.drain", ok=True, result={}), "email",
-     INFO, "request.handled", "request 4 (email.drain) done"),
+     INFO, "request.handled", "request 4 (drain the mail queue) done"),
     (ev.RequestHandled(at=T, request_id=5, action="job.run", ok=False, result={}), "engine",
-     WARNING, "request.handled", "request 5 (job.run) failed"),
+     WARNING, "request.handled", "request 5 (run a job) failed"),
+    (ev.RequestHandled(at=T, request_id=6, action="job.run", ok=True,
+                       result={"job": "backup.database", "bytes": 9}), "engine",
+     INFO, "request.handled", "request 6 (run backup.database) done"),
+    (ev.RequestHandled(at=T, request_id=7, action="backup.run", ok=True,
+                       result={"job": "storage"}), "backup",
+     INFO, "request.handled", "request 7 (storage backup) done"),
+    (ev.RequestHandled(at=T, request_id=8, action="plugin.act", ok=True, result=None), "engine",
+     INFO, "request.handled", "request 8 (plugin.act) done"),
 ]
 
 

@@ -160,15 +160,29 @@ def entry_for(event: ev.Event) -> Entry | None:
                                  "expired; the result was not recorded")
         case ev.RelayOutage(phase=phase, relay=relay, error=error, seconds=seconds):
             return _relay_entry(at, phase, relay, error, seconds)
-        case ev.RequestHandled(action=action, ok=ok, request_id=rid):
+        case ev.RequestHandled(action=action, ok=ok, request_id=rid, result=result):
             service = action.partition(".")[0]
             return Entry(at=at, service=service if service in _SERVICES else "engine",
                          level=INFO if ok else WARNING, event="request.handled",
-                         message=f"request {rid} ({action}) {'done' if ok else 'failed'}")
+                         message=f"request {rid} ({_request_words(action, result)}) "
+                                 f"{'done' if ok else 'failed'}")
     return None
 
 
 _SERVICES = ("email", "backup", "lifecycle", "video")
+# An attached console's request (an engine action) in words, not "email.drain".
+_REQUEST_WORDS = {"email.drain": "drain the mail queue", "email.reap": "reap stale claims",
+                  "lifecycle.check": "lifecycle check", "video.check": "video check",
+                  "backup.run": "backup", "job.run": "run a job"}
+
+
+def _request_words(action: str, result: object) -> str:
+    job = result.get("job") if isinstance(result, dict) else None
+    if action == "job.run" and isinstance(job, str):
+        return f"run {job}"
+    if action == "backup.run" and isinstance(job, str):
+        return f"{job} backup"
+    return _REQUEST_WORDS.get(action, action)
 
 
 def _relay_entry(at: float, phase: str, relay: str, error: str | None,

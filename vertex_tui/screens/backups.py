@@ -149,12 +149,20 @@ class BackupsScreen(TableSearchMixin, VertexScreen):
         if record is None or not record.path or record.kind == "storage":
             self.notify("select a database or full backup in the history", severity="warning")
             return
-        db = self.engine.settings.db_path
-        command = (f"sudo systemctl stop vertex-tui   # stop every engine on {db}\n"
-                   f"VERTEX_DB_PATH={shlex.quote(str(db))} vertex-tui backup restore "
-                   f"{shlex.quote(record.path)}\n"
+        from vertex_tui.app import database_title
+
+        settings = self.engine.settings
+        if settings.database_url is None:
+            where = f"VERTEX_DB_PATH={shlex.quote(str(settings.db_path))}"
+            kept = (f"The current database is kept aside as {settings.db_path.name}"
+                    ".before-restore-<time>; the backup is verified first.")
+        else:  # the URL may hold a password: named, never shown
+            where = "VERTEX_DATABASE_URL=…"
+            kept = ("VERTEX_DATABASE_URL: the engine's own (its password is not shown here). "
+                    "The backup is verified first.")
+        command = (f"sudo systemctl stop vertex-tui   # stop every engine on "
+                   f"{database_title(settings)}\n"
+                   f"{where} vertex-tui backup restore {shlex.quote(record.path)}\n"
                    "sudo systemctl start vertex-tui")
         self.app.push_screen(TextDialog(
-            "Restore is not a one-key action. Run this in a shell:",
-            f"{command}\n\nThe current database is kept aside as "
-            f"{db.name}.before-restore-<time>; the backup is verified first."))
+            "Restore is not a one-key action. Run this in a shell:", f"{command}\n\n{kept}"))

@@ -364,9 +364,14 @@ class EmailQueueScreen(VertexScreen):
         self._done("cancelled", done, len(ids))
         self.reload()
 
+    async def _paused_now(self) -> bool:
+        return bool((await self.engine.email.status())["state"] == "paused")
+
     @work(exit_on_error=False)
     async def action_toggle_pause(self) -> None:
-        if self.paused:
+        # The state now, not the last snapshot's: the palette runs this on a screen it may
+        # have just opened (no snapshot yet), and another engine may have changed it.
+        if await self._paused_now():
             await self.engine.email.resume()
             self.notify("delivery resumed")
         else:
@@ -376,7 +381,7 @@ class EmailQueueScreen(VertexScreen):
 
     @work(exit_on_error=False)
     async def action_drain(self) -> None:
-        if self.paused:
+        if await self._paused_now():
             self.notify("Drain refused: delivery is paused. Resume it (p) first, then drain.",
                         severity="warning")
             return
