@@ -121,7 +121,7 @@ def test_sigkill_mid_delivery_then_restart_loses_nothing(ws: Any, backend: str) 
     assert_nothing_lost_few_duplicates(ws, sink, held)
 
 
-def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any, backend: str) -> None:
+def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any) -> None:
     sink = ws.sink()
     env = engine_env(ws, sink)
     peer = ws.start_engine(env, "peer")
