@@ -375,3 +375,36 @@ async def test_a_server_older_than_needed_is_refused_in_one_line(
     with pytest.raises(StoreError) as caught:
         await PgDatabase.open(pg_url)
     assert "is PostgreSQL 15." in str(caught.value) and "needs 99 or newer" in str(caught.value)
+
+
+async def test_a_session_frozen_inside_a_transaction_loses_its_locks(pg_url: str) -> None:
+    """An engine stopped mid-transaction (SIGSTOP, a paused VM) must not keep its row locks
+    for ever: the server ends the idle transaction and another session can lock the row."""
+    db = await PgDatabase.open(pg_url, idle_in_transaction=1.0)
+    try:
+        await db.write("CREATE TABLE frozen (id bigint PRIMARY KEY, v text)")
+        await db.write("INSERT INTO frozen VALUES (1, 'a')")
+        with pytest.raises(StoreError):  # its next statement finds the session ended
+            async with db.transaction() as conn:
+                await conn.execute("SELECT v FROM frozen WHERE id = 1 FOR UPDATE")
+                # Another session cannot take the row while the transaction is alive...
+                with psycopg.connect(pg_url, autocommit=True) as other:
+                    with pytest.raises(psycopg.errors.LockNotAvailable):
+                        other.execute("SELECT v FROM frozen WHERE id = 1 FOR UPDATE NOWAIT")
+                    # ...and can once the server has ended it for idling (1 s here).
+                    for _ in range(100):
+                        await asyncio.sleep(0.1)
+                        try:
+                            with other.transaction():
+                                other.execute(
+                                    "SELECT v FROM frozen WHERE id = 1 FOR UPDATE NOWAIT")
+                            break
+                        except psycopg.errors.LockNotAvailable:
+                            continue
+                    else:
+                        raise AssertionError("the idle transaction kept its lock for 10 s")
+                await conn.execute("UPDATE frozen SET v = 'b' WHERE id = 1")
+        # Nothing the frozen transaction did was committed, and the pool serves on.
+        assert [tuple(r) for r in await db.read("SELECT v FROM frozen")] == [("a",)]
+    finally:
+        await db.close()

@@ -55,6 +55,12 @@ DriverError = psycopg.Error
 
 # The migrations use SQL-standard function bodies (14), DROP DATABASE ... FORCE (13).
 OLDEST_SERVER = 140000
+# A session idle inside a transaction this long is ended by the server: an engine frozen
+# mid-transaction (SIGSTOP, a paused VM) would otherwise keep its row locks for ever, and the
+# other engines' SKIP LOCKED claims and reaper would skip those jobs until it died. No
+# transaction of ours waits on anything but its own statements.
+IDLE_IN_TRANSACTION_S = 60.0
+_SET_IDLE = "SELECT set_config('idle_in_transaction_session_timeout', %s, false)"
 
 # Worth waiting for at start: no server yet (refused, no route, timeout, no such host yet),
 # or a server that answers but cannot take us now. libpq reports connection failures
@@ -416,6 +422,7 @@ class PgDatabase(Database):
         self.corrupt = False  # PostgreSQL has no "damaged file" state of ours to refuse on
         self._pool = pool
         self._pool_size = pool_size
+        self._idle_ms = int(IDLE_IN_TRANSACTION_S * 1000)
         self._sync_pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._sync_lock = asyncio.Lock()
         self._errors = _Errors(self.label)
@@ -423,7 +430,7 @@ class PgDatabase(Database):
     @classmethod
     async def open(  # type: ignore[override]
         cls, url: str, *, connect_timeout: float = 30.0, migrate: bool = True,
-        pool_size: int = 8, **_: Any,
+        pool_size: int = 8, idle_in_transaction: float = IDLE_IN_TRANSACTION_S, **_: Any,
     ) -> PgDatabase:
         """Connect (waiting up to `connect_timeout` s for the server), migrate, open the pool.
 
@@ -438,16 +445,23 @@ class PgDatabase(Database):
                              f"; vertex-tui needs {OLDEST_SERVER // 10000} or newer")
         if migrate:
             await asyncio.to_thread(migrate_url, url, label)
+        idle_ms = int(idle_in_transaction * 1000)
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_SET_IDLE, (str(idle_ms),))
+
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, name="vertex",
             kwargs={"autocommit": True, "row_factory": pg_row, "context": ADAPTERS},
-            timeout=60.0)
+            configure=configure, timeout=60.0)
         try:
             await pool.open(wait=True, timeout=max(5.0, connect_timeout))
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             await pool.close()
             raise StoreError(f"cannot connect to database {label}: {first_line(exc)}") from None
-        return cls(url, pool, pool_size)
+        database = cls(url, pool, pool_size)
+        database._idle_ms = idle_ms
+        return database
 
     async def close(self) -> None:
         await self._pool.close()
@@ -496,12 +510,15 @@ class PgDatabase(Database):
             if self._sync_pool is None:
                 pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
                     self._url, min_size=1, max_size=max(2, self._pool_size // 2), open=False,
-                    name="vertex-sync", timeout=60.0,
+                    name="vertex-sync", timeout=60.0, configure=self._configure_sync,
                     kwargs={"autocommit": True, "row_factory": pg_row, "context": ADAPTERS})
                 with self._errors.mapped():
                     await asyncio.to_thread(pool.open, True, 30.0)
                 self._sync_pool = pool
             return self._sync_pool
+
+    def _configure_sync(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_SET_IDLE, (str(self._idle_ms),))
 
     async def run_transaction(self, fn: Callable[[SyncConnection], T]) -> T:
         """`fn(conn)` inside one transaction, on a worker thread (one hop): `fn` gets a
