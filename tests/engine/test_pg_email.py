@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import psycopg
+from support.db import query
 
 from vertex_tui.engine.email.models import EmailJobDetail
 from vertex_tui.engine.engine import Engine
@@ -26,11 +26,6 @@ QUICK = {"email_poll_interval": 0.2, "email_retry_delays": (0.3,) * 5}
 
 def on_pg(settings_factory: Callable[..., Settings], url: str, **overrides: Any) -> Settings:
     return settings_factory(database_url=DatabaseUrl(url), **{**QUICK, **overrides})
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
 
 
 def is_sent(d: EmailJobDetail) -> bool:

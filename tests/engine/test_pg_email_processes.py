@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
+from support.db import query
 
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import DatabaseUrl, Settings
@@ -52,11 +52,6 @@ ENGINE = textwrap.dedent(
     asyncio.run(main(*sys.argv[1:5]))
     """
 )
-
-
-def query(url: str, sql: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url) as conn:
-        return [tuple(r) for r in conn.execute(sql).fetchall()]
 
 
 def other_host() -> list[str]:
