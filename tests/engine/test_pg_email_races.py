@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+from support.db import query
 
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store import email as store
@@ -41,12 +42,6 @@ def rows(n: int, prefix: str = "m", at: float | None = None) -> list[tuple[Any, 
     ]
 
 
-def query(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description is not None else []
-
-
 @asynccontextmanager
 async def databases(url: str, n: int) -> AsyncIterator[list[PgDatabase]]:
     """`n` separately opened databases (as `n` engines would have), closed afterwards."""
@@ -63,7 +58,7 @@ async def blocked(url: str, waiting: int = 1, timeout: float = 10.0) -> None:
     name = url.rsplit("/", 1)[1]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+        got = query(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = ?"
                     " AND wait_event_type = 'Lock'", (name,))
         if got[0][0] >= waiting:
             return
@@ -152,8 +147,8 @@ async def test_a_completion_behind_a_reaper_records_nothing(pg_url: str) -> None
             reaper.commit()
         refused = await done
     assert [c.job_id for c in refused] == [job_id]
-    assert query(pg_url, "SELECT outcome FROM email_attempts WHERE job_id = %s", (job_id,)) == []
-    assert query(pg_url, "SELECT status FROM email_jobs WHERE id = %s", (job_id,)) == [
+    assert query(pg_url, "SELECT outcome FROM email_attempts WHERE job_id = ?", (job_id,)) == []
+    assert query(pg_url, "SELECT status FROM email_jobs WHERE id = ?", (job_id,)) == [
         ("pending",)]
 
 
@@ -168,7 +163,7 @@ async def test_a_completion_records_the_attempt_and_the_job_together(pg_url: str
     assert query(pg_url, "SELECT job_id, outcome, owner FROM email_attempts ORDER BY job_id") == [
         (ids[0], "sent", "w1"), (ids[1], "transient", "w1")]
     due = query(pg_url, "SELECT status, next_attempt_at - extract(epoch FROM now())"
-                " FROM email_jobs WHERE id = %s", (ids[1],))
+                " FROM email_jobs WHERE id = ?", (ids[1],))
     assert due[0][0] == "pending" and 25 < due[0][1] < 35
 
 
@@ -195,7 +190,7 @@ async def test_two_reapers_record_each_lost_attempt_once(pg_url: str) -> None:
 async def test_the_reaper_spares_held_jobs_and_fails_exhausted_ones(pg_url: str) -> None:
     async with databases(pg_url, 1) as (db,):
         ids = await store.insert_jobs(db, rows(3))
-        query(pg_url, "UPDATE email_jobs SET max_attempts = 1 WHERE id = %s", (ids[2],))
+        query(pg_url, "UPDATE email_jobs SET max_attempts = 1 WHERE id = ?", (ids[2],))
         now = time.time()
         await store.claim(db, owner="w", now=now, lease_until=now - 1, limit=3)
         assert await store.reap_expired(db, now, held=[ids[0]]) == 2
