@@ -16,10 +16,10 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
+from support.db import query
 
 from vertex_tui.engine.backup import folder, manager, pgdump
 from vertex_tui.engine.backup.restore import restore
@@ -31,12 +31,6 @@ from vertex_tui.engine.store.pgurl import database_name, with_database
 
 NO_SCHEDULES = {f"backup_{k}_enabled": False
                 for k in ("database", "full", "rotation", "storage", "drill")}
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
-        return list(cur.fetchall()) if cur.description else []
 
 
 def databases(url: str) -> set[str]:
@@ -222,7 +216,7 @@ async def test_restore_replaces_the_database_and_keeps_the_old_one_aside(
     # Both backups stay listed (carried over from the replaced database), ids move on.
     ids = [r[0] for r in query(pg_url, "SELECT id FROM backups ORDER BY id")]
     assert ids == [first["id"], second["id"]]
-    assert query(pg_url, "SELECT status FROM backups WHERE id = %s", (first["id"],)) == [("ok",)]
+    assert query(pg_url, "SELECT status FROM backups WHERE id = ?", (first["id"],)) == [("ok",)]
     [(detail,)] = query(pg_url, "SELECT detail FROM audit_log WHERE action = 'backup.restore'")
     assert json.loads(detail)["path"] == first["path"]
     assert not query(pg_url, "SELECT name FROM leases WHERE name = 'maintenance'")
@@ -263,7 +257,7 @@ async def test_rotation_and_verify_leave_other_hosts_files_alone(
     elsewhere = "/srv/other-host/backups/database/database-x.dump"
     for i in range(3):
         query(pg_url, "INSERT INTO backups (kind, status, path, started_at, owner, host, sha256,"
-              " verified) VALUES ('database', 'ok', %s, %s, 'o', 'other-host', 'x', 1)",
+              " verified) VALUES ('database', 'ok', ?, ?, 'o', 'other-host', 'x', 1)",
               (f"{elsewhere}.{i}", i))
     async with Engine(settings, run=[], clock=SystemClock()) as engine:
         assert engine.backup.job("rotation").lease == f"backup:rotation@{socket.gethostname()}"

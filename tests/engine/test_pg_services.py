@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.db import query
 
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.engine import Engine
@@ -27,12 +28,6 @@ from vertex_tui.engine.settings import DatabaseUrl, Settings
 H = 3_600.0
 DAY = 86_400.0
 T0 = 1_800_000_000.0
-
-
-def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
-        return list(cur.fetchall()) if cur.description else []
 
 
 async def lock_waiters(url: str) -> int:
@@ -90,7 +85,7 @@ async def test_a_mark_committed_during_a_lifecycle_pass_stays_for_the_next(
             await until_blocked(pg_url, task, "the lifecycle pass")
             # Another process moves an end into the past and commits while the pass runs.
             await asyncio.to_thread(query, pg_url,
-                                    "UPDATE portraits SET subscription_end = %s WHERE id = %s",
+                                    "UPDATE portraits SET subscription_end = ? WHERE id = ?",
                                     (T0 - H, late))
         result = await task
         assert result["status"] == "ok", result
@@ -100,7 +95,7 @@ async def test_a_mark_committed_during_a_lifecycle_pass_stays_for_the_next(
         clock.advance(60)
         again = await engine.lifecycle.check()
         assert again["sent"] == {"expired": 1}
-        assert query(pg_url, "SELECT lifecycle_status FROM portraits WHERE id = %s",
+        assert query(pg_url, "SELECT lifecycle_status FROM portraits WHERE id = ?",
                      (late,)) == [("archived",)]
 
 
@@ -178,7 +173,7 @@ async def test_a_video_mark_committed_during_a_pass_is_not_lost(
         assert (await task)["status"] == "ok"
         clock.advance(60)
         assert (await engine.video.check())["status"] == "ok"
-        assert query(pg_url, "SELECT status FROM videos WHERE portrait_id = %s", (later,)) == [
+        assert query(pg_url, "SELECT status FROM videos WHERE portrait_id = ?", (later,)) == [
             ("active",)], "the mark committed during the pass was deleted unprocessed"
 
 
@@ -248,7 +243,7 @@ async def test_doctor_judges_leases_on_the_servers_clock_and_by_heartbeat(
             ("lifecycle", "near:2:live", real + 300),
             ("video", "gone:3:x", real - 1)]:  # plainly expired
         query(pg_url, "INSERT INTO leases (name, owner, acquired_at, expires_at)"
-              " VALUES (%s, %s, %s, %s)", (name, owner, real - 60, expires))
+              " VALUES (?, ?, ?, ?)", (name, owner, real - 60, expires))
     # This host's clock runs an hour ahead: on it every lease would look expired.
     report = await examine(pg_settings, FakeClock(real + H))
     assert sorted(r.name for r in report.stale_leases) == [
