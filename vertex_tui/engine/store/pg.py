@@ -414,7 +414,7 @@ class PgDatabase(Database):
     dialect: ClassVar[Dialect] = "postgresql"
 
     def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any],
-                 pool_size: int) -> None:
+                 pool_size: int, idle_ms: int = int(IDLE_IN_TRANSACTION_S * 1000)) -> None:
         # No super().__init__(): none of SQLite's parts (writer, reader, lock) exist here.
         self._url = url
         self.label = display_url(url)
@@ -422,7 +422,7 @@ class PgDatabase(Database):
         self.corrupt = False  # PostgreSQL has no "damaged file" state of ours to refuse on
         self._pool = pool
         self._pool_size = pool_size
-        self._idle_ms = int(IDLE_IN_TRANSACTION_S * 1000)
+        self._idle_ms = idle_ms  # the sync pool's sessions get the async pool's setting
         self._sync_pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._sync_lock = asyncio.Lock()
         self._errors = _Errors(self.label)
@@ -459,9 +459,7 @@ class PgDatabase(Database):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             await pool.close()
             raise StoreError(f"cannot connect to database {label}: {first_line(exc)}") from None
-        database = cls(url, pool, pool_size)
-        database._idle_ms = idle_ms
-        return database
+        return cls(url, pool, pool_size, idle_ms)
 
     async def close(self) -> None:
         await self._pool.close()
