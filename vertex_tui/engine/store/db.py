@@ -146,6 +146,19 @@ def _text(sql: Statement) -> str:
     return sql if isinstance(sql, str) else sql.sqlite
 
 
+async def _pragma(conn: aiosqlite.Connection, setting: str) -> list[Row]:
+    """`PRAGMA setting`, its rows read to the end, so its statement is finished at once.
+
+    aiosqlite's thread keeps the last call's result (a cursor, from `execute`) until its next
+    call succeeds, and a statement whose rows are not all read keeps its read transaction
+    open. `PRAGMA journal_mode=WAL`, run on a file that another process switched to WAL after
+    this connection first read it, opens one: left open, its snapshot soon predates the
+    other's next commit, and every `BEGIN IMMEDIATE` here then fails SQLITE_BUSY_SNAPSHOT
+    (taken for "locked") with nothing ever letting go, for the whole lock wait.
+    """
+    return list(await conn.execute_fetchall(f"PRAGMA {setting}"))
+
+
 class SqliteConnection:
     """`Connection` over an aiosqlite connection (see `conn.py`)."""
 
@@ -236,7 +249,9 @@ class Database:
         try:
             writer = await cls._connect(path, lock_wait)
             db = cls(path, writer, writer, lock_wait)
-            await db._retry_locked(lambda: writer.execute("PRAGMA journal_mode=WAL"))
+            # Run to its end (`_pragma`): left unfinished, this statement kept the read
+            # transaction it opened on a file another process had just switched to WAL.
+            await db._retry_locked(lambda: _pragma(writer, "journal_mode=WAL"))
             if migrate:
                 await db.migrate()
             reader = await cls._connect(path, lock_wait)
@@ -267,9 +282,8 @@ class Database:
         conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_ms / 1000)
         try:
             conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA foreign_keys=ON")
+            for setting in (f"busy_timeout={busy_ms}", "synchronous=NORMAL", "foreign_keys=ON"):
+                await _pragma(conn, setting)
         except BaseException:
             # Its worker thread is not a daemon: a leaked connection keeps the process alive.
             await conn.close()
