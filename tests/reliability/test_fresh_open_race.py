@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.procs import stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -61,16 +61,6 @@ def answer(proc: subprocess.Popen[str], limit: float) -> dict[str, Any] | str:
     doc: dict[str, Any] = json.loads(out)
     assert {"engines", "services"} <= set(doc), doc
     return doc
-
-
-def stop(engine: subprocess.Popen[bytes]) -> None:
-    if engine.poll() is None:
-        engine.send_signal(signal.SIGTERM)
-        try:
-            engine.wait(15)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-            engine.wait()
 
 
 def one_round(folder: Path) -> str | None:
