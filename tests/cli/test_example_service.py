@@ -93,9 +93,6 @@ def test_the_example_service_plugs_in_without_a_change_to_vertex_tui(
 @pytest.fixture
 def engine(python: Path, cli: Any) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    # The database made and migrated first: a fresh file opened by the engine and a `status`
-    # at the same instant can wait on each other's lock for minutes (seen 2026-12-02, open).
-    doc(python, cli, "status")
     log = (cli.path / "engine.log").open("wb")
     proc = subprocess.Popen(
         [str(python), "-m", "vertex_tui", "--no-ui"], cwd=cli.path, stdin=subprocess.DEVNULL,

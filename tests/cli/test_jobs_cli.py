@@ -99,9 +99,6 @@ def test_pause_and_resume_are_durable_and_audited(cli: Any) -> None:
 @pytest.fixture
 def engine(cli: Any) -> Iterator[subprocess.Popen[bytes]]:
     """A headless engine on the test's database (mail to a closed port), until SIGTERM."""
-    # The database made and migrated first: a fresh file opened by the engine and a `status`
-    # at the same instant can wait on each other's lock for minutes (seen 2026-12-02, open).
-    cli.json("status")
     log = (cli.path / "engine.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "vertex_tui", "--no-ui"],
                             env=cli.env(SMTP_PORT=str(cli.closed_port())), cwd=cli.path,
