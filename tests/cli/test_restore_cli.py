@@ -116,25 +116,33 @@ def test_a_restore_never_takes_the_name_an_earlier_one_kept_aside(
     cli.enqueue(subject="one")
     made = cli.json("backup", "run", "database")
     cli.enqueue(subject="two")
-    start = time.time()
-    stamps = [datetime.fromtimestamp(start + i, UTC).strftime("%Y%m%dT%H%M%SZ")
-              for i in range(-1, 10)]
-    if cli.database_url is None:
-        for stamp in stamps:
+    server, live = (cli.database_url or "/").rsplit("/", 1)
+
+    def plant(at: float) -> None:
+        stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
+        if cli.database_url is None:
             (cli.path / f"vertex.db.before-restore-{stamp}").write_bytes(b"planted")
-    else:
-        server, live = cli.database_url.rsplit("/", 1)
-        for stamp in stamps:
+        else:
             query(f"{server}/postgres",
                   f'CREATE DATABASE "{live}_before_restore_{stamp.lower()}"')
+
+    # Every second from the last one until 5 s ahead of the clock (a slow CREATE DATABASE
+    # pushes the end on): the restore's own second must be among them.
+    start = at = time.time() - 1
+    while at < time.time() + 5:
+        assert at - start < 60, "planting names cannot keep ahead of the clock"
+        plant(at)
+        at += 1
     planted = asides()
-    assert len(planted) == len(stamps)
+    assert len(planted) == round(at - start)
 
     result = restore(cli, made["path"], "--yes")
     assert result.returncode == 0, result.stderr
-    assert time.time() - start < 9, "the restore took longer than the planted names cover"
+    assert time.time() < at - 1, "the restore took longer than the planted names cover"
     assert subjects(cli) == ["one"]
-    [kept] = set(asides()) - set(planted)
+    new = set(asides()) - set(planted)
+    assert len(new) == 1, f"kept aside under a new name: {new} (none: it replaced one)"
+    kept = new.pop()
     assert kept.rsplit("_" if cli.database_url else "-", 1)[1] == "2", kept
     if cli.database_url is None:
         assert all((cli.path / name).read_bytes() == b"planted" for name in planted)
