@@ -256,8 +256,8 @@ class EmailQueueScreen(VertexScreen):
         return describe_filter(self.status_filter, self.search)
 
     async def _confirm(self, message: str, yes: str, danger: bool = False) -> bool:
-        return bool(await self.app.push_screen_wait(ConfirmDialog(message, yes=yes,
-                                                                  danger=danger)))
+        answer = await self.app.push_screen_wait(ConfirmDialog(message, yes=yes, danger=danger))
+        return bool(answer)
 
     def _done(self, verb: str, done: list[int], asked: int) -> None:
         skipped = asked - len(done)
