@@ -446,9 +446,11 @@ def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
     the scrollbar; a wide terminal gives the rest to the subject and the error (the error
     more: it is the longest and the one read when things fail)."""
     room = max(0, width - 28 - id_digits - 6 - 2)
-    to = max(16, min(26, room * 3 // 10))
-    subject = max(16, (room - to) * 2 // 5)
-    error = max(20, room - to - subject)
+    # The floors sum to what 80 columns leave (42), so an 80-column terminal shows every
+    # column without scrolling sideways; below that the table scrolls.
+    to = max(12, min(26, room * 3 // 10))
+    subject = max(12, (room - to) * 2 // 5)
+    error = max(18, room - to - subject)
     return to, subject, error
 
 
