@@ -17,7 +17,6 @@ import hashlib
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -338,10 +337,11 @@ async def test_empty_file_becomes_a_new_database(tmp_path: Path) -> None:
 
 
 class Held:
-    """The lock another connection holds (see `exclusive_lock`)."""
+    """The lock another connection holds (see `exclusive_lock`): `release` ends it early."""
 
     def __init__(self) -> None:
         self.locked = threading.Event()
+        self.release = threading.Event()
         self.committed = threading.Event()
 
 
@@ -350,7 +350,7 @@ def _hold_sqlite(path: Path, seconds: float, held: Held) -> None:
     conn.execute("BEGIN EXCLUSIVE")
     conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
     held.locked.set()
-    time.sleep(seconds)
+    held.release.wait(seconds)
     conn.execute("COMMIT")
     held.committed.set()
     conn.close()
@@ -365,13 +365,14 @@ def _hold_postgresql(url: str, seconds: float, held: Held) -> None:
             conn.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
             conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
             held.locked.set()
-            time.sleep(seconds)
+            held.release.wait(seconds)
         held.committed.set()
 
 
 @contextmanager
 def exclusive_lock(settings: Settings, seconds: float) -> Iterator[Held]:
-    """Another connection (own thread) holds the write lock for `seconds`, writes, commits.
+    """Another connection (own thread) holds the write lock for `seconds` (or until the
+    block ends), writes, commits.
 
     SQLite: `BEGIN EXCLUSIVE` on the file. PostgreSQL: an EXCLUSIVE lock on audit_log (reads
     go on, writes to it wait) and the migration lock (an engine opening waits for it)."""
@@ -396,6 +397,7 @@ def exclusive_lock(settings: Settings, seconds: float) -> Iterator[Held]:
         assert not errors, errors
         yield held
     finally:
+        held.release.set()
         thread.join(10)
         assert not thread.is_alive()
         assert not errors, errors
@@ -431,7 +433,7 @@ async def test_reads_are_not_blocked_by_another_writer(
 ) -> None:
     db = backend_db
     await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'before')")
-    with exclusive_lock(backend_settings, 0.6) as held:
+    with exclusive_lock(backend_settings, 30) as held:
         rows = await db.read("SELECT action FROM audit_log")
         # Read during the lock: the other's write is not committed yet.
         assert not held.committed.is_set()
@@ -459,7 +461,7 @@ async def test_tiny_lock_wait_gives_store_error_mentioning_locked(tmp_path: Path
     path = tmp_path / "vertex.db"
     db = await Database.open(path, lock_wait=0.2)
     try:
-        with exclusive_lock(Settings(db_path=path), 1.0):
+        with exclusive_lock(Settings(db_path=path), 30):
             with pytest.raises(StoreError, match="locked") as info:
                 await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'x')")
             # It gave up while the lock was still held: lock_wait bounds the wait, SQLite's
@@ -543,14 +545,15 @@ async def test_a_transaction_cancelled_while_waiting_for_a_lock_leaves_no_transa
             await conn.execute("INSERT INTO audit_log (at, actor, action)"
                                " VALUES (1, 'test', 'never')")
 
-    with exclusive_lock(backend_settings, 0.6) as held:  # another process holds the lock
+    with exclusive_lock(backend_settings, 30) as held:  # another process holds the lock
         task = asyncio.create_task(write_in_transaction())
         await asyncio.sleep(0.3)  # it now waits for the lock
         assert not task.done()
         task.cancel()
+        held.release.set()  # the lock frees: on SQLite, that BEGIN now runs
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert held.committed.is_set()  # the lock is free
+    assert held.committed.is_set()
     await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'kept')")
     # Another connection sees it: it was committed.
     assert query(backend_settings, "SELECT action FROM audit_log ORDER BY id") == [
