@@ -160,7 +160,7 @@ async def test_a_running_engine_serves_what_it_did(
 
 
 async def test_a_taken_port_fails_the_start_naming_the_variable(
-    backend_settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings], wait_for: WaitFor
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -181,6 +181,11 @@ async def test_a_taken_port_fails_the_start_naming_the_variable(
     for thread in started:
         thread.join(2.0)
     assert {t for t in started if t.is_alive()} == set()
+    if settings.database_url is not None:
+        # ... and no connection left open (the server ends a closed one's session soon).
+        sessions = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()")
+        await wait_for(lambda: query(settings, sessions) == [(0,)], message="no session left")
 
 
 async def test_only_a_full_engine_serves_metrics(
