@@ -19,7 +19,7 @@ from support.db import query
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.email import workers
-from vertex_tui.engine.email.models import EmailJobDetail
+from vertex_tui.engine.email.models import ClaimedJob, EmailJobDetail
 from vertex_tui.engine.email.transport import NullTransport
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import InvalidMessage
@@ -574,3 +574,17 @@ async def test_a_worker_claims_the_size_its_previous_batch_asked_for(
     assert limits[:4] == [workers.CLAIM_BATCH, 40, 40, 40], limits
     assert [sent for sent, _ in paces] == [16, 40, 40, 4], paces
     assert all(seconds >= 0 for _, seconds in paces)
+
+
+def test_a_claimed_row_reads_as_the_record_built_with_its_keywords() -> None:
+    row = (7, "<m@x>", "s@x", '["a@b.example"]', "A <a@b.example>", "subj", "body", None,
+           '{"X-K": "v"}', 2, 5, 123.5)
+    job = ClaimedJob.from_row(row, "e/w0")
+    assert job == ClaimedJob(
+        id=7, message_id="<m@x>", sender="s@x", recipients=("a@b.example",),
+        to_header="A <a@b.example>", subject="subj", body="body", html=None,
+        headers='{"X-K": "v"}', attempt=2, max_attempts=5, created_at=123.5, owner="e/w0",
+    )
+    assert hash(job) == hash(ClaimedJob.from_row(row, "e/w0"))
+    with pytest.raises(AttributeError):
+        job.attempt = 3  # type: ignore[misc]
