@@ -11,7 +11,7 @@ import heapq
 import itertools
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -119,8 +119,9 @@ class FakeClock:
         # between would otherwise push the deadline a whole timeout past the move.
         sleeper = self._sleeper(timeout)
         waiter = asyncio.ensure_future(event.wait())
+        either: set[asyncio.Future[Any]] = {waiter, sleeper}
         try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
             sleeper.cancel()
