@@ -134,6 +134,18 @@ async def test_only_a_fake_clock_is_handed_to_the_database(
         assert abs(server_now - time.time()) < 60
 
 
+def test_no_host_hands_the_database_a_test_clock() -> None:
+    """Nothing a deployment runs (CLI, console, demo, services) makes a FakeClock or hands
+    a clock to the database: only `Engine` does, for the FakeClock a test gave it. (Settings
+    have no such field; the scan looked: it finds the Engine's call.)"""
+    package = Path(store_package.__file__).parents[2]  # vertex_tui/
+    calls = sorted(
+        (path.relative_to(package).as_posix(), hit)
+        for path in package.rglob("*.py")
+        for hit in re.findall(r"(?<!def )use_test_clock\(|FakeClock\(", path.read_text()))
+    assert calls == [("engine/engine.py", "use_test_clock(")]
+
+
 # The server's time, however a statement could spell it (PostgreSQL and SQL standard).
 SERVER_TIME = re.compile(
     r"\b(now|statement_timestamp|clock_timestamp|transaction_timestamp|timeofday)\s*\(\s*\)"
