@@ -1,4 +1,6 @@
-"""The injectable clock (FakeClock, SystemClock) and the event bus."""
+"""The injectable clock (FakeClock, SystemClock) and the event bus. No database here, so
+nothing to run per backend (the server's clock on PostgreSQL, `ServerClock`:
+test_pg_server_time.py)."""
 
 from __future__ import annotations
 
