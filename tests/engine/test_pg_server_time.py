@@ -21,7 +21,7 @@ from support.db import query
 
 from vertex_tui.engine import store as store_package
 from vertex_tui.engine.clock import FakeClock, ServerClock, SystemClock
-from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.engine import HEARTBEAT_TTL, Engine
 from vertex_tui.engine.leases import Leases
 from vertex_tui.engine.settings import DatabaseUrl, Settings
 from vertex_tui.engine.store import email, leases, requests, server_time
@@ -84,6 +84,19 @@ async def test_a_skewed_engine_works_on_the_servers_time(
             assert await engine.leases.live_holder("video", engine.clock.time()) == "holder"
     finally:
         await console_db.close()
+
+
+async def test_a_host_whose_clock_runs_ahead_still_sees_a_live_engine_alive(
+        settings_factory: Callable[..., Settings], pg_url: str) -> None:
+    settings = settings_factory(database_url=DatabaseUrl(pg_url))
+    skew = HEARTBEAT_TTL + 60
+    async with Engine(settings, run=["email"]) as live, \
+            Engine(settings, clock=SkewedClock(skew), run=[]) as ahead:
+        # The control: on that host's own clock the live heartbeat has long expired.
+        [(expires,)] = query(pg_url, "SELECT expires_at FROM leases WHERE name = ?",
+                             (live.heartbeat_name,))
+        assert expires < time.time() + skew - 30
+        assert live.owner in [e["owner"] for e in (await ahead.status())["engines"]]
 
 
 def job_row(at: float) -> tuple[object, ...]:
