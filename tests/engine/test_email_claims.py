@@ -20,7 +20,9 @@ from support.fakeclock import database_on
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
-from vertex_tui.engine.email.models import EmailJobDetail
+from vertex_tui.engine.email import workers
+from vertex_tui.engine.email.models import ClaimedJob, EmailJobDetail
+from vertex_tui.engine.email.transport import NullTransport
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import InvalidMessage
 from vertex_tui.engine.settings import Settings
@@ -530,3 +532,69 @@ async def test_enqueue_commits_before_returning(
         # The returned ids name the rows in input order.
         assert [r[0] for r in got] == ids
         assert [r[1] for r in got] == [f"m{i}" for i in range(50)]
+
+
+# ---- claim size --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "seconds", "size"),
+    [
+        (16, 0.0, workers.CLAIM_BATCH_MAX),  # no measurable time: as large as allowed
+        (16, 0.001, workers.CLAIM_BATCH_MAX),  # 16,000/s: 800 in 50 ms, capped
+        (16, 0.025, 32),  # 640/s: 32 in 50 ms
+        (16, 0.05, 16),  # 320/s
+        (16, 0.5, workers.CLAIM_BATCH),  # 32/s (an SMTP relay): never below the base
+        (64, 0.05, 64),
+        (1, 0.0001, workers.CLAIM_BATCH_MAX),  # a short batch still tells the pace
+        (0, 0.0, workers.CLAIM_BATCH),  # cut short (paused, stopped, lease lost): start over
+    ],
+)
+def test_claim_size_follows_the_pace_of_the_previous_batch(
+    sent: int, seconds: float, size: int
+) -> None:
+    assert workers.claim_size(sent, seconds) == size
+
+
+async def test_a_worker_claims_the_size_its_previous_batch_asked_for(
+    settings_factory: Callable[..., Settings], clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+    idle: Idle,
+) -> None:
+    """The worker starts at CLAIM_BATCH and then claims what `claim_size` said after each
+    full batch (here always 40), and tells it how many sends the batch made."""
+    settings = settings_factory(email_workers=1)
+    await fill(settings, clock, 100)
+    limits: list[int] = []
+    paces: list[tuple[int, float]] = []
+    real_claim = store.claim
+
+    async def claim(db: Database, **kw: Any) -> list[Any]:
+        limits.append(kw["limit"])
+        return await real_claim(db, **kw)
+
+    def size(sent: int, seconds: float) -> int:
+        paces.append((sent, seconds))
+        return 40
+
+    monkeypatch.setattr(store, "claim", claim)
+    monkeypatch.setattr(workers, "claim_size", size)
+    async with Engine(settings, clock=clock, run=EMAIL, transport_factory=NullTransport) as e:
+        await idle(e, clock)
+        assert (await e.email.stats()).sent == 100
+    assert limits[:4] == [workers.CLAIM_BATCH, 40, 40, 40], limits
+    assert [sent for sent, _ in paces] == [16, 40, 40, 4], paces
+    assert all(seconds >= 0 for _, seconds in paces)
+
+
+def test_a_claimed_row_reads_as_the_record_built_with_its_keywords() -> None:
+    row = (7, "<m@x>", "s@x", '["a@b.example"]', "A <a@b.example>", "subj", "body", None,
+           '{"X-K": "v"}', 2, 5, 123.5)
+    job = ClaimedJob.from_row(row, "e/w0")
+    assert job == ClaimedJob(
+        id=7, message_id="<m@x>", sender="s@x", recipients=("a@b.example",),
+        to_header="A <a@b.example>", subject="subj", body="body", html=None,
+        headers='{"X-K": "v"}', attempt=2, max_attempts=5, created_at=123.5, owner="e/w0",
+    )
+    assert hash(job) == hash(ClaimedJob.from_row(row, "e/w0"))
+    with pytest.raises(AttributeError):
+        job.attempt = 3  # type: ignore[misc]
