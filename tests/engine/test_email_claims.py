@@ -557,12 +557,12 @@ def test_claim_size_follows_the_pace_of_the_previous_batch(
 
 
 async def test_a_worker_claims_the_size_its_previous_batch_asked_for(
-    settings_factory: Callable[..., Settings], clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
-    idle: Idle,
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch, idle: Idle,
 ) -> None:
     """The worker starts at CLAIM_BATCH and then claims what `claim_size` said after each
     full batch (here always 40), and tells it how many sends the batch made."""
-    settings = settings_factory(email_workers=1)
+    settings = backend_settings_factory(email_workers=1)
     await fill(settings, clock, 100)
     limits: list[int] = []
     paces: list[tuple[int, float]] = []
