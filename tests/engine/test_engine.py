@@ -1,10 +1,10 @@
 """The Engine as an async context manager: services, heartbeat lease, events, and a stop that
 finishes in-flight sends and hands back what it had claimed but not sent.
 
-Every test runs on SQLite and on PostgreSQL (`backend`). On PostgreSQL, lease and retry
-expiries are set and compared on the database server's clock, not the engine's fake clock
-(engines on several hosts): there the tests check them against the server's time, and a
-heartbeat expires by being aged in the database instead of by a later clock."""
+Every test runs on SQLite and on PostgreSQL (`backend`), on a FakeClock: on PostgreSQL, where
+lease and retry expiries are set and compared on the database server's clock, the fake clock
+stands in for the server's (store.server_time), so the same exact times hold on both.
+(tests/engine/test_pg_server_time.py covers engines on skewed real clocks.)"""
 
 from __future__ import annotations
 
@@ -33,15 +33,6 @@ def jobs(settings: Settings) -> dict[int, tuple[Any, ...]]:
         settings, "SELECT id, status, attempts, lease_owner, lease_expires_at FROM email_jobs"
     )
     return {r[0]: tuple(r[1:]) for r in rows}
-
-
-def on_pg(settings: Settings) -> bool:
-    return settings.database_url is not None
-
-
-def server_now(settings: Settings) -> float:
-    """The PostgreSQL server's clock (epoch seconds): what its expiries are compared with."""
-    return float(query(settings, "SELECT extract(epoch FROM clock_timestamp())::float8")[0][0])
 
 
 # ---- lifetime --------------------------------------------------------------------------------
@@ -95,18 +86,13 @@ async def test_heartbeat_lease_is_held_renewed_and_released(
     backend_settings: Settings, clock: FakeClock, wait_for: WaitFor
 ) -> None:
     settings = backend_settings
-    pg = on_pg(settings)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         name = engine.heartbeat_name
         t0 = clock.time()
         [(held, owner, acquired, expires)] = query(
             settings, "SELECT name, owner, acquired_at, expires_at FROM leases")
         assert (held, owner) == (name, engine.owner)
-        if pg:  # the server's clock: a TTL from its now
-            assert expires - acquired == pytest.approx(HEARTBEAT_TTL)
-            assert acquired <= server_now(settings) < expires
-        else:
-            assert (acquired, expires) == (t0, t0 + HEARTBEAT_TTL)
+        assert (acquired, expires) == (t0, t0 + HEARTBEAT_TTL)
         assert [e["owner"] for e in (await engine.status())["engines"]] == [engine.owner]
 
         clock.advance(HEARTBEAT_EVERY)
@@ -114,8 +100,7 @@ async def test_heartbeat_lease_is_held_renewed_and_released(
         def renewed() -> bool:
             [(since, until)] = query(
                 settings, "SELECT acquired_at, expires_at FROM leases WHERE name = ?", (name,))
-            later = until > expires if pg else until == t0 + HEARTBEAT_EVERY + HEARTBEAT_TTL
-            return since == acquired and later
+            return since == acquired and until == t0 + HEARTBEAT_EVERY + HEARTBEAT_TTL
 
         await wait_for(renewed, message="the heartbeat to be renewed")
         # Another engine on the same database sees this one alive.
@@ -132,13 +117,7 @@ async def test_an_engine_that_stopped_beating_is_no_longer_alive(
         async with Engine(
             settings, clock=FakeClock(clock.time() + HEARTBEAT_TTL + 1), run=[]
         ) as later:
-            if on_pg(settings):
-                # A host whose clock runs ahead still sees the live heartbeat (the server's
-                # clock decides) until the lease is as old as a stale one.
-                assert engine.owner in [e["owner"] for e in (await later.status())["engines"]]
-                query(settings, "UPDATE leases SET acquired_at = acquired_at - ?,"
-                      " expires_at = expires_at - ? WHERE name = ?",
-                      (HEARTBEAT_TTL + 1, HEARTBEAT_TTL + 1, engine.heartbeat_name))
+            assert engine.owner in [e["owner"] for e in (await engine.status())["engines"]]
             # Seen past the lease, the heartbeat has expired.
             assert engine.owner not in [e["owner"] for e in (await later.status())["engines"]]
 
@@ -160,8 +139,8 @@ async def test_an_attached_view_shows_next_passes_only_while_an_engine_runs_them
             assert seen["next_run"] == published is not None
         started = query(settings, "SELECT max(started_at) FROM service_runs"
                         " WHERE service = 'lifecycle'")[0][0]
-        # An engine alive that published no schedule (alive by the clock expiries follow).
-        now = server_now(settings) if on_pg(settings) else clock.time()
+        # An engine alive that published no schedule.
+        now = clock.time()
         await attached.db.write(
             "INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?)",
             ("engine:older", "older", now, now + HEARTBEAT_TTL))
@@ -194,13 +173,13 @@ async def test_events_are_published_to_subscribers(
         await job_when(engine, ok, lambda d: d.job.status == "sent", "sent")
         await job_when(engine, bad, lambda d: d.job.status == "failed", "failed")
         sink.behaviour.fail_451 = 1.0
-        before = server_now(settings) if on_pg(settings) else clock.time()
+        before = clock.time()
         later = await engine.email.enqueue(to="later@example.com", subject="s", body="b")
         retrying = await job_when(
             engine, later, lambda d: d.job.status == "pending" and d.job.attempts == 1, "tried once"
         )
         unsubscribe()
-        after = server_now(settings) if on_pg(settings) else clock.time()
+        after = clock.time()
     kinds = [type(e) for e in seen]
     assert kinds[0] is ev.ServiceStarted and kinds[-1] is ev.ServiceStopped
     assert [e.service for e in seen if isinstance(e, ev.ServiceStarted)] == ["email"]
@@ -213,11 +192,10 @@ async def test_events_are_published_to_subscribers(
     assert "550" in failed[bad].error
     retry_at = failed[later].retry_at or 0
     assert clock.time() + 30 <= retry_at <= clock.time() + 33
-    # The job is due that delay after the clock expiries follow (PostgreSQL: the server's).
+    # The job is due that delay after the engine's clock.
     delay = retry_at - clock.time()
     assert before <= (retrying.job.next_attempt_at or 0) - delay <= after
-    if not on_pg(settings):
-        assert retrying.job.next_attempt_at == retry_at
+    assert retrying.job.next_attempt_at == retry_at
     assert "451" in failed[later].error
     assert all(e.at == clock.time() for e in seen)  # stamped with the engine's clock
     # The queue subscriber got the same events until it unsubscribed (the stop came later).
@@ -312,11 +290,10 @@ async def test_stop_past_the_grace_period_expires_the_lease_of_the_send_in_fligh
         await engine.email.resume()
         await wait_for(sink.handler.data_started.is_set, message="the first DATA")
     after = jobs(settings)
-    # The outcome of the hung send is unknown: its lease now ends, so any engine retries it
-    # (PostgreSQL: ends now on the server's clock).
+    # The outcome of the hung send is unknown: its lease now ends, so any engine retries it.
     ends = after[ids[0]][3]
     assert after[ids[0]][:3] == ("sending", 1, f"{engine.owner}/w0")
-    assert (ends <= server_now(settings)) if on_pg(settings) else (ends == clock.time())
+    assert ends == clock.time()
     assert {i: after[i] for i in ids[1:]} == dict.fromkeys(ids[1:], ("pending", 0, None, None))
 
     sink.behaviour.hang = False

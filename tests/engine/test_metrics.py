@@ -1,6 +1,6 @@
 """The Prometheus endpoint: what a snapshot becomes (pure), and a real engine scraped over
 HTTP on 127.0.0.1 while it delivers to a real SMTP sink and backs up. The engine tests run on
-SQLite and on PostgreSQL (`backend`), but one that reaches a retry by moving the fake clock."""
+SQLite and on PostgreSQL (`backend`; on PostgreSQL the fake clock stands in for the server's)."""
 
 from __future__ import annotations
 
@@ -238,14 +238,13 @@ async def test_every_series_is_there_at_zero_from_the_start(
 
 
 async def test_sends_failures_retries_and_latency_follow_real_deliveries(
-    settings_factory: Callable[..., Settings], make_sink: Callable[..., TestSink],
+    backend_settings_factory: Callable[..., Settings], make_sink: Callable[..., TestSink],
     wait_for: WaitFor,
 ) -> None:
-    # SQLite only: the retry is reached by moving the fake clock, and on PostgreSQL a retry
-    # is due by the database server's clock. The counters come from events, not the store.
+    # The counters come from events, not the store.
     sink = make_sink(reject=("bounce*@*",), fail_451=1.0)
     clock = FakeClock()
-    settings = settings_factory(sink=sink, metrics_port=free_port())
+    settings = backend_settings_factory(sink=sink, metrics_port=free_port())
     async with Engine(settings, clock=clock) as engine:
         port = engine.metrics_port
         assert port is not None
