@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import resource
 import shutil
 import socket
 import statistics
@@ -134,6 +135,13 @@ def cpu_seconds() -> float:
     """User + system CPU of this process so far, every thread included."""
     times = os.times()
     return times.user + times.system
+
+
+def context_switches() -> int:
+    """Voluntary + involuntary context switches of this process so far, every thread (ended
+    ones too): a thread hand-over, a wake-up or a preemption is one."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def per_second(count: int, seconds: float) -> float:

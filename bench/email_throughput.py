@@ -18,6 +18,9 @@ is Postfix's `smtp-sink` (C, discards the data), so the client's own cost decide
   run. Its connections use synchronous=NORMAL, as the engine's do (same durability: WAL, no
   fsync per commit); ratio_vs_huey = null_transport / huey (goal >= 2.5). Huey's default
   (synchronous=FULL, an fsync per dequeue) is reported once as huey_default_sync_noop_jobs_per_s.
+  *_switches_per_1000_*: context switches of the process (getrusage, every thread) over the
+  same window, per 1,000 jobs: huey's 3 threads hand its storage lock and the GIL back and
+  forth when they can run at once (a quiet machine), which is most of its quiet CPU a task.
 - bulk_enqueue_per_s: one enqueue_many of N (goal >= 50,000);
   single_enqueue_per_s: engine.email.enqueue one at a time, a transaction each (goal >= 2,000).
 
@@ -47,6 +50,7 @@ import aiosmtplib
 from _common import (
     SENDER,
     SERVERS,
+    context_switches,
     cpu_seconds,
     emit,
     load_1m,
@@ -101,9 +105,12 @@ async def raw_smtp(port: int, n: int) -> tuple[float, float]:
     return per_second(n, elapsed), cpu / n * 1e6
 
 
-def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> tuple[float, float]:
+def huey_noop(
+    folder: Path, n: int, *, sync_normal: bool = True
+) -> tuple[float, float, float]:
     """SqliteHuey, 3 in-process worker threads, N no-op tasks enqueued before the clock.
-    Returns (tasks per second, process CPU microseconds per task)."""
+    Returns (tasks per second, process CPU microseconds per task, context switches per
+    1,000 tasks)."""
     from huey import SqliteHuey
     from huey.storage import SqliteStorage
 
@@ -132,14 +139,15 @@ def huey_noop(folder: Path, n: int, *, sync_normal: bool = True) -> tuple[float,
     with huey.storage.db(commit=True) as cursor:
         cursor.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)", rows)
     consumer = huey.create_consumer(workers=CONNECTIONS, worker_type="thread", periodic=False)
-    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    t0, cpu0, cs0 = time.perf_counter(), cpu_seconds(), context_switches()
     consumer.start()
     if not done.wait(600):
         raise RuntimeError("huey did not finish")
     elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    switches = context_switches() - cs0
     consumer.stop(graceful=True)
     huey.storage.close()
-    return per_second(n, elapsed), cpu / n * 1e6
+    return per_second(n, elapsed), cpu / n * 1e6, switches / n * 1000
 
 
 # ---- the engine ---------------------------------------------------------------------------
@@ -164,9 +172,12 @@ async def single_enqueue(db_path: Path, n: int) -> float:
         return per_second(n, time.perf_counter() - t0)
 
 
-async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[float, float]:
+async def deliver_all(
+    db_path: Path, n: int, *, smtp_port: int | None
+) -> tuple[float, float, float]:
     """Open an engine over N pending jobs; time from the start of its workers until they
-    have sent all of them. Returns (jobs per second, process CPU microseconds per job)."""
+    have sent all of them. Returns (jobs per second, process CPU microseconds per job,
+    context switches per 1,000 jobs)."""
     factory = NullTransport if smtp_port is None else None
     engine = Engine(
         settings(db_path, smtp_port=smtp_port or 25), run=["email"], transport_factory=factory
@@ -174,11 +185,13 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[
     sent = 0
     finished = asyncio.Event()
     t0 = cpu0 = 0.0
+    cs0 = 0
 
     def count(event: ev.Event) -> None:
-        nonlocal sent, t0, cpu0
+        nonlocal sent, t0, cpu0, cs0
         if isinstance(event, ev.ServiceStarted) and event.service == "email":
-            t0, cpu0 = time.perf_counter(), cpu_seconds()  # the workers exist from here on
+            # the workers exist from here on
+            t0, cpu0, cs0 = time.perf_counter(), cpu_seconds(), context_switches()
         elif isinstance(event, ev.EmailSent):
             sent += 1
             if sent >= n:
@@ -188,10 +201,11 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[
     async with engine:
         await asyncio.wait_for(finished.wait(), 600)
         elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        switches = context_switches() - cs0
         stats = await engine.email.stats()
     if stats.sent != n or stats.pending or stats.failed:
         raise RuntimeError(f"unexpected end state: {stats}")
-    return per_second(n, elapsed), cpu / n * 1e6
+    return per_second(n, elapsed), cpu / n * 1e6, switches / n * 1000
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -199,7 +213,7 @@ async def deliver_all(db_path: Path, n: int, *, smtp_port: int | None) -> tuple[
 
 async def smtp_round(
     folder: Path, port: int, n: int, raw_first: bool
-) -> tuple[tuple[float, float], tuple[float, float]]:
+) -> tuple[tuple[float, float], tuple[float, float, float]]:
     """Raw SMTP and the queue back to back (alternate the order between rounds: the load
     of a shared machine drifts)."""
     db = folder / "smtp.db"
@@ -212,20 +226,20 @@ async def smtp_round(
     return raw, queue
 
 
-async def null_round(folder: Path, n: int) -> tuple[float, float, float]:
+async def null_round(folder: Path, n: int) -> tuple[float, float, float, float]:
     db = folder / "null.db"
     bulk = await enqueue_jobs(db, n)
-    null, cpu = await deliver_all(db, n, smtp_port=None)
-    return null, cpu, bulk
+    null, cpu, switches = await deliver_all(db, n, smtp_port=None)
+    return null, cpu, switches, bulk
 
 
 def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str, Any]:
     raws, queues, nulls, hueys, bulks, null_cpus, huey_cpus = [], [], [], [], [], [], []
-    raw_cpus, queue_cpus = [], []
+    raw_cpus, queue_cpus, null_switches, huey_switches = [], [], [], []
     with SERVERS[server]() as (port, _):
         for r in range(rounds):
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                (raw, raw_cpu), (queue, queue_cpu) = asyncio.run(
+                (raw, raw_cpu), (queue, queue_cpu, _) = asyncio.run(
                     smtp_round(Path(tmp), port, smtp_n, r % 2 == 0)
                 )
                 raws.append(raw)
@@ -233,13 +247,15 @@ def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str,
                 raw_cpus.append(raw_cpu)
                 queue_cpus.append(queue_cpu)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                huey, huey_cpu = huey_noop(Path(tmp), n)
+                huey, huey_cpu, huey_cs = huey_noop(Path(tmp), n)
                 hueys.append(huey)
                 huey_cpus.append(huey_cpu)
+                huey_switches.append(huey_cs)
             with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-                null, null_cpu, bulk = asyncio.run(null_round(Path(tmp), n))
+                null, null_cpu, null_cs, bulk = asyncio.run(null_round(Path(tmp), n))
                 nulls.append(null)
                 null_cpus.append(null_cpu)
+                null_switches.append(null_cs)
                 bulks.append(bulk)
             print(
                 f"round {r + 1}: raw {raw:,.0f}/s queue {queue:,.0f}/s "
@@ -250,7 +266,7 @@ def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str,
     with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
         single = asyncio.run(single_enqueue(Path(tmp) / "single.db", min(n, 3_000)))
     with tempfile.TemporaryDirectory(prefix="vertex-bench-") as tmp:
-        huey_default, _ = huey_noop(Path(tmp), min(n, 5_000), sync_normal=False)
+        huey_default, _, _ = huey_noop(Path(tmp), min(n, 5_000), sync_normal=False)
     med = statistics.median
     return round_floats(
         {
@@ -272,6 +288,8 @@ def run(n: int, smtp_n: int, rounds: int, server: str = "aiosmtpd") -> dict[str,
             "null_transport_cpu_us_per_job": med(null_cpus),
             "huey_cpu_us_per_job": med(huey_cpus),
             "cpu_ratio_vs_huey": med(h / x for x, h in zip(null_cpus, huey_cpus, strict=True)),
+            "null_transport_switches_per_1000_jobs": med(null_switches),
+            "huey_switches_per_1000_tasks": med(huey_switches),
             "huey_default_sync_noop_jobs_per_s": huey_default,
             "ratio_vs_huey_default_sync": med(nulls) / huey_default,
             "bulk_enqueue_per_s": med(bulks),

@@ -1,5 +1,6 @@
 """The CLI's command table: each subcommand module registers with one line in `cli.AREAS`,
-and every action a parser accepts has its handler."""
+and every action a parser accepts has its handler. The plugged-in command opens an engine, on
+both backends (`backend`); the table itself opens no database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from support.db import backend_url
 
 from vertex_tui import (
     cli,
@@ -45,9 +49,11 @@ sys.exit(cli.main(sys.argv[2:]))
 '''
 
 
-def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERTEX_", "SMTP_"))}
     env["VERTEX_DB_PATH"] = str(tmp_path / "vertex.db")
+    if url is not None:
+        env["VERTEX_DATABASE_URL"] = url
     return subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path), *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
 
@@ -70,13 +76,17 @@ def test_every_email_and_backup_action_has_a_handler() -> None:
         assert set(actions) == accepted - ({"restore"} if name == "backup" else set()), name
 
 
-def test_a_module_plugs_in_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("backend")
+def test_a_module_plugs_in_with_one_line(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url = backend_url(request)
     (tmp_path / "cli_hello.py").write_text(PLUGIN, encoding="utf-8")
-    done = _run(tmp_path, "hello", "--times", "2")
+    done = _run(tmp_path, url, "hello", "--times", "2")
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == "hello 2 ['backup', 'email', 'lifecycle', 'video']\n"
-    listed = _run(tmp_path, "--help")
+    # The command ran on this test's database (PostgreSQL: no SQLite file made).
+    assert (tmp_path / "vertex.db").exists() is (url is None)
+    listed = _run(tmp_path, url, "--help")
     assert listed.returncode == 0 and "hello" in listed.stdout and "say hello" in listed.stdout
-    bad = _run(tmp_path, "hello", "--times", "0")
+    bad = _run(tmp_path, url, "hello", "--times", "0")
     assert bad.returncode == 2
     assert bad.stderr == ("vertex-tui hello: argument --times: expected a number >= 1, got 0\n")

@@ -1,6 +1,11 @@
 """A damaged database and `vertex-tui doctor`, as an operator meets them: real processes, a
 real SQLite file whose pages were overwritten on disk (page 1 intact), exit codes and the one
 line on stderr.
+
+Damage is SQLite's alone (a file's pages, `PRAGMA quick_check`, a restore from a file): those
+tests stay SQLite-only. Stale leases and interrupted runs are what doctor examines on both
+backends, and those tests run on both (`backend`); on PostgreSQL there is no file to check, and
+a lease's holder on another host is judged by its engine heartbeat.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,7 @@ def dead_owner() -> str:
 
 
 # ---- F3: one line, exit 1, the file untouched ------------------------------------------------
+# SQLite only, to the end of this section: the damage is to the SQLite file's pages.
 
 
 @pytest.mark.parametrize(
@@ -147,30 +154,49 @@ def test_doctor_with_no_backup_says_so(cli: Any) -> None:
 # ---- doctor: stale leases and interrupted runs ---------------------------------------------
 
 
+# On SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+both = pytest.mark.usefixtures("backend")
+
+
+def lease(cli: Any, name: str, owner: str, expires_at: float = 4e9) -> None:
+    cli.query("INSERT INTO leases (name, owner, acquired_at, expires_at) VALUES (?, ?, 1, ?)",
+              (name, owner, expires_at))
+
+
+def running_run(cli: Any, owner: str) -> None:
+    cli.query("INSERT INTO service_runs (service, job, owner, started_at)"
+              " VALUES ('backup', 'database', ?, 1000)", (owner,))
+
+
 def plant_leftovers(cli: Any) -> str:
     """What a SIGKILLed restore and a SIGKILLed backup run leave: a maintenance lease and a
     job lease of a dead pid, a run and a backup still 'running'."""
     cli.enqueue(subject="kept")
     dead = dead_owner()
-    with contextlib.closing(sqlite3.connect(cli.db_path)) as conn:
-        conn.execute("INSERT INTO leases VALUES ('maintenance', ?, 1, 4e9)", (dead,))
-        conn.execute("INSERT INTO leases VALUES ('backup:database', ?, 1, 4e9)", (dead,))
-        conn.execute("INSERT INTO service_runs (service, job, owner, started_at)"
-                     " VALUES ('backup', 'database', ?, 1000)", (dead,))
-        conn.execute("INSERT INTO backups (kind, status, started_at, owner)"
-                     " VALUES ('database', 'running', 1000, ?)", (dead,))
-        conn.commit()
+    lease(cli, "maintenance", dead)
+    lease(cli, "backup:database", dead)
+    running_run(cli, dead)
+    cli.query("INSERT INTO backups (kind, status, started_at, owner)"
+              " VALUES ('database', 'running', 1000, ?)", (dead,))
     return dead
 
 
+@both
 def test_doctor_on_a_sound_database_with_nothing_to_clear_exits_0(cli: Any) -> None:
     cli.enqueue(subject="kept")
     out = cli.ok("doctor")
-    assert "integrity ok" in out and "nothing to clear" in out
+    assert "nothing to clear" in out
     doc = cli.json("doctor")
-    assert doc["integrity"] == "ok" and doc["stale_leases"] == doc["interrupted"] == []
+    assert doc["stale_leases"] == doc["interrupted"] == []
+    if cli.database_url is None:
+        assert "integrity ok" in out and doc["integrity"] == "ok"
+    else:  # no file to check: the server answered, which is what there is to say
+        assert out.startswith(f"database {cli.database_url}: reachable (PostgreSQL")
+        assert doc["integrity"] == "not checked (PostgreSQL)"
+        assert doc["database"] == cli.database_url
 
 
+@both
 def test_doctor_without_a_tty_and_without_yes_only_reports(cli: Any) -> None:
     dead = plant_leftovers(cli)
     before = cli.query("SELECT * FROM leases ORDER BY name")
@@ -187,6 +213,7 @@ def test_doctor_without_a_tty_and_without_yes_only_reports(cli: Any) -> None:
     assert cli.query("SELECT outcome FROM service_runs") == [("running",)]
 
 
+@both
 def test_doctor_yes_clears_stale_leases_and_interrupted_runs(cli: Any) -> None:
     plant_leftovers(cli)
     out = cli.ok("doctor", "--yes")
@@ -198,20 +225,19 @@ def test_doctor_yes_clears_stale_leases_and_interrupted_runs(cli: Any) -> None:
     assert cli.stats()["pending"] == 1
 
 
+@both
 def test_doctor_leaves_what_live_processes_hold(cli: Any) -> None:
     """A lease of a live process (this test's own pid) and its running run are not stale."""
     cli.enqueue(subject="kept")
     alive = f"{socket.gethostname()}:{os.getpid()}:cafe"
-    with contextlib.closing(sqlite3.connect(cli.db_path)) as conn:
-        conn.execute("INSERT INTO leases VALUES ('backup:database', ?, 1, 4e9)", (alive,))
-        conn.execute("INSERT INTO service_runs (service, job, owner, started_at)"
-                     " VALUES ('backup', 'database', ?, 1000)", (alive,))
-        conn.commit()
+    lease(cli, "backup:database", alive)
+    running_run(cli, alive)
     assert "nothing to clear" in cli.ok("doctor", "--yes")
     assert cli.query("SELECT owner FROM leases") == [(alive,)]
     assert cli.query("SELECT outcome FROM service_runs") == [("running",)]
 
 
+@both
 def test_doctor_asks_on_a_tty_and_clears_only_on_yes(cli: Any) -> None:
     import pty
 
@@ -245,6 +271,33 @@ def test_doctor_asks_on_a_tty_and_clears_only_on_yes(cli: Any) -> None:
     assert cli.query("SELECT count(*) FROM leases") == [(0,)]
 
 
+@both
+def test_a_holder_on_another_host_is_judged_by_its_engine_heartbeat(cli: Any) -> None:
+    """No pid check can see another host: its engine's heartbeat says whether it lives. A
+    stale heartbeat makes its hours-long backup lease and its run leftovers; a live one keeps
+    them (engines of several hosts share one PostgreSQL; on SQLite the same rule holds)."""
+    cli.enqueue(subject="kept")
+    now = time.time()
+    lease(cli, "engine:far:1:dead", "far:1:dead", now - 5)  # its heartbeat went stale
+    lease(cli, "backup:database", "far:1:dead", now + 6 * 3600)
+    lease(cli, "engine:near:2:live", "near:2:live", now + 600)
+    lease(cli, "lifecycle", "near:2:live", now + 600)
+    running_run(cli, "far:1:dead")
+    running_run(cli, "near:2:live")
+    found = cli.run("doctor", "--json")
+    assert found.returncode == 1, found.stderr  # something to clear
+    doc = json.loads(found.stdout)
+    assert sorted(x["name"] for x in doc["stale_leases"]) == ["backup:database",
+                                                              "engine:far:1:dead"]
+    assert [x["owner"] for x in doc["interrupted"]] == ["far:1:dead"]
+    assert "cleared: 2 leases, 1 runs, 0 backups" in cli.ok("doctor", "--yes")
+    assert cli.query("SELECT name FROM leases ORDER BY name") == [("engine:near:2:live",),
+                                                                  ("lifecycle",)]
+    assert cli.query("SELECT owner, outcome FROM service_runs ORDER BY owner") == [
+        ("far:1:dead", "error"), ("near:2:live", "running")]
+
+
+# SQLite only: the file; on PostgreSQL an unreachable server is exit 1 (test_pg_cli).
 def test_doctor_on_a_missing_database_exits_2_and_creates_nothing(cli: Any) -> None:
     line = cli.error("doctor", code=2)
     assert "VERTEX_DB_PATH" in line and str(cli.db_path) in line

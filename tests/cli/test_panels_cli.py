@@ -1,6 +1,14 @@
 """CLI fixes of the console-safety work, as a user runs them: option combinations that make
 no sense, a database folder that does not exist, `config --json`, a subcommand group without
-its subcommand, `backup run rotation --dry-run`."""
+its subcommand, `backup run rotation --dry-run`.
+
+Every test runs on both backends (`backend`; the `cli` fixture sets VERTEX_DATABASE_URL on the
+PostgreSQL run) except the missing folder of the SQLite file, whose PostgreSQL side (it does not
+matter there) has a test of its own.
+Commands that must be refused before they open the database are run, on PostgreSQL, against a
+server that is not there (`refused_early`): one that connected first would wait for it and exit
+1, so exit 2 proves it was refused first, as the missing SQLite file proves it on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +20,34 @@ import pytest
 
 from vertex_tui.engine.settings import VARIABLE_NAMES
 
+# On SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+both = pytest.mark.usefixtures("backend")
 
+
+def refused_early(cli: Any) -> dict[str, str]:
+    """Settings that make a database connection fail slowly on PostgreSQL (none on SQLite)."""
+    if cli.database_url is None:
+        return {}
+    return {"VERTEX_DATABASE_URL": f"postgresql://vertex@127.0.0.1:{cli.closed_port()}/vertex",
+            "VERTEX_DATABASE_CONNECT_TIMEOUT": "2"}
+
+
+@both
 def test_attach_with_no_ui_is_bad_usage_and_starts_nothing(cli: Any) -> None:
     # Before: a second full engine started silently (this run then timed out).
-    message = cli.error("--attach", "--no-ui")
+    message = cli.error("--attach", "--no-ui", **refused_early(cli))
     assert "--attach" in message and "--no-ui" in message
     assert not cli.db_path.exists(), "no engine opened the database"
 
 
+@both
 def test_read_only_needs_attach(cli: Any) -> None:
-    message = cli.error("--read-only", "status")
+    message = cli.error("--read-only", "status", **refused_early(cli))
     assert "--read-only needs --attach" in message
     assert not cli.db_path.exists()
 
 
+# SQLite only: the folder of the SQLite file (PostgreSQL: the next test).
 @pytest.mark.parametrize("args", [["status"], ["email", "stats"], ["--no-ui"],
                                   ["backup", "run", "database"], ["jobs"]])
 def test_database_folder_that_does_not_exist_is_bad_configuration(
@@ -37,6 +59,17 @@ def test_database_folder_that_does_not_exist_is_bad_configuration(
     assert not target.parent.exists()
 
 
+def test_postgresql_ignores_a_missing_sqlite_folder(cli: Any, pg_url: str) -> None:
+    """With VERTEX_DATABASE_URL set, VERTEX_DB_PATH names nothing in use: its folder may be
+    missing, and no command makes it (nor a file there)."""
+    target = cli.path / "no-such-folder" / "vertex.db"
+    for args in (["status"], ["email", "stats"], ["backup", "run", "database"], ["jobs"]):
+        cli.ok(*args, VERTEX_DB_PATH=str(target))
+    assert cli.query("SELECT kind, status FROM backups") == [("database", "ok")]
+    assert not target.parent.exists()
+
+
+@both
 def test_config_json_is_one_typed_document_with_secrets_masked(cli: Any) -> None:
     secret = "s3cr3t-Q-7781"
     result = cli.run("config", "--json", SMTP_PASSWORD=secret, EMAIL_QUEUE_WORKERS="7",
@@ -51,6 +84,7 @@ def test_config_json_is_one_typed_document_with_secrets_masked(cli: Any) -> None
     assert doc["SMTP_PASSWORD"] == "********"
     assert doc["SMTP_USERNAME"] is None  # not set
     assert doc["VERTEX_DB_PATH"] == str(cli.db_path)
+    assert doc["VERTEX_DATABASE_URL"] == cli.database_url  # no password in the test's URL
     assert doc["BACKUP_WARN_AGE_HOURS"] == {"database": 30, "storage": 170, "full": 170}
     # The same values as the text form.
     text = dict(line.split("=", 1) for line in cli.ok("config",
@@ -59,13 +93,15 @@ def test_config_json_is_one_typed_document_with_secrets_masked(cli: Any) -> None
     assert text["BACKUP_WARN_AGE_HOURS"] == "database=26,storage=170,full=170"
 
 
+@both
 @pytest.mark.parametrize("value", ["0", "soon", "database=26,weekly=3"])
 def test_bad_warn_age_exits_2_naming_the_variable(cli: Any, value: str) -> None:
-    message = cli.error("status", BACKUP_WARN_AGE_HOURS=value)
+    message = cli.error("status", BACKUP_WARN_AGE_HOURS=value, **refused_early(cli))
     assert "BACKUP_WARN_AGE_HOURS" in message and value in message
     assert not cli.db_path.exists()
 
 
+@both
 @pytest.mark.parametrize(("group", "subcommands"), [
     ("email", ["stats", "list", "failed", "show", "retry", "drain", "cleanup", "pause",
                "resume", "enqueue"]),
@@ -73,7 +109,7 @@ def test_bad_warn_age_exits_2_naming_the_variable(cli: Any, value: str) -> None:
 ])
 def test_a_group_alone_lists_its_subcommands(cli: Any, group: str,
                                              subcommands: list[str]) -> None:
-    result = cli.run(group)
+    result = cli.run(group, **refused_early(cli))
     assert result.returncode == 2  # usage, as argparse programs do
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -112,7 +148,8 @@ def test_rotation_dry_run_lists_what_rotation_deletes_and_deletes_nothing(cli: A
     assert [p.exists() for p in paths] == [False, False, True]
 
 
+@both
 def test_dry_run_of_a_backup_kind_is_bad_usage(cli: Any) -> None:
-    message = cli.error("backup", "run", "database", "--dry-run")
+    message = cli.error("backup", "run", "database", "--dry-run", **refused_early(cli))
     assert "rotation only" in message
     assert not cli.db_path.exists()

@@ -19,6 +19,7 @@ from vertex_tui.screens.videos import VideosScreen
 from vertex_tui.widgets.dialogs import ConfirmDialog
 from vertex_tui.widgets.keybar import HELP, PALETTE, QUIT, Key, KeyBar, fit_keys
 from vertex_tui.widgets.shorten import clip, shorten_middle
+from vertex_tui.widgets.tables import StableTable
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
@@ -101,9 +102,9 @@ def test_column_widths_give_a_wide_terminal_to_subject_and_error(width: int) -> 
     to, subject, error = column_widths(width)
     narrower = column_widths(80)
     assert to <= 26
+    assert 28 + 2 + 6 + 2 + to + subject + error <= width  # all of it on screen, from 80
     if width >= 120:
         assert subject > narrower[1] and error > narrower[2]
-        assert 28 + 2 + 6 + 2 + to + subject + error <= width  # all of it on screen
         assert error >= subject
 
 
@@ -202,3 +203,19 @@ async def test_dashboard_cards_keep_their_figures_at_80x24(console: Console) -> 
             assert figure in text, figure
         assert not app.screen.scrollbars_enabled[0]  # nothing below the fold
         assert "? help" in console.screen_text(app)[-1]
+
+
+async def test_the_email_table_fits_80_columns_without_scrolling_sideways(
+        console: Console) -> None:
+    # A failed job fills every column: a long address, subject and error.
+    await console.deliver([{"to": "bounce1@" + "x" * 40 + ".example.org",
+                            "subject": "quarterly report " * 5, "body": "b"}])
+    app = console.app(await console.engine())
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("e")
+        await console.settle(pilot)
+        table = app.screen.query_one("#email-jobs", StableTable)
+        assert table.row_count == 1
+        assert table.max_scroll_x == 0, (table.virtual_size.width, table.size.width)
+        row = next(line for line in console.screen_text(app) if "bounce1@" in line)
+        assert "recipients refused" in row  # Last error on screen, not scrolled off

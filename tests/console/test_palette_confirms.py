@@ -153,11 +153,13 @@ async def test_palette_retry_all_and_drain_ask_as_their_keys(console: Console) -
             assert isinstance(app.screen, EmailQueueScreen)
             assert console.statuses() == before, entry
         assert not [m for _, m in console.notes(app) if "drain" in m]
-        # Yes reaches the engine (which runs no workers here, and says so).
+        # Yes reaches the engine, which runs no workers here and says so as a refusal (a
+        # sentence and what to do), not as "Something went wrong".
         await palette_answers(console, pilot, "Drain the mail queue", asked, "y")
         await console.wait_for(
-            lambda: [m for _, m in console.notes(app) if "drain needs running workers" in m],
+            lambda: [m for _, m in console.notes(app) if "no email workers run" in m],
             message="the drain to reach the engine")
+        assert not [m for _, m in console.notes(app) if "went wrong" in m.lower()]
 
 
 async def test_palette_cleanup_asks_the_count_as_c_does(console: Console) -> None:

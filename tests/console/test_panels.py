@@ -213,7 +213,7 @@ async def test_backup_panel_colours_the_age_and_counts_what_is_on_disk(
         size = f"{(first['size'] + second['size']) / 1024:.1f} KiB"
         assert lines[0].startswith("database OK")
         assert f"· 2 ({size}) · verified ok" in lines[0]
-        assert lines[1].startswith("storage  TOO OLD       never")
+        assert lines[1].startswith("storage  MISSING    none yet")
         assert lines[3].startswith("drill    never run")
         assert panel.has_class("-critical")
 

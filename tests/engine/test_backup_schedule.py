@@ -9,20 +9,26 @@ What a 02:30 Europe/Berlin job does on the DST change days (APScheduler 3.11, pi
 * 2026-10-25, clocks fall back 03:00 CEST -> 02:00 CET, so 02:30 happens twice. The job runs
   TWICE: 00:30 UTC (02:30 CEST) and 01:30 UTC (02:30 CET). For a backup this costs one extra
   backup (and, with keep_last, one slot); nothing is lost.
+
+The tests with an engine run on both backends (`backend`): next runs come from the engine's
+clock, published schedules are read through the database. Tests of an engine's liveness use a
+fake clock started at the real time, since PostgreSQL judges heartbeats on the server's clock.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from support.db import query
 
 from vertex_tui.engine.backup.service import JOBS
 from vertex_tui.engine.clock import FakeClock
@@ -197,9 +203,9 @@ def test_scheduler_fire_sequence_on_dst_days(start: str, fires: list[str]) -> No
 
 
 async def test_schedule_lists_every_job_with_next_run_from_the_clock(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(
+    settings = backend_settings_factory(
         timezone=BERLIN, backup_storage_enabled=False, backup_drill_enabled=False
     )
     clock = FakeClock(start=utc("2026-01-07T12:00:00").timestamp())  # Wednesday
@@ -231,9 +237,9 @@ async def test_schedule_lists_every_job_with_next_run_from_the_clock(
     ],
 )
 async def test_schedule_on_dst_change_days(
-    settings_factory: Callable[..., Settings], start: str, expected: list[str]
+    backend_settings_factory: Callable[..., Settings], start: str, expected: list[str]
 ) -> None:
-    settings = settings_factory(timezone=BERLIN, backup_database_schedule="30 2 * * *")
+    settings = backend_settings_factory(timezone=BERLIN, backup_database_schedule="30 2 * * *")
     clock = FakeClock(start=utc(start).timestamp())
     seen = []
     async with Engine(settings, run=[], clock=clock) as engine:
@@ -247,11 +253,11 @@ async def test_schedule_on_dst_change_days(
 
 
 async def test_started_service_reports_apscheduler_next_runs(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
 ) -> None:
     """With the service started, next runs come from the live APScheduler jobs (wall clock);
     schedules far from any boundary keep the expectation exact."""
-    settings = settings_factory(
+    settings = backend_settings_factory(
         timezone=BERLIN,
         backup_database_schedule="0 0 29 2 *",
         backup_full_schedule="30 2 1 1 *",
@@ -275,9 +281,9 @@ async def test_started_service_reports_apscheduler_next_runs(
 
 
 async def test_backup_jobs_use_max_instances_coalesce_and_misfire_grace(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(
+    settings = backend_settings_factory(
         backup_misfire_grace_seconds=1234, **{f"backup_{j}_schedule": "0 0 29 2 *" for j in JOBS}
     )
     async with Engine(settings, run=["backup"], clock=FakeClock()) as engine:
@@ -321,9 +327,18 @@ def test_bad_cron_expressions_are_refused(expr: str) -> None:
     assert "BACKUP_FULL_SCHEDULE" in str(caught.value)
 
 
-def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+def clean_env(tmp_path: Path, backend: str, **settings: str) -> dict[str, str]:
+    """The environment of a `vertex-tui` run in tmp_path. On PostgreSQL the URL names a port
+    nobody listens on: a command that reached for the database before refusing its settings
+    would wait for it and exit 1 ("cannot connect"), not 2."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
     env["VERTEX_DB_PATH"] = str(tmp_path / "vertex.db")
+    if backend == "postgresql":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env["VERTEX_DATABASE_URL"] = f"postgresql://vertex@127.0.0.1:{port}/vertex"
+        env["VERTEX_DATABASE_CONNECT_TIMEOUT"] = "2"
     env.update(settings)
     return env
 
@@ -341,11 +356,11 @@ def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     ],
 )
 def test_cli_exits_2_naming_a_bad_schedule_variable(
-    tmp_path: Path, variable: str, value: str
+    tmp_path: Path, backend: str, variable: str, value: str
 ) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "vertex_tui", "backup", "schedule", "--json"],
-        env=clean_env(tmp_path, **{variable: value}),
+        env=clean_env(tmp_path, backend, **{variable: value}),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -361,17 +376,17 @@ def test_cli_exits_2_naming_a_bad_schedule_variable(
 
 
 async def test_a_process_that_schedules_nothing_shows_the_running_engines_schedule(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
 ) -> None:
     """An attached console (or a CLI command) over SSH rarely has the engine's environment:
     it shows the schedule the running engine published, not its own defaults; once that
     engine is gone, its own configuration again."""
-    engine_settings = settings_factory(
+    engine_settings = backend_settings_factory(
         backup_database_schedule="0 0 29 2 *", backup_storage_enabled=True,
         backup_storage_schedule="15 1 * * 3", backup_full_enabled=False,
         lifecycle_check_interval=900,
     )
-    shell_settings = settings_factory()  # the same database, SPEC's defaults otherwise
+    shell_settings = backend_settings_factory()  # the same database, SPEC's defaults otherwise
     clock = FakeClock()
     async with Engine(engine_settings, run=["backup", "lifecycle"], clock=clock) as running:
         theirs = {j["job"]: j for j in await running.backup.schedule()}
@@ -393,22 +408,18 @@ async def test_a_process_that_schedules_nothing_shows_the_running_engines_schedu
 
 
 def query_flags(settings: Settings) -> list[tuple[str]]:
-    conn = sqlite3.connect(settings.db_path)
-    try:
-        return conn.execute(
-            "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%' ORDER BY name").fetchall()
-    finally:
-        conn.close()
+    return [(str(name),) for (name,) in query(
+        settings, "SELECT name FROM engine_flags WHERE name LIKE 'schedule:%' ORDER BY name")]
 
 
 async def test_a_process_that_schedules_nothing_does_not_hide_the_engines_schedule(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
 ) -> None:
     """`email drain` runs the email workers only: it is alive and publishes no job, and must
     not stand in for the engine that runs the schedules, whichever sorts first. Entries of
     engines no longer alive are never read, and the next publish drops them."""
-    settings = settings_factory()
-    clock = FakeClock()
+    settings = backend_settings_factory()
+    clock = FakeClock(start=time.time())  # PostgreSQL: liveness on the server's clock
     now = clock.time()
     theirs = '{"database": {"schedule": "cron 5 * * * *", "enabled": true, "next_run": 1.0}}'
     async with Engine(settings, run=[], clock=clock) as engine:

@@ -1,4 +1,6 @@
-"""The injectable clock (FakeClock, SystemClock) and the event bus."""
+"""The injectable clock (FakeClock, SystemClock) and the event bus. No database here, so
+nothing to run per backend (the server's clock on PostgreSQL, `ServerClock`:
+test_pg_server_time.py)."""
 
 from __future__ import annotations
 
@@ -148,6 +150,19 @@ async def test_wait_returns_false_once_clock_time_passes_the_timeout() -> None:
     await settle()
     assert task.done() and task.result() is False
     assert not event.is_set()
+
+
+async def test_wait_times_out_relative_to_the_time_it_was_called() -> None:
+    """A clock moved in the loop iteration right after `wait()` was called (the caller has
+    gone to sleep, as far as the mover can tell) still ends the wait at call time + timeout,
+    not a full timeout after the move (a worker slept a whole poll past a due retry)."""
+    clock = FakeClock(START)
+    event = asyncio.Event()
+    task = asyncio.create_task(clock.wait(event, 1.0))
+    await asyncio.sleep(0)  # the task ran to its first suspension: wait() was called
+    clock.advance(1.0)
+    await settle()
+    assert task.done() and task.result() is False
 
 
 async def test_wait_does_not_time_out_on_real_time() -> None:

@@ -1,6 +1,7 @@
-"""Claims and leases on one database file shared by several claimers (objects and processes),
+"""Claims and leases on one database shared by several claimers (objects and processes),
 lease expiry of a dead worker, fencing of a late completion, waking and polling, and the
-durability of enqueue."""
+durability of enqueue. Each test on SQLite and on PostgreSQL; a FakeClock moves the leases on
+both (on PostgreSQL it stands in for the server's clock: store.server_time)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from support.db import query
+from support.db import database_of, query
+from support.fakeclock import database_on
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
-from vertex_tui.engine.email.models import EmailJobDetail
+from vertex_tui.engine.email import workers
+from vertex_tui.engine.email.models import ClaimedJob, EmailJobDetail
+from vertex_tui.engine.email.transport import NullTransport
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.errors import InvalidMessage
 from vertex_tui.engine.settings import Settings
@@ -64,25 +68,21 @@ async def claim_all(db: Database, owner: str, now: float) -> list[int]:
 
 
 async def test_two_databases_claiming_concurrently_never_share_a_job(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
+    settings = backend_settings
     ids = await fill(settings, clock, 2000)
     now = clock.time()
-    first = await Database.open(settings.db_path)
-    second = await Database.open(settings.db_path)
-    try:
+    async with database_on(settings, clock) as first, database_on(settings, clock) as second:
         got_a, got_b = await asyncio.gather(claim_all(first, "A", now), claim_all(second, "B", now))
-    finally:
-        await first.close()
-        await second.close()
     assert not set(got_a) & set(got_b)
     assert sorted(got_a + got_b) == sorted(ids)
     assert len(got_a) + len(got_b) == 2000
     assert got_a and got_b, "both claimers should have taken part"
-    owners = dict(query(settings.db_path, "SELECT id, lease_owner FROM email_jobs"))
+    owners = dict(query(settings, "SELECT id, lease_owner FROM email_jobs"))
     assert all(owners[i] == "A" for i in got_a)
     assert all(owners[i] == "B" for i in got_b)
-    assert query(settings.db_path, "SELECT DISTINCT status, attempts FROM email_jobs") == [
+    assert query(settings, "SELECT DISTINCT status, attempts FROM email_jobs") == [
         ("sending", 1)
     ]
 
@@ -93,8 +93,13 @@ CLAIMER = textwrap.dedent(
     from vertex_tui.engine.store import email as store
     from vertex_tui.engine.store.db import Database
 
-    async def main(path, owner, now, out):
-        db = await Database.open(path)
+    async def main(target, owner, now, out):
+        if target.startswith("postgresql://"):
+            from vertex_tui.engine.store.pg import PgDatabase
+            db = await PgDatabase.open(target, migrate=False)
+            db.use_test_clock(lambda: now)  # the test's fake clock, stopped at `now`
+        else:
+            db = await Database.open(target)
         print("ready", flush=True)
         sys.stdin.readline()  # start together
         got = []
@@ -118,8 +123,9 @@ CLAIMER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_processes_claiming_concurrently_never_share_a_job(
-    settings: Settings, clock: FakeClock, tmp_path: Path
+    backend_settings: Settings, clock: FakeClock, tmp_path: Path
 ) -> None:
+    settings = backend_settings
     ids = asyncio.run(fill(settings, clock, 2000))
     procs = []
     outs = [tmp_path / "p1.json", tmp_path / "p2.json"]
@@ -131,7 +137,7 @@ def test_two_processes_claiming_concurrently_never_share_a_job(
                         sys.executable,
                         "-c",
                         CLAIMER,
-                        str(settings.db_path),
+                        str(database_of(settings)),
                         owner,
                         repr(clock.time()),
                         str(out),
@@ -162,7 +168,7 @@ def test_two_processes_claiming_concurrently_never_share_a_job(
     assert got[0] and got[1], "both processes should have claimed some"
     assert not set(got[0]) & set(got[1])
     assert sorted(got[0] + got[1]) == sorted(ids)
-    owners = dict(query(settings.db_path, "SELECT id, lease_owner FROM email_jobs"))
+    owners = dict(query(settings, "SELECT id, lease_owner FROM email_jobs"))
     assert all(owners[i] == "P1" for i in got[0])
     assert all(owners[i] == "P2" for i in got[1])
 
@@ -195,21 +201,20 @@ async def test_two_engines_on_one_database_deliver_each_message_once(
 
 
 async def test_job_of_a_dead_worker_is_due_again_after_its_lease_and_delivered(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
-    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0)
+    settings = backend_settings_factory(sink=sink, email_lease_seconds=60,
+                                        email_poll_interval=1.0)
     [job_id] = await fill(settings, clock, 1)
-    db = await Database.open(settings.db_path)
-    try:  # a worker of a process that then dies: it claims and is never heard of again
+    # A worker of a process that then dies: it claims and is never heard of again.
+    async with database_on(settings, clock) as db:
         [claimed] = await store.claim(
             db, owner="dead:1:x/w0", now=clock.time(), lease_until=clock.time() + 60, limit=16
         )
-    finally:
-        await db.close()
     assert claimed.id == job_id
 
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
@@ -236,19 +241,18 @@ async def test_job_of_a_dead_worker_is_due_again_after_its_lease_and_delivered(
 
 
 async def test_lost_lease_on_the_last_attempt_fails_the_job(
-    settings_factory: Callable[..., Settings], clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    settings = settings_factory(email_retry_max_attempts=1)
+    settings = backend_settings_factory(email_retry_max_attempts=1)
     [job_id] = await fill(settings, clock, 1)
-    db = await Database.open(settings.db_path)
-    try:
+    async with database_on(settings, clock) as db:
         now = clock.time()
         await store.claim(db, owner="dead", now=now, lease_until=now + 60, limit=1)
-        assert await store.reap_expired(db, now + 59) == 0
-        assert await store.reap_expired(db, now + 60) == 1
+        clock.set(now + 59)
+        assert await store.reap_expired(db, clock.time()) == 0
+        clock.set(now + 60)
+        assert await store.reap_expired(db, clock.time()) == 1
         detail = await store.get_job(db, job_id)
-    finally:
-        await db.close()
     assert detail.job.status == "failed"
     assert detail.job.finished_at == now + 60
     assert [a.outcome for a in detail.history] == ["lost"]
@@ -269,38 +273,41 @@ def completion(job_id: int, owner: str, attempt: int, at: float) -> store.Comple
 
 
 async def test_completion_by_an_owner_that_lost_the_lease_is_refused(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
+    settings = backend_settings
     [job_id] = await fill(settings, clock, 1)
     t = clock.time()
-    db = await Database.open(settings.db_path)
-    try:
+
+    def at(offset: float) -> float:  # the clock moves on to t + offset
+        clock.set(t + offset)
+        return clock.time()
+
+    async with database_on(settings, clock) as db:
         [a] = await store.claim(db, owner="A", now=t, lease_until=t + 60, limit=1)
-        assert await store.reap_expired(db, t + 61) == 1
+        assert await store.reap_expired(db, at(61)) == 1
         # Reaped but not yet reclaimed: A's late write is refused.
-        late = completion(job_id, "A", a.attempt, t + 61.5)
+        late = completion(job_id, "A", a.attempt, at(61.5))
         assert await store.complete(db, [late]) == [late]
-        [b] = await store.claim(db, owner="B", now=t + 62, lease_until=t + 122, limit=1)
+        [b] = await store.claim(db, owner="B", now=at(62), lease_until=t + 122, limit=1)
         assert (b.id, b.attempt) == (job_id, 2)
 
         # A finishes its (stale) attempt after B took over: refused, B's state stands.
-        stale = completion(job_id, "A", a.attempt, t + 63)
+        stale = completion(job_id, "A", a.attempt, at(63))
         assert await store.complete(db, [stale]) == [stale]
         assert query(
-            settings.db_path,
+            settings,
             "SELECT status, lease_owner, attempts FROM email_jobs WHERE id = ?",
             (job_id,),
         ) == [("sending", "B", 2)]
         # Same owner name but an older attempt number is refused too.
         assert await store.complete(db, [completion(job_id, "B", 1, t + 63)]) != []
 
-        own = completion(job_id, "B", b.attempt, t + 64)
+        own = completion(job_id, "B", b.attempt, at(64))
         assert await store.complete(db, [own]) == []
         # Once sent, nobody's late write changes it.
-        assert await store.complete(db, [completion(job_id, "A", 1, t + 65)]) != []
+        assert await store.complete(db, [completion(job_id, "A", 1, at(65))]) != []
         detail = await store.get_job(db, job_id)
-    finally:
-        await db.close()
     assert detail.job.status == "sent"
     assert detail.job.finished_at == t + 64
     assert [(h.attempt, h.outcome, h.owner) for h in detail.history] == [
@@ -310,7 +317,7 @@ async def test_completion_by_an_owner_that_lost_the_lease_is_refused(
 
 
 async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refused(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
@@ -318,8 +325,8 @@ async def test_engine_worker_that_lost_its_lease_mid_send_has_its_outcome_refuse
 ) -> None:
     # Each DATA takes 4 s: long enough to open a second engine and lose the lease meanwhile.
     sink = make_sink(delay=4.0)
-    settings = settings_factory(sink=sink, email_lease_seconds=60, email_poll_interval=1.0,
-                                smtp_timeout=20.0)
+    settings = backend_settings_factory(sink=sink, email_lease_seconds=60,
+                                        email_poll_interval=1.0, smtp_timeout=20.0)
     async with Engine(settings, clock=clock, run=EMAIL) as first:
         seen_first: list[ev.Event] = []
         first.events.subscribe(seen_first.append)
@@ -375,19 +382,21 @@ async def test_enqueue_in_the_same_process_wakes_the_workers_at_once(
 
 
 async def test_mail_enqueued_by_another_process_is_seen_within_the_poll_interval(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     poll = 30.0
-    settings = settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
+    settings = backend_settings_factory(sink=sink, email_poll_interval=poll, email_workers=2)
     env = {
         "VERTEX_DB_PATH": str(settings.db_path),
         "PATH": "/usr/bin:/bin",
         "HOME": str(settings.db_path.parent),
     }
+    if settings.database_url is not None:
+        env["VERTEX_DATABASE_URL"] = settings.database_url.reveal()
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         await idle(engine, clock)
         result = await asyncio.to_thread(
@@ -490,12 +499,15 @@ async def test_enqueue_refuses_bad_input_with_a_clear_error(
     assert query(settings, "SELECT count(*) FROM email_jobs") == [(0,)]
 
 
-async def test_enqueue_commits_before_returning(settings: Settings, clock: FakeClock) -> None:
+async def test_enqueue_commits_before_returning(
+    backend_settings: Settings, clock: FakeClock
+) -> None:
+    settings = backend_settings
     async with Engine(settings, clock=clock, run=[]) as engine:
         job_id = await engine.email.enqueue(to="d@example.com", subject="durable", body="b")
         # Read at once through a separate connection, while the engine is still open.
         rows = query(
-            settings.db_path,
+            settings,
             "SELECT status, subject, message_id, next_attempt_at FROM email_jobs WHERE id = ?",
             (job_id,),
         )
@@ -506,17 +518,83 @@ async def test_enqueue_commits_before_returning(settings: Settings, clock: FakeC
 
         ids = await engine.email.enqueue_many(messages(50))
         count = query(
-            settings.db_path,
+            settings,
             f"SELECT count(*) FROM email_jobs WHERE id IN ({','.join('?' * len(ids))})",
             tuple(ids),
         )
         assert count == [(50,)]
         assert len(set(ids)) == 50
         got = query(
-            settings.db_path,
+            settings,
             "SELECT id, subject FROM email_jobs WHERE id != ? ORDER BY id",
             (job_id,),
         )
         # The returned ids name the rows in input order.
         assert [r[0] for r in got] == ids
         assert [r[1] for r in got] == [f"m{i}" for i in range(50)]
+
+
+# ---- claim size --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "seconds", "size"),
+    [
+        (16, 0.0, workers.CLAIM_BATCH_MAX),  # no measurable time: as large as allowed
+        (16, 0.001, workers.CLAIM_BATCH_MAX),  # 16,000/s: 800 in 50 ms, capped
+        (16, 0.025, 32),  # 640/s: 32 in 50 ms
+        (16, 0.05, 16),  # 320/s
+        (16, 0.5, workers.CLAIM_BATCH),  # 32/s (an SMTP relay): never below the base
+        (64, 0.05, 64),
+        (1, 0.0001, workers.CLAIM_BATCH_MAX),  # a short batch still tells the pace
+        (0, 0.0, workers.CLAIM_BATCH),  # cut short (paused, stopped, lease lost): start over
+    ],
+)
+def test_claim_size_follows_the_pace_of_the_previous_batch(
+    sent: int, seconds: float, size: int
+) -> None:
+    assert workers.claim_size(sent, seconds) == size
+
+
+async def test_a_worker_claims_the_size_its_previous_batch_asked_for(
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch, idle: Idle,
+) -> None:
+    """The worker starts at CLAIM_BATCH and then claims what `claim_size` said after each
+    full batch (here always 40), and tells it how many sends the batch made."""
+    settings = backend_settings_factory(email_workers=1)
+    await fill(settings, clock, 100)
+    limits: list[int] = []
+    paces: list[tuple[int, float]] = []
+    real_claim = store.claim
+
+    async def claim(db: Database, **kw: Any) -> list[Any]:
+        limits.append(kw["limit"])
+        return await real_claim(db, **kw)
+
+    def size(sent: int, seconds: float) -> int:
+        paces.append((sent, seconds))
+        return 40
+
+    monkeypatch.setattr(store, "claim", claim)
+    monkeypatch.setattr(workers, "claim_size", size)
+    async with Engine(settings, clock=clock, run=EMAIL, transport_factory=NullTransport) as e:
+        await idle(e, clock)
+        assert (await e.email.stats()).sent == 100
+    assert limits[:4] == [workers.CLAIM_BATCH, 40, 40, 40], limits
+    assert [sent for sent, _ in paces] == [16, 40, 40, 4], paces
+    assert all(seconds >= 0 for _, seconds in paces)
+
+
+def test_a_claimed_row_reads_as_the_record_built_with_its_keywords() -> None:
+    row = (7, "<m@x>", "s@x", '["a@b.example"]', "A <a@b.example>", "subj", "body", None,
+           '{"X-K": "v"}', 2, 5, 123.5)
+    job = ClaimedJob.from_row(row, "e/w0")
+    assert job == ClaimedJob(
+        id=7, message_id="<m@x>", sender="s@x", recipients=("a@b.example",),
+        to_header="A <a@b.example>", subject="subj", body="body", html=None,
+        headers='{"X-K": "v"}', attempt=2, max_attempts=5, created_at=123.5, owner="e/w0",
+    )
+    assert hash(job) == hash(ClaimedJob.from_row(row, "e/w0"))
+    with pytest.raises(AttributeError):
+        job.attempt = 3  # type: ignore[misc]

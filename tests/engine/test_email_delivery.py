@@ -1,10 +1,7 @@
-"""Delivery over real SMTP: a real SQLite file, a real aiosmtpd server on 127.0.0.1, and a
-FakeClock that the tests move to reach each retry instead of sleeping through it.
-
-Tests taking `backend_settings_factory` run on SQLite and on a real PostgreSQL database. The
-others stay on SQLite: they reach a retry by moving the fake clock, and on PostgreSQL retry and
-lease expiries are compared against the database server's clock, which a FakeClock does not
-move (tests/engine/test_pg_email.py covers retries there on the server's clock)."""
+"""Delivery over real SMTP: a real database (each test on SQLite and on PostgreSQL), a real
+aiosmtpd server on 127.0.0.1, and a FakeClock that the tests move to reach each retry instead
+of sleeping through it (on PostgreSQL it stands in for the server's clock: store.server_time;
+tests/engine/test_pg_email.py covers retries there on the server's real clock)."""
 
 from __future__ import annotations
 
@@ -127,14 +124,14 @@ async def test_multi_recipient_message_is_sent_once_to_every_recipient(
 
 
 async def test_451_is_retried_after_each_configured_delay_then_sent(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     sink = make_sink(fail_451=1.0)
-    settings = settings_factory(sink=sink, email_retry_delays=(5.0, 10.0, 20.0))
+    settings = backend_settings_factory(sink=sink, email_retry_delays=(5.0, 10.0, 20.0))
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         seen: list[ev.Event] = []
         engine.events.subscribe(seen.append)
@@ -181,14 +178,14 @@ async def test_451_is_retried_after_each_configured_delay_then_sent(
 
 
 async def test_repeated_451_fails_after_max_attempts(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
     idle: Idle,
 ) -> None:
     sink = make_sink(fail_451=1.0)
-    settings = settings_factory(
+    settings = backend_settings_factory(
         sink=sink, email_retry_max_attempts=3, email_retry_delays=(1.0, 1.0, 1.0)
     )
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
@@ -273,13 +270,13 @@ async def test_partial_refusal_is_sent_with_the_refusal_recorded(
 
 
 async def test_connection_dropped_mid_data_pauses_for_the_relay_then_delivers(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
     sink = make_sink(drop_every=1)
-    async with Engine(settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
         t0 = clock.time()
         job_id = await engine.email.enqueue(to="frank@example.com", subject="s", body="b")
         first = await job_when(engine, job_id, pending_after(1), "pending after a drop")
@@ -304,12 +301,12 @@ async def test_connection_dropped_mid_data_pauses_for_the_relay_then_delivers(
 
 
 async def test_every_second_message_dropped_all_delivered_exactly_once(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_drop: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
-    async with Engine(settings_factory(sink=sink_drop), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink_drop), clock=clock, run=EMAIL) as engine:
         ids = await engine.email.enqueue_many(
             {"to": f"user{i}@example.com", "subject": f"m{i}", "body": "b"} for i in range(6)
         )
@@ -326,14 +323,14 @@ async def test_every_second_message_dropped_all_delivered_exactly_once(
 
 
 async def test_occasional_451s_every_message_delivered_exactly_once(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_451: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
 ) -> None:
     n = 20
     # Many attempts allowed: with half the replies 451, none should run out.
-    settings = settings_factory(sink=sink_451, email_retry_max_attempts=30)
+    settings = backend_settings_factory(sink=sink_451, email_retry_max_attempts=30)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         ids = await engine.email.enqueue_many(
             {"to": f"v{i}@example.com", "subject": f"v{i}", "body": "b"} for i in range(n)
@@ -356,12 +353,12 @@ async def test_occasional_451s_every_message_delivered_exactly_once(
 
 
 async def test_server_that_never_answers_times_out_as_transient(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink_hang: TestSink,
     clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
-    settings = settings_factory(sink=sink_hang, smtp_timeout=0.5)
+    settings = backend_settings_factory(sink=sink_hang, smtp_timeout=0.5)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(to="gina@example.com", subject="s", body="b")
         first = await job_when(engine, job_id, pending_after(1), "pending after a timeout")
@@ -376,9 +373,9 @@ async def test_server_that_never_answers_times_out_as_transient(
 
 
 async def test_connection_refused_is_a_relay_failure(
-    settings_factory: Callable[..., Settings], clock: FakeClock, job_when: JobWhen
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock, job_when: JobWhen
 ) -> None:
-    settings = settings_factory()  # SMTP port with nothing listening
+    settings = backend_settings_factory()  # SMTP port with nothing listening
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         t0 = clock.time()
         job_id = await engine.email.enqueue(to="hank@example.com", subject="s", body="b")

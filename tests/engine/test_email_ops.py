@@ -1,5 +1,6 @@
 """Operator tools of the email queue: stats, listing, job detail, retry, pause/resume, drain,
-cleanup, and the audit log every action writes."""
+cleanup, and the audit log every action writes. Each test on SQLite and on PostgreSQL, time
+moved by a FakeClock on both (on PostgreSQL it stands in for the server's clock)."""
 
 from __future__ import annotations
 
@@ -207,13 +208,14 @@ async def test_retry_one_requires_a_failed_job(
 
 
 async def test_retried_job_gets_a_fresh_round_of_attempts_and_keeps_its_history(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
     sink = make_sink(fail_451=1.0)
-    settings = settings_factory(sink=sink, email_retry_max_attempts=2, email_retry_delays=(1.0,))
+    settings = backend_settings_factory(sink=sink, email_retry_max_attempts=2,
+                                        email_retry_delays=(1.0,))
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(to="r@example.com", subject="s", body="b")
         await job_when(engine, job_id, lambda d: d.job.attempts == 1 and d.job.status == "pending")
@@ -420,8 +422,8 @@ async def test_drain_does_not_miss_a_claim_made_while_it_checks(
     assert received == 1
 
 
-async def test_drain_needs_running_workers(settings: Settings, clock: FakeClock) -> None:
-    async with Engine(settings, clock=clock, run=[]) as engine:
+async def test_drain_needs_running_workers(backend_settings: Settings, clock: FakeClock) -> None:
+    async with Engine(backend_settings, clock=clock, run=[]) as engine:
         with pytest.raises(VertexError, match="workers"):
             await engine.email.drain()
 

@@ -1,5 +1,7 @@
-"""Email search over the FTS5 trigram index (kept in step by triggers, in a real SQLite file),
-and cancel: cancelled jobs are kept, counted, audited, never sent and retryable."""
+"""Email search, and cancel: cancelled jobs are kept, counted, audited, never sent and
+retryable. Search and cancel run on both backends (FTS5 on SQLite, ILIKE over pg_trgm indexes
+on PostgreSQL; a FakeClock moves time on both). Two tests are about SQLite's own machinery and
+stay there: the FTS5 index kept in step by triggers, and the upgrade of a version 7 file."""
 
 from __future__ import annotations
 
@@ -141,13 +143,13 @@ async def test_the_index_stays_in_step_on_insert_status_change_and_cleanup(
 
 
 async def test_cancelled_jobs_are_kept_counted_audited_never_sent_and_retryable(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     sink: TestSink,
     clock: FakeClock,
     wait_for: WaitFor,
     idle: Idle,
 ) -> None:
-    settings = settings_factory(sink=sink)
+    settings = backend_settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         q = engine.email
         await q.pause()
@@ -179,7 +181,7 @@ async def test_cancelled_jobs_are_kept_counted_audited_never_sent_and_retryable(
             await q.cancel(job_id=ids[4])  # sent
 
         [(actor, count, detail)] = query(
-            settings.db_path,
+            settings,
             "SELECT actor, count, detail FROM audit_log WHERE action = 'email.cancel'")
         assert count == 3
         assert actor and json.loads(detail)["ids"] == ids[:3]

@@ -1,7 +1,8 @@
-"""The engine's event log in the database: a real SQLite file, real aiosmtpd servers on
-127.0.0.1, a FakeClock. Deliveries become one summary row a minute, passes one row each with
-their counts, relay outages their start and end; the writer batches off the hot path; the
-`engine.log_prune` job keeps 7 days; `Engine.read_log` filters and follows."""
+"""The engine's event log in the database: a real SQLite file and a real PostgreSQL
+database (each test runs on both, `backend`), real aiosmtpd servers on 127.0.0.1, a
+FakeClock. Deliveries become one summary row a minute, passes one row each with their counts,
+relay outages their start and end; the writer batches off the hot path; the `engine.log_prune`
+job keeps 7 days; `Engine.read_log` filters and follows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 DAY = 86_400.0
 
 
-def rows(db_path: Path, sql: str = "SELECT service, level, event, message FROM engine_log"
+def rows(settings: Settings, sql: str = "SELECT service, level, event, message FROM engine_log"
          " ORDER BY id") -> list[tuple[Any, ...]]:
-    return query(db_path, sql)
+    return query(settings, sql)
 
 
 async def delivered(engine: Engine, wait_for: WaitFor) -> None:
@@ -42,9 +42,9 @@ async def delivered(engine: Engine, wait_for: WaitFor) -> None:
 
 
 async def test_deliveries_are_one_summary_row_per_minute_and_passes_a_row_each(
-        settings_factory: Callable[..., Settings], sink_550: TestSink, clock: FakeClock,
+        backend_settings_factory: Callable[..., Settings], sink_550: TestSink, clock: FakeClock,
         wait_for: WaitFor) -> None:
-    settings = settings_factory(sink=sink_550)
+    settings = backend_settings_factory(sink=sink_550)
     clock.set(1_800_000_000.0 + 10)  # ten seconds into a minute
     async with Engine(settings, clock=clock, run=["email"]) as engine:
         await engine.email.enqueue_many(
@@ -54,28 +54,27 @@ async def test_deliveries_are_one_summary_row_per_minute_and_passes_a_row_each(
         assert len(sink_550.received) == 5
         await engine.event_log.flush(final=False)
         # The minute is not over: its summary is not written yet (service started is).
-        assert [r[2] for r in rows(settings.db_path)] == ["service.started"]
+        assert [r[2] for r in rows(settings)] == ["service.started"]
         clock.advance(60)
         await engine.event_log.flush(final=False)
-        assert rows(settings.db_path)[1:] == [
+        assert rows(settings)[1:] == [
             ("email", 30, "email.delivery",
              "mail this minute: 5 sent, 1 failed, 6 enqueued")]
         # A pass run here is one row with its counts.
         await engine.jobs.run("lifecycle.check")
         await engine.event_log.flush(final=False)
-        assert rows(settings.db_path)[-1][:3] == ("lifecycle", 20, "pass.ok")
-        assert rows(settings.db_path)[-1][3].startswith("lifecycle.check: ")
+        assert rows(settings)[-1][:3] == ("lifecycle", 20, "pass.ok")
+        assert rows(settings)[-1][3].startswith("lifecycle.check: ")
     # Stopping writes the service's stop.
-    assert rows(settings.db_path)[-1] == ("email", 20, "service.stopped",
-                                          "service email stopped")
+    assert rows(settings)[-1] == ("email", 20, "service.stopped", "service email stopped")
     # At the minute's start, on the engine's clock.
-    assert rows(settings.db_path, "SELECT at FROM engine_log WHERE event = 'email.delivery'") \
+    assert rows(settings, "SELECT at FROM engine_log WHERE event = 'email.delivery'") \
         == [(1_800_000_000.0,)]
 
 
 async def test_publishing_never_writes_and_a_burst_is_one_row(
-        settings: Settings, clock: FakeClock) -> None:
-    async with Engine(settings, clock=clock, run=[]) as engine:
+        backend_settings: Settings, clock: FakeClock) -> None:
+    async with Engine(backend_settings, clock=clock, run=[]) as engine:
         writes_before = engine.event_log.written
         for i in range(20_000):
             engine.events.publish(ev.EmailSent(at=clock.time(), job_id=i, attempt=1,
@@ -84,29 +83,29 @@ async def test_publishing_never_writes_and_a_burst_is_one_row(
                                                 error="boom"))
         # Publishing is synchronous and wrote nothing: the rows wait for the flush.
         assert engine.event_log.written == writes_before
-        assert rows(settings.db_path) == []
+        assert rows(backend_settings) == []
         written = await engine.event_log.flush(final=True)
     assert written == 2
-    assert sorted(rows(settings.db_path)) == [
+    assert sorted(rows(backend_settings)) == [
         ("email", 20, "email.delivery", "mail this minute: 20000 sent"),
         ("video", 40, "service.error", "service video: boom")]
 
 
 async def test_the_flush_task_writes_within_a_second_or_so(
-        settings: Settings, clock: FakeClock, wait_for: WaitFor) -> None:
-    async with Engine(settings, clock=clock, run=[]) as engine:
+        backend_settings: Settings, clock: FakeClock, wait_for: WaitFor) -> None:
+    async with Engine(backend_settings, clock=clock, run=[]) as engine:
         engine.events.publish(ev.BackupStarted(at=clock.time(), kind="database",
                                                trigger="manual"))
         # No explicit flush: the writer's own task writes it.
-        await wait_for(lambda: rows(settings.db_path) != [], message="the writer's flush")
-        assert rows(settings.db_path) == [("backup", 20, "backup.started",
-                                           "database backup started (manual)")]
+        await wait_for(lambda: rows(backend_settings) != [], message="the writer's flush")
+        assert rows(backend_settings) == [("backup", 20, "backup.started",
+                                          "database backup started (manual)")]
 
 
 async def test_read_log_filters_by_service_level_text_and_age_and_follows(
-        settings: Settings, clock: FakeClock) -> None:
+        backend_settings: Settings, clock: FakeClock) -> None:
     now = clock.time()
-    async with Engine(settings, clock=clock, run=[]) as engine:
+    async with Engine(backend_settings, clock=clock, run=[]) as engine:
         for event in (ev.ServiceStarted(at=now - 3600, service="email"),
                       ev.BackupFinished(at=now - 600, kind="database", ok=False, path=None,
                                         size=None, error="disk full"),
@@ -152,9 +151,9 @@ async def test_read_log_filters_by_service_level_text_and_age_and_follows(
 
 
 async def test_log_prune_is_a_job_that_keeps_seven_days(
-        settings: Settings, clock: FakeClock) -> None:
+        backend_settings: Settings, clock: FakeClock) -> None:
     now = clock.time()
-    async with Engine(settings, clock=clock, run=[]) as engine:
+    async with Engine(backend_settings, clock=clock, run=[]) as engine:
         names = [j["job"] for j in await engine.jobs.snapshot()]
         assert PRUNE_JOB in names
         for age in (8 * DAY, 7 * DAY + 60, 7 * DAY - 60, 60):
@@ -162,7 +161,7 @@ async def test_log_prune_is_a_job_that_keeps_seven_days(
         await engine.event_log.flush()
         result = await engine.jobs.run(PRUNE_JOB)
         assert result["status"] == "ok" and result["deleted"] == 2
-        assert rows(settings.db_path, "SELECT service FROM engine_log ORDER BY at") == [
+        assert rows(backend_settings, "SELECT service FROM engine_log ORDER BY at") == [
             (f"s{int(7 * DAY - 60)}",), ("s60",)]
         # Through LeasedRun: recorded in service_runs like every job run that did something.
         history = await engine.jobs.history(PRUNE_JOB)
@@ -172,8 +171,8 @@ async def test_log_prune_is_a_job_that_keeps_seven_days(
 
 
 async def test_a_running_engine_schedules_the_prune(
-        settings: Settings, clock: FakeClock) -> None:
-    async with Engine(settings, clock=clock, run=["email"]) as engine:
+        backend_settings: Settings, clock: FakeClock) -> None:
+    async with Engine(backend_settings, clock=clock, run=["email"]) as engine:
         job = next(j for j in await engine.jobs.snapshot() if j["job"] == PRUNE_JOB)
         assert job["next_run"] is not None and job["service"] == "engine"
 
@@ -195,11 +194,11 @@ async def _advance_until(clock: FakeClock, predicate: Callable[[], bool], *, ste
 
 
 async def test_a_relay_outage_is_logged_when_it_starts_and_ends(
-        settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
+        backend_settings_factory: Callable[..., Settings], clock: FakeClock) -> None:
     port = _free_port()
     relay = Sink(port=port, behaviour=Behaviour())
     relay.start()
-    settings = settings_factory(smtp_port=port)
+    settings = backend_settings_factory(smtp_port=port)
     try:
         async with Engine(settings, clock=clock, run=["email"]) as engine:
             await engine.email.enqueue(to="a@example.org", subject="s", body="b")
@@ -210,14 +209,14 @@ async def test_a_relay_outage_is_logged_when_it_starts_and_ends(
             await _advance_until(clock, lambda: engine.email.relay.is_open, step=0.0,
                                  what="the circuit to open")
             await engine.event_log.flush(final=False)
-            started = [r for r in rows(settings.db_path) if r[2] == "relay.started"]
+            started = [r for r in rows(settings) if r[2] == "relay.started"]
             assert len(started) == 1 and started[0][:2] == ("email", 30)
             assert f"SMTP relay 127.0.0.1:{port} unreachable" in started[0][3]
             relay = Sink(port=port, behaviour=Behaviour())
             relay.start()
             await _advance_until(clock, lambda: len(relay.received) == 1, step=2.0,
                                  what="delivery after the relay came back")
-        ended = [r for r in rows(settings.db_path) if r[2] == "relay.ended"]
+        ended = [r for r in rows(settings) if r[2] == "relay.ended"]
         assert len(ended) == 1 and ended[0][1] == 20
         assert "answers again after" in ended[0][3]
     finally:

@@ -1,5 +1,6 @@
 """The event log's pure parts, table-tested: event -> entry, the per-minute delivery summary,
-`--since` and `--level` parsing."""
+`--since` and `--level` parsing. No database here, so nothing to run per backend (the log's
+rows on SQLite and PostgreSQL: test_event_log.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Email history on the fake clock: real deliveries to an aiosmtpd sink, the `email.rollup`
-job run through the service interface, and what `email history` reads back. The retention
-test runs on both backends (the rollup's upsert, prune and watermark on PostgreSQL too); the
-others reach a retry by moving the fake clock, which PostgreSQL's server-side due times ignore."""
+job run through the service interface, and what `email history` reads back. Every test on
+both backends (the rollup's upsert, prune and watermark on PostgreSQL too; there the fake
+clock stands in for the server's, so moving it reaches a retry and expires leases)."""
 
 from __future__ import annotations
 
@@ -59,10 +59,10 @@ async def deliver_known_latencies(engine: Engine, clock: FakeClock, sink: TestSi
 
 
 async def test_buckets_count_latency_retries_and_depth_live_then_rolled_up(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock,
+    backend_settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
-    async with Engine(settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
+    async with Engine(backend_settings_factory(sink=sink), clock=clock, run=EMAIL) as engine:
         t0 = await deliver_known_latencies(engine, clock, sink, job_when)
         expected = Bucket(at=t0, enqueued=4, sent=3, failed=0, retried=1, p50_ms=3000,
                           p95_ms=5000, depth=1)
@@ -110,10 +110,10 @@ async def test_buckets_count_latency_retries_and_depth_live_then_rolled_up(
 
 
 async def test_a_second_engine_skips_the_rollup_while_the_first_holds_its_lease(
-    settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock,
+    backend_settings_factory: Callable[..., Settings], sink: TestSink, clock: FakeClock,
     job_when: JobWhen, wait_for: WaitFor,
 ) -> None:
-    settings = settings_factory(sink=sink)
+    settings = backend_settings_factory(sink=sink)
     async with Engine(settings, clock=clock, run=EMAIL) as first, \
             Engine(settings, clock=clock, run=[]) as second:
         t0 = await deliver_known_latencies(first, clock, sink, job_when)

@@ -1,11 +1,11 @@
 """The Prometheus endpoint: what a snapshot becomes (pure), and a real engine scraped over
-HTTP on 127.0.0.1 while it delivers to a real SMTP sink and backs up."""
+HTTP on 127.0.0.1 while it delivers to a real SMTP sink and backs up. The engine tests run on
+SQLite and on PostgreSQL (`backend`; on PostgreSQL the fake clock stands in for the server's)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import threading
 import urllib.error
 import urllib.request
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
+from support.db import query
 
 from vertex_tui.engine import events as ev
 from vertex_tui.engine.clock import FakeClock
@@ -128,11 +129,11 @@ async def test_a_scrape_the_loop_does_not_answer_in_time_says_down() -> None:
 
 
 async def test_a_running_engine_serves_what_it_did(
-    settings_factory: Callable[..., Settings], sink: TestSink, wait_for: WaitFor
+    backend_settings_factory: Callable[..., Settings], sink: TestSink, wait_for: WaitFor
 ) -> None:
     port = free_port()
     clock = FakeClock()
-    settings = settings_factory(sink=sink, metrics_port=port)
+    settings = backend_settings_factory(sink=sink, metrics_port=port)
     async with Engine(settings, clock=clock) as engine:
         assert engine.metrics_port == port
         for n in range(3):
@@ -140,8 +141,8 @@ async def test_a_running_engine_serves_what_it_did(
         await wait_for(lambda: len(sink.received) == 3, message="three messages delivered")
         backup = await engine.backup.run("database")
         assert backup["status"] == "ok"
-        await wait_for(lambda: sqlite3.connect(settings.db_path).execute(
-            "SELECT count(*) FROM email_jobs WHERE status = 'sent'").fetchone() == (3,),
+        await wait_for(lambda: query(
+            settings, "SELECT count(*) FROM email_jobs WHERE status = 'sent'") == [(3,)],
             message="three jobs recorded as sent")
         got = await asyncio.to_thread(scrape, port)
         assert got[("vertex_up", ())] == 1
@@ -149,8 +150,8 @@ async def test_a_running_engine_serves_what_it_did(
         assert got[("vertex_email_jobs", (("status", "sent"),))] == 3
         assert got[("vertex_email_jobs", (("status", "pending"),))] == 0
         assert got[("vertex_email_sent_last_minute", ())] == 3
-        finished = sqlite3.connect(settings.db_path).execute(
-            "SELECT finished_at FROM backups WHERE kind = 'database'").fetchone()[0]
+        [(finished,)] = query(settings,
+                              "SELECT finished_at FROM backups WHERE kind = 'database'")
         assert got[("vertex_backup_last_success_timestamp_seconds",
                     (("kind", "database"),))] == pytest.approx(finished)
         assert got[("vertex_service_state", (("service", "email"), ("state", "idle")))] == 1
@@ -159,30 +160,39 @@ async def test_a_running_engine_serves_what_it_did(
 
 
 async def test_a_taken_port_fails_the_start_naming_the_variable(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings], wait_for: WaitFor
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = settings_factory(metrics_port=port)
+        settings = backend_settings_factory(metrics_port=port)
         threads = set(threading.enumerate())
         with pytest.raises(ConfigError, match=rf"METRICS_PORT='{port}' .* free to listen on"):
             async with Engine(settings):
                 pass
     # Nothing started: no heartbeat left behind, no service thread still running.
-    assert sqlite3.connect(settings.db_path).execute(
-        "SELECT count(*) FROM leases").fetchone() == (0,)
+    assert query(settings, "SELECT count(*) FROM leases") == [(0,)]
     # Closed connections end at once. Joined here, not through asyncio.to_thread: that would
-    # start the loop's executor thread, which this check would then count as left over.
-    for thread in set(threading.enumerate()) - threads:
+    # start the loop's executor thread. (On PostgreSQL the engine has started it: it opens its
+    # pools through asyncio.to_thread. That thread is the loop's, idle until the loop closes.)
+    started = {t for t in set(threading.enumerate()) - threads
+               if not t.name.startswith("asyncio_")}
+    for thread in started:
         thread.join(2.0)
-    assert {t for t in threading.enumerate() if t.is_alive()} - threads == set()
+    assert {t for t in started if t.is_alive()} == set()
+    if settings.database_url is not None:
+        # ... and no connection left open (the server ends a closed one's session soon).
+        sessions = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()")
+        await wait_for(lambda: query(settings, sessions) == [(0,)], message="no session left")
 
 
-async def test_only_a_full_engine_serves_metrics(settings_factory: Callable[..., Settings]) -> None:
+async def test_only_a_full_engine_serves_metrics(
+    backend_settings_factory: Callable[..., Settings],
+) -> None:
     port = free_port()
-    settings = settings_factory(metrics_port=port)
+    settings = backend_settings_factory(metrics_port=port)
     # A CLI command or an attached console (services named or none) must not take the port
     # that the engine under systemd serves on.
     async with Engine(settings, run=[]) as engine:
@@ -208,9 +218,9 @@ async def scraped(port: int) -> Samples:
 
 
 async def test_every_series_is_there_at_zero_from_the_start(
-    settings_factory: Callable[..., Settings], sink: TestSink
+    backend_settings_factory: Callable[..., Settings], sink: TestSink
 ) -> None:
-    settings = settings_factory(sink=sink, metrics_port=free_port())
+    settings = backend_settings_factory(sink=sink, metrics_port=free_port())
     async with Engine(settings, clock=FakeClock()) as engine:
         assert engine.metrics_port is not None
         got = await scraped(engine.metrics_port)
@@ -228,12 +238,13 @@ async def test_every_series_is_there_at_zero_from_the_start(
 
 
 async def test_sends_failures_retries_and_latency_follow_real_deliveries(
-    settings_factory: Callable[..., Settings], make_sink: Callable[..., TestSink],
+    backend_settings_factory: Callable[..., Settings], make_sink: Callable[..., TestSink],
     wait_for: WaitFor,
 ) -> None:
+    # The counters come from events, not the store.
     sink = make_sink(reject=("bounce*@*",), fail_451=1.0)
     clock = FakeClock()
-    settings = settings_factory(sink=sink, metrics_port=free_port())
+    settings = backend_settings_factory(sink=sink, metrics_port=free_port())
     async with Engine(settings, clock=clock) as engine:
         port = engine.metrics_port
         assert port is not None
@@ -277,13 +288,26 @@ async def value_is(port: int, name: str, expected: float) -> bool:
     return (await scraped(port))[(name, ())] == expected
 
 
+# A trigger that refuses every new mail, and the statement that drops it, per dialect.
+REFUSE_MAIL = {
+    "sqlite": (["CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                " BEGIN SELECT RAISE(ABORT, 'mail store unavailable'); END"],
+               "DROP TRIGGER boom"),
+    "postgresql": (["CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN RAISE EXCEPTION 'mail store unavailable'; END $$",
+                    "CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
+                    " FOR EACH ROW EXECUTE FUNCTION boom()"],
+                   "DROP FUNCTION boom() CASCADE"),
+}
+
+
 async def test_failed_runs_and_backup_sizes(
-    settings_factory: Callable[..., Settings], tmp_path: Path, wait_for: WaitFor
+    backend_settings_factory: Callable[..., Settings], tmp_path: Path, wait_for: WaitFor
 ) -> None:
     blocked = tmp_path / "backups-is-a-file"
     blocked.write_text("not a folder")
     clock = FakeClock()
-    settings = settings_factory(metrics_port=free_port(), backup_dir=blocked)
+    settings = backend_settings_factory(metrics_port=free_port(), backup_dir=blocked)
     async with Engine(settings, clock=clock) as engine:
         port = engine.metrics_port
         assert port is not None
@@ -291,10 +315,11 @@ async def test_failed_runs_and_backup_sizes(
         # A lifecycle pass whose outbox insert the database refuses.
         await engine.lifecycle.add_portrait(title="p", owner="p@example.com",
                                             subscription_end=clock.time() + 3600)
-        await engine.db.write("CREATE TRIGGER boom BEFORE INSERT ON email_jobs"
-                              " BEGIN SELECT RAISE(ABORT, 'mail store unavailable'); END")
+        refuse, allow = REFUSE_MAIL[engine.db.dialect]
+        for statement in refuse:
+            await engine.db.write(statement)
         assert (await engine.lifecycle.check())["status"] == "error"
-        await engine.db.write("DROP TRIGGER boom")
+        await engine.db.write(allow)
         got = await scraped(port)
         failures = {s: got[("vertex_service_run_failures_total", (("service", s),))]
                     for s in SERVICES}

@@ -1,7 +1,8 @@
 """The real Engine's email service on PostgreSQL: a real server (`pg_url`), real loopback
-SMTP sinks and the real clock (expiries are on the database server's clock there, so a fake
-clock cannot move them): enqueue, delivery, retry, operator retry, stats, search, cancel, a
-dead engine's jobs reaped, two engines delivering from one database exactly once."""
+SMTP sinks and the real clock (expiries are on the database server's clock there: these tests
+keep it, where the FakeClock tests of test_email_*.py have the fake clock stand in for it):
+enqueue, delivery, retry, operator retry, stats, search, cancel, a dead engine's jobs reaped,
+two engines delivering from one database exactly once."""
 
 from __future__ import annotations
 

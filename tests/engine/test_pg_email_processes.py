@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 from support.db import query
 
+from vertex_tui.engine.email.queue import CLAIM_BATCH_MAX
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.settings import DatabaseUrl, Settings
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 OTHER_HOST = "vt-other-host"
-CLAIM_BATCH = 16
 
 ENGINE = textwrap.dedent(
     """
@@ -123,7 +123,7 @@ async def test_two_of_three_engines_killed_mid_delivery_lose_nothing(
     assert set(got) == expected  # none lost
     twice = [m for m, n in got.items() if n > 1]
     # At most the outcomes each killed engine had sent but not yet committed.
-    assert len(twice) <= 2 * WORKERS * CLAIM_BATCH, len(twice)
+    assert len(twice) <= 2 * WORKERS * CLAIM_BATCH_MAX, len(twice)
     lost = query(pg_url, "SELECT count(DISTINCT job_id) FROM email_attempts"
                  " WHERE outcome = 'lost'")[0][0]
     # The kills landed mid-delivery (claimed jobs were reaped), and each resend followed one.

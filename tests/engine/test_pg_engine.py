@@ -37,6 +37,7 @@ async def test_an_engine_refuses_a_database_being_restored(
 
     clock = FakeClock()
     db = await PgDatabase.open(pg_url)
+    db.use_test_clock(clock.time)  # the lease on the engine's (fake) timeline
     try:
         assert await lease_store.acquire(db, MAINTENANCE_LEASE, "restorer", clock.time(),
                                          clock.time() + 600)

@@ -4,8 +4,13 @@ Policies as tables (probe backoff, combining engines' views, the retry decision 
 failure, which errors are the relay's); then real servers on 127.0.0.1: aiosmtpd and Postfix's
 `smtp-sink`, stopped and restarted on the same port mid-queue, answering 421 at the greeting or
 after a command, dropping the session, a session stuck answering 4xx; and a worker whose lease
-renewal is held up by a real external SQLite lock. The engine runs on a FakeClock, so an outage
-of ten minutes takes well under a second of real time.
+renewal is held up by a real external lock on the database. The engine runs on a FakeClock, so
+an outage of ten minutes takes well under a second of real time.
+
+The tests with an engine run on both backends (`backend`): the outage accounting (attempts
+charged, jobs released uncharged, the published relay state) is written to the database. On
+PostgreSQL, due times and lease expiries are the server's clock: a relay failure makes a job due
+at once, and the fake outage never lets a server-side lease expire.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from support.db import query
 
 from vertex_tui.engine.clock import FakeClock
 from vertex_tui.engine.email.relay import (
@@ -410,12 +416,20 @@ async def _advance_until(clock: FakeClock, predicate: Callable[[], Any], *, step
         await asyncio.sleep(0.01)
 
 
+def _env_of(settings: Settings) -> dict[str, str]:
+    """The environment of a `vertex-tui` process on the same database as `settings`."""
+    env = {**os.environ, "VERTEX_DB_PATH": str(settings.db_path)}
+    if settings.database_url is not None:
+        env["VERTEX_DATABASE_URL"] = settings.database_url.reveal()
+    return env
+
+
 def _relay_records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == RELAY_LOG and text in r.getMessage()]
 
 
 async def test_relay_stopped_and_restarted_on_the_same_port_mid_queue_fails_nothing(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     relay: Relay,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
@@ -426,7 +440,7 @@ async def test_relay_stopped_and_restarted_on_the_same_port_mid_queue_fails_noth
     relay.start()
     # Two attempts allowed and short delays: before the circuit, a 10-minute outage failed
     # every job that met it within seconds.
-    settings = settings_factory(smtp_port=relay.port, email_workers=3,
+    settings = backend_settings_factory(smtp_port=relay.port, email_workers=3,
                                 email_retry_max_attempts=2, email_retry_delays=(1.0, 2.0))
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         ids = await engine.email.enqueue_many(
@@ -465,7 +479,7 @@ async def test_relay_stopped_and_restarted_on_the_same_port_mid_queue_fails_noth
         cli = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "vertex_tui", "status", stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, cwd=tmp_path,
-            env={**os.environ, "VERTEX_DB_PATH": str(settings.db_path)})
+            env=_env_of(settings))
         stdout, stderr = await asyncio.wait_for(cli.communicate(), 60)
         assert cli.returncode == 0, stderr.decode()
         line = f"SMTP relay unreachable since {seen['since']} ({seen['error']})"
@@ -510,7 +524,7 @@ async def test_relay_stopped_and_restarted_on_the_same_port_mid_queue_fails_noth
     ],
 )
 async def test_smtp_sink_refusing_sessions_holds_the_jobs_until_it_answers(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     postfix: PostfixRelay,
     clock: FakeClock,
     options: tuple[str, ...],
@@ -518,7 +532,7 @@ async def test_smtp_sink_refusing_sessions_holds_the_jobs_until_it_answers(
 ) -> None:
     postfix.start(*options)
     # One attempt allowed: before the circuit each of these jobs failed at once.
-    settings = settings_factory(smtp_port=postfix.port, email_workers=2,
+    settings = backend_settings_factory(smtp_port=postfix.port, email_workers=2,
                                 email_retry_max_attempts=1)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         ids = await engine.email.enqueue_many(
@@ -582,13 +596,13 @@ class StuckFirstSession(SinkHandler):
 
 
 async def test_a_session_answering_4xx_twice_in_a_row_is_replaced(
-    settings_factory: Callable[..., Settings], clock: FakeClock, wait_for: WaitFor
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock, wait_for: WaitFor
 ) -> None:
     handler = StuckFirstSession()
     server = Controller(handler, hostname="127.0.0.1", port=_free_port(), ready_timeout=10)
     server.start()
     try:
-        settings = settings_factory(smtp_port=server.port, email_retry_max_attempts=1)
+        settings = backend_settings_factory(smtp_port=server.port, email_retry_max_attempts=1)
         async with Engine(settings, clock=clock, run=EMAIL) as engine:
             ids = await engine.email.enqueue_many(
                 {"to": f"s{i}@example.com", "subject": f"s{i}", "body": "b"} for i in range(10))
@@ -610,41 +624,84 @@ async def test_a_session_answering_4xx_twice_in_a_row_is_replaced(
     assert len(handler.received) == 8
 
 
+class ExternalLock:
+    """Another process holding up every write to the email jobs, for real: SQLite's write
+    lock (`BEGIN EXCLUSIVE`), or on PostgreSQL `LOCK TABLE email_jobs IN EXCLUSIVE MODE` (reads
+    go on; updates and row locks wait). `waiting(engine)`: what of the engine's waits behind
+    it, as "renewal" and "reaper" (SQLite: the engine's queued writers, in order; PostgreSQL:
+    the server's sessions waiting on a lock, by statement)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sqlite: sqlite3.Connection | None = None
+        self._pg: Any = None
+
+    async def take(self) -> None:
+        if self.settings.database_url is None:
+            self._sqlite = sqlite3.connect(self.settings.db_path, timeout=30,
+                                           isolation_level=None, check_same_thread=False)
+            await asyncio.to_thread(self._sqlite.execute, "BEGIN EXCLUSIVE")
+            return
+        import psycopg
+
+        self._pg = await asyncio.to_thread(psycopg.connect, self.settings.database_url.reveal())
+        await asyncio.to_thread(self._pg.execute, "LOCK TABLE email_jobs IN EXCLUSIVE MODE")
+
+    async def release(self) -> None:
+        if self._sqlite is not None:
+            await asyncio.to_thread(self._sqlite.execute, "COMMIT")
+            self._sqlite.close()
+        if self._pg is not None:
+            await asyncio.to_thread(self._pg.commit)
+            self._pg.close()
+
+    async def waiting(self, engine: Engine) -> set[str]:
+        if self._sqlite is not None:
+            count = len(engine.db._write_lock._waiters or ())  # type: ignore[attr-defined]
+            return {"renewal", "reaper"} if count >= 2 else {"renewal"} if count else set()
+        rows = await asyncio.to_thread(
+            query, self.settings, "SELECT query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        texts = [text for (text,) in rows]
+        return ({"renewal"} if any("SET lease_expires_at =" in t for t in texts) else set()) | (
+            {"reaper"} if any("gone AS MATERIALIZED" in t for t in texts) else set())
+
+
 async def test_worker_whose_lease_renewal_is_held_up_stops_sending_its_batch(
-    settings_factory: Callable[..., Settings],
+    backend_settings_factory: Callable[..., Settings],
     make_sink: Callable[..., TestSink],
     clock: FakeClock,
     wait_for: WaitFor,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="vertex_tui")
     sink = make_sink(delay=0.1)  # a batch of 16 takes over a second to send
     lease = 10.0
-    settings = settings_factory(sink=sink, email_lease_seconds=lease)
+    settings = backend_settings_factory(sink=sink, email_lease_seconds=lease)
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         ids = await engine.email.enqueue_many(
             {"to": f"l{i}@example.com", "subject": f"l{i}", "body": "b"} for i in range(16))
         await wait_for(lambda: len(sink.received) >= 2, message="the batch under way")
 
-        # Another process takes the database's write lock, for real.
-        locker = sqlite3.connect(settings.db_path, timeout=30, isolation_level=None,
-                                 check_same_thread=False)
-        await asyncio.to_thread(locker.execute, "BEGIN EXCLUSIVE")
-        write_lock = engine.db._write_lock
+        # Another process holds up every write, for real.
+        lock = ExternalLock(settings)
+        await lock.take()
         try:
             # Past half the lease: the worker's next send first renews the batch's leases,
             # and that write waits behind the lock.
             clock.advance(lease * 0.6)
 
-            def writers_waiting(count: int) -> Callable[[], bool]:
-                return lambda: len(write_lock._waiters or ()) >= count  # type: ignore[attr-defined]
+            async def waiting(what: str) -> bool:
+                return what in await lock.waiting(engine)
 
-            await wait_for(writers_waiting(1), message="the lease renewal to wait for the lock")
-            # The stall outlasts the lease: the housekeeper sees expired leases and queues
+            await wait_for(lambda: waiting("renewal"),
+                           message="the lease renewal to wait for the lock")
+            # The stall outlasts the lease (on the engine's clock): the housekeeper queues
             # its reaping write behind the renewal.
             clock.advance(lease * 2)
-            await wait_for(writers_waiting(2), message="the reaper to wait for the lock")
+            await wait_for(lambda: waiting("reaper"), message="the reaper to wait for the lock")
         finally:
-            await asyncio.to_thread(locker.execute, "COMMIT")
-            locker.close()
+            await lock.release()
 
         sink.handler.delay = 0.0
 
@@ -659,4 +716,7 @@ async def test_worker_whose_lease_renewal_is_held_up_stops_sending_its_batch(
     # could hand to another claim.
     assert sorted(delivered) == sorted(d.job.message_id for d in details)
     assert all(d.job.status == "sent" for d in details)
-
+    # It renewed late and said so: the rest of its batch went back uncharged, not lost.
+    late = [r for r in caplog.records if "renewed" in r.getMessage() and "late" in r.getMessage()]
+    assert len(late) == 1, [r.getMessage() for r in late]
+    assert all(d.job.attempts == len(d.history) == 1 for d in details)

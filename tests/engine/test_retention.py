@@ -4,6 +4,9 @@ Like restic's `forget`, a backup is kept if ANY rule keeps it (last N, newest of
 last N days / ISO weeks / months in the configured time zone). On top: the newest verified
 backup is never deleted, and nothing is deleted while the newest backup of the kind failed.
 Only good (status ok + verified) backups are ever candidates for deletion.
+
+No database here, so nothing to run per backend (rotation over real rows on PostgreSQL:
+test_pg_backup.py and the rotation preview in test_backup_overview.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 take-over of a dead holder), the job board (list, run now, pause/resume, history), two
 engines (the standby shows the holder's real run), services plugged in through the
 `vertex_tui.services` entry point group (a broken one is reported and stops nothing), and
-the fixes that fell out (backup rotation/drill last run, video summary)."""
+the fixes that fell out (backup rotation/drill last run, video summary).
+
+Every test runs on SQLite and on PostgreSQL (`backend`); on PostgreSQL a lease's expiry
+follows the server's clock, so a stale heartbeat is made by aging its row."""
 
 from __future__ import annotations
 
@@ -36,26 +39,26 @@ def by_job(snapshot: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 async def test_a_run_is_recorded_published_and_its_lease_released(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     seen: list[ev.Event] = []
 
     async def body(run: LeasedRun) -> dict[str, Any]:
         # While it runs, this process holds the lease and the run is recorded as running.
         assert await run.host.leases.holder("t:lease", clock.time()) == run.host.owner
-        assert query(settings.db_path, "SELECT outcome FROM service_runs") == [("running",)]
+        assert query(backend_settings, "SELECT outcome FROM service_runs") == [("running",)]
         clock.advance(2.5)
         run.counts = {"things": 3}
         return {"status": "ok", "things": 3}
 
     job = Job(name="t.work", trigger=Interval(seconds=60), run=body, lease="t:lease")
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         engine.events.subscribe(seen.append)
         started = clock.time()
         result = await run_job(engine, job, trigger="manual")
         assert result == {"status": "ok", "things": 3}
         assert await engine.leases.holder("t:lease", clock.time()) is None
-        got = query(settings.db_path, "SELECT service, job, owner, started_at, finished_at,"
+        got = query(backend_settings, "SELECT service, job, owner, started_at, finished_at,"
                     " outcome, counts, error FROM service_runs")
         assert got == [("t", "work", engine.owner, started, started + 2.5, "ok",
                         json.dumps({"things": 3}), None)]
@@ -65,7 +68,7 @@ async def test_a_run_is_recorded_published_and_its_lease_released(
 
 
 async def test_a_failing_run_is_an_error_recorded_published_and_stops_nothing(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     seen: list[ev.Event] = []
     calls: list[int] = []
@@ -77,20 +80,20 @@ async def test_a_failing_run_is_an_error_recorded_published_and_stops_nothing(
         return {"status": "ok"}
 
     job = Job(name="t.work", trigger=Interval(seconds=60), run=body, lease="t:lease")
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         engine.events.subscribe(seen.append)
         first = await run_job(engine, job)
         assert first == {"status": "error", "error": "RuntimeError: disk on fire"}
         # The lease was released: the next run takes it and succeeds.
         assert (await run_job(engine, job))["status"] == "ok"
-    assert query(settings.db_path, "SELECT outcome, error FROM service_runs ORDER BY id") == [
+    assert query(backend_settings, "SELECT outcome, error FROM service_runs ORDER BY id") == [
         ("error", "RuntimeError: disk on fire"), ("ok", None)]
     done = [(e.ok, e.error) for e in seen if isinstance(e, ev.PassCompleted)]
     assert done == [(False, "RuntimeError: disk on fire"), (True, None)]
 
 
 async def test_a_job_that_records_changes_only_writes_the_runs_that_did_something(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     found = [0, 2, 0]
 
@@ -99,15 +102,15 @@ async def test_a_job_that_records_changes_only_writes_the_runs_that_did_somethin
         return {"status": "ok", **run.counts}
 
     job = Job(name="t.reap", trigger=Interval(seconds=1), run=body, record="changes")
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         results = [await run_job(engine, job) for _ in range(3)]
     assert [r["reaped"] for r in results] == [0, 2, 0]  # all three ran
-    assert query(settings.db_path, "SELECT job, outcome, counts FROM service_runs") == [
+    assert query(backend_settings, "SELECT job, outcome, counts FROM service_runs") == [
         ("reap", "ok", json.dumps({"reaped": 2}))]
 
 
 async def test_a_live_holder_makes_a_run_a_skip_that_names_it(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     ran: list[int] = []
 
@@ -116,7 +119,7 @@ async def test_a_live_holder_makes_a_run_a_skip_that_names_it(
         return {"status": "ok"}
 
     job = Job(name="t.work", trigger=Interval(seconds=60), run=body, lease="t:lease")
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         # Another host's engine, heartbeat alive, holds the lease: it is respected.
         other = Leases(engine.db, "far-host:77:live")
         assert await other.acquire("engine:far-host:77:live", clock.time(), HEARTBEAT_TTL)
@@ -124,29 +127,32 @@ async def test_a_live_holder_makes_a_run_a_skip_that_names_it(
         result = await run_job(engine, job)
     assert ran == []
     assert result["status"] == "skipped" and result["holder"] == "far-host:77:live"
-    assert query(settings.db_path, "SELECT outcome, error FROM service_runs") == [
+    assert query(backend_settings, "SELECT outcome, error FROM service_runs") == [
         ("skipped", "another run holds the lease (far-host:77:live)")]
 
 
 async def test_a_holder_whose_heartbeat_is_stale_is_dead_whatever_its_host(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     """An engine on another machine that stopped beating (killed, frozen, cut off) still
     holds the lifecycle lease for 2 intervals + 60 s; its heartbeat says it is gone, so the
     next pass takes over at once and records the pass it left as interrupted."""
     dead = "far-host:4242:deadbeef"
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         now = clock.time()
         leases = Leases(engine.db, dead)
         assert await leases.acquire(f"engine:{dead}", now - 100, HEARTBEAT_TTL)  # stale
         assert await leases.acquire("lifecycle", now - 100, 7260)  # unexpired for hours
+        if engine.db.dialect == "postgresql":  # expiries follow the server's clock: age them
+            await engine.db.write("UPDATE leases SET acquired_at = acquired_at - 100,"
+                                  " expires_at = expires_at - 100 WHERE owner = ?", (dead,))
         await engine.db.write(
             "INSERT INTO service_runs (service, job, owner, started_at)"
             " VALUES ('lifecycle', 'pass', ?, ?)", (dead, now - 90))
         result = await engine.lifecycle.check()
         assert result["status"] == "ok", result
         assert await engine.leases.holder("lifecycle", now) == engine.owner
-    assert query(settings.db_path, "SELECT owner, outcome, error FROM service_runs ORDER BY id"
+    assert query(backend_settings, "SELECT owner, outcome, error FROM service_runs ORDER BY id"
                  ) == [(dead, "error", "interrupted: the process running it stopped"),
                        (engine.owner, "ok", None)]
 
@@ -155,14 +161,14 @@ async def test_a_holder_whose_heartbeat_is_stale_is_dead_whatever_its_host(
 
 
 async def test_the_standby_engine_shows_the_holders_real_last_run(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     """Measured before: with two engines, the standby's Lifecycle and Videos cards showed
     "last run ... (skipped)" although the holder had completed a pass 40 s earlier."""
     services = ["lifecycle", "video"]
     async with (
-        Engine(settings, run=services, clock=clock, owner="host-a:1:holder") as holder,
-        Engine(settings, run=services, clock=clock, owner="host-b:2:standby") as standby,
+        Engine(backend_settings, run=services, clock=clock, owner="host-a:1:holder") as holder,
+        Engine(backend_settings, run=services, clock=clock, owner="host-b:2:standby") as standby,
     ):
         assert (await holder.lifecycle.check(trigger="schedule"))["status"] == "ok"
         assert (await holder.video.check(trigger="schedule"))["status"] == "ok"
@@ -201,8 +207,9 @@ async def test_the_standby_engine_shows_the_holders_real_last_run(
 # ---- the job board ---------------------------------------------------------------------------
 
 
-async def test_every_periodic_job_has_a_dotted_name(settings: Settings, clock: FakeClock) -> None:
-    async with Engine(settings, run=[], clock=clock) as engine:
+async def test_every_periodic_job_has_a_dotted_name(backend_settings: Settings,
+                                                    clock: FakeClock) -> None:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         names = engine.jobs.names()
         snapshot = await engine.jobs.snapshot()
     assert set(names) == {"backup.database", "backup.storage", "backup.full",
@@ -214,13 +221,15 @@ async def test_every_periodic_job_has_a_dotted_name(settings: Settings, clock: F
                for j in snapshot)
     jobs = by_job(snapshot)
     assert jobs["backup.database"]["schedule"] == "cron 0 2 * * *"
-    assert jobs["lifecycle.check"]["schedule"] == f"every {settings.lifecycle_check_interval} s"
+    every = backend_settings.lifecycle_check_interval
+    assert jobs["lifecycle.check"]["schedule"] == f"every {every} s"
     # No engine runs: nothing is coming.
     assert all(j["next_run"] is None for j in snapshot)
 
 
-async def test_run_now_history_and_an_unknown_job(settings: Settings, clock: FakeClock) -> None:
-    async with Engine(settings, run=[], clock=clock) as engine:
+async def test_run_now_history_and_an_unknown_job(backend_settings: Settings,
+                                                  clock: FakeClock) -> None:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         result = await engine.jobs.run("backup.rotation")
         assert result["job"] == "backup.rotation" and result["status"] == "ok"
         history = await engine.jobs.history("backup.rotation")
@@ -232,15 +241,16 @@ async def test_run_now_history_and_an_unknown_job(settings: Settings, clock: Fak
     assert history[0]["duration_s"] is not None
     assert jobs["backup.rotation"]["last_outcome"] == "ok"
     assert jobs["backup.rotation"]["last_run"] == history[0]["finished_at"]
-    assert query(settings.db_path, "SELECT action FROM audit_log") == [("backup.run.rotation",)]
+    assert query(backend_settings, "SELECT action FROM audit_log") == [("backup.run.rotation",)]
 
 
 async def test_a_paused_job_does_not_run_on_schedule_and_every_engine_follows(
-    settings: Settings, clock: FakeClock, wait_for: Callable[..., Any]
+    backend_settings: Settings, clock: FakeClock, wait_for: Callable[..., Any]
 ) -> None:
-    async with Engine(settings, clock=clock) as running:  # a full engine: polls every second
+    # A full engine: it polls every second.
+    async with Engine(backend_settings, clock=clock) as running:
         assert running.scheduler.next_run("lifecycle.check") is not None
-        async with Engine(settings, run=[], clock=clock) as cli:
+        async with Engine(backend_settings, run=[], clock=clock) as cli:
             assert await cli.jobs.set_paused("lifecycle.check", True) is True
             assert await cli.jobs.set_paused("lifecycle.check", True) is False
         clock.advance(1.0)  # the next poll of the running engine
@@ -251,15 +261,15 @@ async def test_a_paused_job_does_not_run_on_schedule_and_every_engine_follows(
         assert jobs["lifecycle.check"]["next_run"] is None
         assert jobs["video.check"]["paused"] is False
         # A scheduled run of the paused job looks at the flag and does nothing.
-        before = query(settings.db_path, "SELECT count(*) FROM service_runs")
+        before = query(backend_settings, "SELECT count(*) FROM service_runs")
         result = await running.lifecycle.check(trigger="schedule")
         assert result["status"] == "paused"
-        assert query(settings.db_path, "SELECT count(*) FROM service_runs") == before
+        assert query(backend_settings, "SELECT count(*) FROM service_runs") == before
         # An operator's run now still runs it.
         assert (await running.jobs.run("lifecycle.check"))["status"] == "ok"
         await running.jobs.set_paused("lifecycle.check", False)
         assert running.scheduler.next_run("lifecycle.check") is not None
-    audit = query(settings.db_path, "SELECT action, detail FROM audit_log WHERE action LIKE"
+    audit = query(backend_settings, "SELECT action, detail FROM audit_log WHERE action LIKE"
                   " 'job.%' ORDER BY id")
     assert [(a, json.loads(d)) for a, d in audit] == [
         ("job.pause", {"job": "lifecycle.check", "changed": True}),
@@ -354,9 +364,9 @@ def plugins(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_services_of_other_packages_plug_in_and_broken_ones_stop_nothing(
-    plugins: Path, settings: Settings, clock: FakeClock
+    plugins: Path, backend_settings: Settings, clock: FakeClock
 ) -> None:
-    async with Engine(settings, clock=clock) as engine:
+    async with Engine(backend_settings, clock=clock) as engine:
         assert "watch" in engine.running() and "email" in engine.running()
         assert "lifecycle" in engine.running()
         jobs = by_job(await engine.jobs.snapshot())
@@ -373,7 +383,7 @@ async def test_services_of_other_packages_plug_in_and_broken_ones_stop_nothing(
     assert status["badstart"]["state"] == "error"
     assert "cannot open /dev/watchdog" in status["badstart"]["error"]
     assert status["email"]["state"] != "error" and status["lifecycle"]["state"] != "error"
-    assert query(settings.db_path, "SELECT service, job, outcome FROM service_runs"
+    assert query(backend_settings, "SELECT service, job, outcome FROM service_runs"
                  " WHERE service = 'watch'") == [("watch", "tick", "ok")]
 
 
@@ -381,10 +391,10 @@ async def test_services_of_other_packages_plug_in_and_broken_ones_stop_nothing(
 
 
 async def test_backup_schedule_shows_the_last_run_of_rotation_and_drill(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     """They write no backup row: the Backups screen showed "Last run -" for them forever."""
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         assert (await engine.backup.run("rotation"))["status"] == "ok"
         assert (await engine.backup.run("drill"))["status"] == "failed"  # nothing to drill
         jobs = {j["job"]: j for j in await engine.backup.schedule()}
@@ -396,10 +406,10 @@ async def test_backup_schedule_shows_the_last_run_of_rotation_and_drill(
 
 
 async def test_video_summary_uses_the_running_engines_rotation_interval(
-    settings_factory: Callable[..., Settings], clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    engine_side = settings_factory(video_rotation_interval=7200)
-    shell_side = settings_factory(video_rotation_interval=60)
+    engine_side = backend_settings_factory(video_rotation_interval=7200)
+    shell_side = backend_settings_factory(video_rotation_interval=60)
     async with Engine(engine_side, run=["video"], clock=clock) as running:
         p = await running.lifecycle.add_portrait(title="P", owner="o@example.com")
         a = await running.video.add_video(portrait_id=p, title="a", rotation="cyclic")
@@ -413,10 +423,10 @@ async def test_video_summary_uses_the_running_engines_rotation_interval(
 
 
 async def test_a_rotation_that_can_never_happen_is_not_upcoming(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
     """Measured before: portraits with a single active video sat in "rotate ... due now"."""
-    async with Engine(settings, run=[], clock=clock) as engine:
+    async with Engine(backend_settings, run=[], clock=clock) as engine:
         alone = await engine.lifecycle.add_portrait(title="alone", owner="o@example.com")
         single = await engine.video.add_video(portrait_id=alone, title="only", rotation="cyclic")
         ends = await engine.lifecycle.add_portrait(title="ends", owner="o@example.com")
@@ -426,9 +436,9 @@ async def test_a_rotation_that_can_never_happen_is_not_upcoming(
         first = await engine.video.add_video(portrait_id=pair, title="x", rotation="cyclic")
         await engine.video.add_video(portrait_id=pair, title="y", rotation="cyclic")
         assert (await engine.video.check())["status"] == "ok"
-        clock.advance(settings.video_rotation_interval + 1)
+        clock.advance(backend_settings.video_rotation_interval + 1)
         assert (await engine.video.check())["status"] == "ok"  # "ends" moves on to video 2
-        clock.advance(settings.video_rotation_interval + 1)
+        clock.advance(backend_settings.video_rotation_interval + 1)
         doc = await engine.video.summary()
     rotating = {r["portrait"] for r in doc["rotating"]}
     assert rotating == {alone, ends, pair}  # each shows its current video

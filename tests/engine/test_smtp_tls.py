@@ -5,6 +5,9 @@ each transaction with the EHLO and MAIL arguments it saw).
 Cases follow issue 8 section 2 and the SMTPUTF8 bullet of section 3: opportunistic STARTTLS
 by default (not verified), required TLS verified against the system store or SMTP_CA_FILE,
 the EHLO name, the per-attempt `encrypted` flag, and non-ASCII addresses.
+
+Most tests drive `SmtpTransport` alone and open no database; the ones that run an engine (the
+attempt record) run on both backends (`backend`), since the flag is stored with each attempt.
 """
 
 from __future__ import annotations
@@ -627,13 +630,13 @@ async def test_an_international_domain_goes_out_as_a_labels_without_smtputf8(
 
 
 async def test_each_attempt_records_whether_its_session_was_encrypted(
-    settings_factory: Factory, serve: Callable[..., Server], pki: Pki, clock: FakeClock,
+    backend_settings_factory: Factory, serve: Callable[..., Server], pki: Pki, clock: FakeClock,
     job_when: JobWhen, postfix_sink: PostfixSink,
 ) -> None:
     tls_server = serve(starttls=pki.untrusted)
     cases = [(tls_server.port, True), (postfix_sink.port, False)]
     for port, encrypted in cases:
-        settings = settings_factory(smtp_port=port, smtp_starttls="auto")
+        settings = backend_settings_factory(smtp_port=port, smtp_starttls="auto")
         async with Engine(settings, clock=clock, run=EMAIL) as engine:
             job_id = await engine.email.enqueue(to="alice@example.com", subject="s", body="b")
             detail = await job_when(engine, job_id, lambda d: d.job.status == "sent", "sent")
@@ -644,11 +647,11 @@ async def test_each_attempt_records_whether_its_session_was_encrypted(
 
 
 async def test_an_attempt_without_a_session_records_encrypted_null(
-    settings_factory: Factory, serve: Callable[..., Server], pki: Pki, clock: FakeClock,
+    backend_settings_factory: Factory, serve: Callable[..., Server], pki: Pki, clock: FakeClock,
     job_when: JobWhen,
 ) -> None:
     server = serve(starttls=pki.untrusted)
-    settings = settings_factory(smtp_port=server.port, smtp_starttls="true")
+    settings = backend_settings_factory(smtp_port=server.port, smtp_starttls="true")
     async with Engine(settings, clock=clock, run=EMAIL) as engine:
         job_id = await engine.email.enqueue(to="alice@example.com", subject="s", body="b")
         detail = await job_when(engine, job_id, lambda d: len(d.history) >= 1, "tried")

@@ -1,4 +1,14 @@
-"""The SQLite store on real files: migrations, pragmas, refusing bad files, waiting out locks."""
+"""The store on real databases: migrations, refusing bad files, waiting out locks, whole
+transactions in one hop.
+
+Behaviour both backends share runs on a SQLite file and on a PostgreSQL database (`backend`):
+the tables made, a newer schema refused, idempotent migrations, foreign keys, transactions,
+waiting for another connection's lock (SQLite: `BEGIN EXCLUSIVE` on the file; PostgreSQL: a
+table lock, and the migration lock an engine starting meanwhile waits for). What is about the
+SQLite file itself stays SQLite-only: WAL and pragmas, refusing files that are not databases,
+`lock_wait` (SQLite's busy timeout; PostgreSQL ignores it), aiosqlite's threads and
+`split_statements` (PostgreSQL runs each migration script whole).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +17,19 @@ import hashlib
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.db import database_of, query
 
 from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.store import pgmigrate
+from vertex_tui.engine.store.backend import open_database
+from vertex_tui.engine.store.conn import SyncConnection
 from vertex_tui.engine.store.db import (
     SQLITE_MAGIC,
     Database,
@@ -22,6 +37,9 @@ from vertex_tui.engine.store.db import (
     load_migrations,
     split_statements,
 )
+
+if TYPE_CHECKING:
+    from conftest import WaitFor
 
 FOUNDATION_TABLES = {
     "schema_migrations",
@@ -31,12 +49,37 @@ FOUNDATION_TABLES = {
     "engine_flags",
     "email_jobs",
     "email_attempts",
-    "email_status_counts",
+    "email_status_counts",  # a view on PostgreSQL (sums of deltas, no hot row)
 }
+
+# Tables and views of the schema, per dialect.
+TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')",
+    "postgresql": "SELECT table_name FROM information_schema.tables"
+                  " WHERE table_schema = current_schema()",
+}
+# The whole schema as rows, to compare before and after (PostgreSQL: columns, indexes,
+# triggers of our schema).
+SCHEMA = {
+    "sqlite": "SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name",
+    "postgresql": "SELECT 'column', table_name || '.' || column_name, data_type"
+                  " FROM information_schema.columns WHERE table_schema = current_schema()"
+                  " UNION ALL SELECT 'index', indexname, indexdef FROM pg_indexes"
+                  " WHERE schemaname = current_schema()"
+                  " UNION ALL SELECT 'trigger', tgname, tgrelid::regclass::text FROM pg_trigger"
+                  " WHERE NOT tgisinternal ORDER BY 1, 2",
+}
+# A refused statement: the error each backend raises (SQLite's driver error as it is;
+# PostgreSQL's become one-line StoreErrors).
+NO_SUCH_TABLE = {"sqlite": (sqlite3.OperationalError, "no such table"),
+                 "postgresql": (StoreError, 'relation "no_such_table" does not exist')}
+FOREIGN_KEY = {"sqlite": (sqlite3.IntegrityError, "FOREIGN KEY"),
+               "postgresql": (StoreError, "violates foreign key constraint")}
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A SQLite database (the SQLite-only tests)."""
     database = await Database.open(tmp_path / "vertex.db")
     try:
         yield database
@@ -44,17 +87,28 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-def _schema(path: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name"
-        ).fetchall()
-    conn.close()
-    return [tuple(r) for r in rows]
+def shipped_migrations(dialect: str) -> list[tuple[int, str, str]]:
+    return load_migrations() if dialect == "sqlite" else pgmigrate.load_migrations()
+
+
+def dialect_of(settings: Settings) -> str:
+    return "sqlite" if settings.database_url is None else "postgresql"
+
+
+def _schema(settings: Settings) -> list[tuple[Any, ...]]:
+    return query(settings, SCHEMA[dialect_of(settings)])
 
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _kept(settings: Settings) -> Any:
+    """What a refused open must leave as it was: the SQLite file byte for byte; on
+    PostgreSQL, the schema and its versions."""
+    if dialect_of(settings) == "sqlite":
+        return _digest(settings.db_path)
+    return _schema(settings), query(settings, "SELECT * FROM schema_migrations")
 
 
 def _worker_threads() -> set[threading.Thread]:
@@ -68,34 +122,45 @@ async def _assert_no_thread_left(before: set[threading.Thread]) -> None:
     assert _worker_threads() - before == set()
 
 
+def _sessions(settings: Settings) -> int:
+    """PostgreSQL: the sessions on this test's database but the one asking."""
+    rows = query(settings, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                 " current_database() AND pid <> pg_backend_pid()")
+    return int(rows[0][0])
+
+
 # --- migrations and pragmas ----------------------------------------------------------------
 
 
-async def test_migrations_create_the_tables(db: Database) -> None:
-    rows = await db.read("SELECT name FROM sqlite_master WHERE type = 'table'")
-    tables = {r[0] for r in rows}
+async def test_migrations_create_the_tables(backend_db: Database) -> None:
+    db = backend_db
+    tables = {r[0] for r in await db.read(TABLES[db.dialect])}
     assert tables >= FOUNDATION_TABLES
     versions = [r[0] for r in await db.read("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [number for number, _, _ in load_migrations()]
+    assert versions == [number for number, _, _ in shipped_migrations(db.dialect)]
     assert versions[0] == 1
     counts = await db.read("SELECT status, n FROM email_status_counts ORDER BY status")
     assert {r[0]: r[1] for r in counts} == {
         "failed": 0, "pending": 0, "sending": 0, "sent": 0, "cancelled": 0}
 
 
-async def test_a_database_of_a_newer_release_is_refused_and_kept(tmp_path: Path) -> None:
-    path = tmp_path / "vertex.db"
-    first = await Database.open(path)
-    newest = load_migrations()[-1][0]
+async def test_a_database_of_a_newer_release_is_refused_and_kept(
+    backend_settings: Settings, wait_for: WaitFor
+) -> None:
+    settings = backend_settings
+    first = await open_database(settings)
+    newest = shipped_migrations(first.dialect)[-1][0]
     await first.write("INSERT INTO schema_migrations (version, name, applied_at)"
                       " VALUES (?, ?, ?)", (newest + 1, f"{newest + 1:04d}_future.sql", 1.0))
     await first.close()
-    digest = _digest(path)
-    before = _worker_threads()
+    before, threads = _kept(settings), _worker_threads()
     with pytest.raises(StoreError, match=rf"schema version {newest + 1}, newer .* \({newest}\)"):
-        await Database.open(path)
-    assert _digest(path) == digest
-    await _assert_no_thread_left(before)
+        await open_database(settings)
+    assert _kept(settings) == before
+    if first.dialect == "postgresql":  # its connections closed: the server ends their sessions soon
+        await wait_for(lambda: _sessions(settings) == 0, message="no session left")
+    else:
+        await _assert_no_thread_left(threads)
 
 
 @pytest.mark.parametrize(("numbers", "problem"), [
@@ -115,26 +180,28 @@ def test_migration_numbering_has_no_gap_and_no_twin(numbers: list[int],
             check_numbering(migrations)
 
 
-async def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "vertex.db"
-    first = await Database.open(path)
+async def test_migrations_are_idempotent_on_reopen(backend_settings: Settings) -> None:
+    settings = backend_settings
+    first = await open_database(settings)
     await first.write(
         "INSERT INTO audit_log (at, actor, action) VALUES (?, ?, ?)", (1.0, "test", "kept")
     )
     await first.close()
-    schema = _schema(path)
-    second = await Database.open(path)
+    schema = _schema(settings)
+    second = await open_database(settings)
     try:
-        assert await second.migrate() == load_migrations()[-1][0]
+        shipped = shipped_migrations(second.dialect)
+        assert await second.migrate() == shipped[-1][0]
         rows = await second.read("SELECT count(*) FROM schema_migrations")
-        assert rows[0][0] == len(load_migrations())
+        assert rows[0][0] == len(shipped)
         kept = await second.read("SELECT action FROM audit_log")
         assert [r[0] for r in kept] == ["kept"]
     finally:
         await second.close()
-    assert _schema(path) == schema
+    assert _schema(settings) == schema
 
 
+# SQLite only: WAL and pragmas are the file's settings (PostgreSQL has neither).
 async def test_journal_mode_is_wal_and_persists(db: Database) -> None:
     assert (await db.read_one("PRAGMA journal_mode"))[0] == "wal"  # type: ignore[index]
     with sqlite3.connect(db.path) as plain:
@@ -148,15 +215,20 @@ async def test_foreign_keys_and_synchronous_normal_on_both_connections(db: Datab
     async with db.transaction() as conn:
         rows = await conn.execute_fetchall("PRAGMA foreign_keys")
         assert next(iter(rows))[0] == 1
-    # ... and actually enforced on the writer.
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        await db.write(
+
+
+async def test_foreign_keys_are_enforced(backend_db: Database) -> None:
+    error, message = FOREIGN_KEY[backend_db.dialect]
+    with pytest.raises(error, match=message):
+        await backend_db.write(
             "INSERT INTO email_attempts (job_id, round, attempt, owner, at, outcome) "
             "VALUES (424242, 1, 1, 'me', 0, 'sent')"
         )
+    assert await backend_db.read("SELECT * FROM email_attempts") == []
 
 
-async def test_transaction_rolls_back_on_error(db: Database) -> None:
+async def test_transaction_rolls_back_on_error(backend_db: Database) -> None:
+    db = backend_db
     with pytest.raises(RuntimeError, match="boom"):
         async with db.transaction() as conn:
             await conn.execute(
@@ -169,7 +241,8 @@ async def test_transaction_rolls_back_on_error(db: Database) -> None:
     assert [r[0] for r in await db.read("SELECT action FROM audit_log")] == ["kept"]
 
 
-async def test_write_many_and_returning(db: Database) -> None:
+async def test_write_many_and_returning(backend_db: Database) -> None:
+    db = backend_db
     n = await db.write_many(
         "INSERT INTO audit_log (at, actor, action) VALUES (?, ?, ?)",
         [(float(i), "test", f"a{i}") for i in range(5)],
@@ -182,6 +255,7 @@ async def test_write_many_and_returning(db: Database) -> None:
 
 
 # --- files that are not (usable) databases ---------------------------------------------------
+# SQLite only: about the file (PostgreSQL's bad URLs and missing databases: test_pg_store).
 
 
 async def test_text_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -262,70 +336,119 @@ async def test_empty_file_becomes_a_new_database(tmp_path: Path) -> None:
 # --- another process holding the lock ----------------------------------------------------------
 
 
+class Held:
+    """The lock another connection holds (see `exclusive_lock`): `release` ends it early."""
+
+    def __init__(self) -> None:
+        self.locked = threading.Event()
+        self.release = threading.Event()
+        self.committed = threading.Event()
+
+
+def _hold_sqlite(path: Path, seconds: float, held: Held) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
+    held.locked.set()
+    held.release.wait(seconds)
+    conn.execute("COMMIT")
+    held.committed.set()
+    conn.close()
+
+
+def _hold_postgresql(url: str, seconds: float, held: Held) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (pgmigrate.MIGRATION_LOCK,))
+            conn.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+            conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
+            held.locked.set()
+            held.release.wait(seconds)
+        held.committed.set()
+
+
 @contextmanager
-def exclusive_lock(path: Path, seconds: float) -> Iterator[threading.Event]:
-    """Another connection (own thread) holds `BEGIN EXCLUSIVE` for `seconds`, writes, commits."""
-    locked = threading.Event()
+def exclusive_lock(settings: Settings, seconds: float) -> Iterator[Held]:
+    """Another connection (own thread) holds the write lock for `seconds` (or until the
+    block ends), writes, commits.
+
+    SQLite: `BEGIN EXCLUSIVE` on the file. PostgreSQL: an EXCLUSIVE lock on audit_log (reads
+    go on, writes to it wait) and the migration lock (an engine opening waits for it)."""
+    held = Held()
     errors: list[BaseException] = []
+    database = database_of(settings)
 
     def hold() -> None:
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=5)
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
-            locked.set()
-            time.sleep(seconds)
-            conn.execute("COMMIT")
-            conn.close()
+            if isinstance(database, Path):
+                _hold_sqlite(database, seconds, held)
+            else:
+                _hold_postgresql(database, seconds, held)
         except BaseException as exc:  # surfaced in the test below
             errors.append(exc)
-            locked.set()
+            held.locked.set()
 
     thread = threading.Thread(target=hold, name="lock-holder")
     thread.start()
     try:
-        assert locked.wait(5)
+        assert held.locked.wait(5)
         assert not errors, errors
-        yield locked
+        yield held
     finally:
+        held.release.set()
         thread.join(10)
         assert not thread.is_alive()
         assert not errors, errors
 
 
-async def test_write_waits_for_another_connections_exclusive_lock(db: Database) -> None:
-    with exclusive_lock(db.path, 1.0):
-        started = time.monotonic()
+async def test_write_waits_for_another_connections_exclusive_lock(
+    backend_settings: Settings, backend_db: Database
+) -> None:
+    db = backend_db
+    with exclusive_lock(backend_settings, 1.0) as held:
         await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'waited')")
-        waited = time.monotonic() - started
-    assert waited >= 0.5
+        assert held.committed.is_set()  # it waited for the other's commit
     rows = await db.read("SELECT actor, action FROM audit_log ORDER BY id")
     assert [tuple(r) for r in rows] == [("other", "held"), ("me", "waited")]
 
 
-async def test_transaction_waits_for_another_connections_exclusive_lock(db: Database) -> None:
-    with exclusive_lock(db.path, 0.6):
+async def test_transaction_waits_for_another_connections_exclusive_lock(
+    backend_settings: Settings, backend_db: Database
+) -> None:
+    db = backend_db
+    with exclusive_lock(backend_settings, 0.6) as held:
         async with db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'in-tx')"
             )
+            assert held.committed.is_set()
     rows = await db.read("SELECT action FROM audit_log ORDER BY id")
     assert [r[0] for r in rows] == ["held", "in-tx"]
 
 
-async def test_reads_are_not_blocked_by_another_writer(db: Database) -> None:
+async def test_reads_are_not_blocked_by_another_writer(
+    backend_settings: Settings, backend_db: Database
+) -> None:
+    db = backend_db
     await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'before')")
-    with exclusive_lock(db.path, 0.6):
+    with exclusive_lock(backend_settings, 30) as held:
         rows = await db.read("SELECT action FROM audit_log")
         # Read during the lock: the other's write is not committed yet.
+        assert not held.committed.is_set()
         assert [r[0] for r in rows] == ["before"]
 
 
-async def test_open_waits_for_a_lock_held_on_an_existing_database(tmp_path: Path) -> None:
-    path = tmp_path / "vertex.db"
-    await (await Database.open(path)).close()
-    with exclusive_lock(path, 0.6):
-        db = await Database.open(path)
+async def test_open_waits_for_a_lock_held_on_an_existing_database(
+    backend_settings: Settings,
+) -> None:
+    """SQLite: the other's write lock on the file; PostgreSQL: the migration lock another
+    engine starting at the same time holds."""
+    await (await open_database(backend_settings)).close()
+    with exclusive_lock(backend_settings, 0.6) as held:
+        db = await open_database(backend_settings)
+        assert held.committed.is_set()
     try:
         rows = await db.read("SELECT action FROM audit_log")
         assert [r[0] for r in rows] == ["held"]
@@ -333,11 +456,12 @@ async def test_open_waits_for_a_lock_held_on_an_existing_database(tmp_path: Path
         await db.close()
 
 
+# SQLite only: `lock_wait` bounds SQLite's busy wait; PostgreSQL accepts it and ignores it.
 async def test_tiny_lock_wait_gives_store_error_mentioning_locked(tmp_path: Path) -> None:
     path = tmp_path / "vertex.db"
     db = await Database.open(path, lock_wait=0.2)
     try:
-        with exclusive_lock(path, 1.0):
+        with exclusive_lock(Settings(db_path=path), 30):
             with pytest.raises(StoreError, match="locked") as info:
                 await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'x')")
             # It gave up while the lock was still held: lock_wait bounds the wait, SQLite's
@@ -353,6 +477,7 @@ async def test_tiny_lock_wait_gives_store_error_mentioning_locked(tmp_path: Path
 
 
 # --- split_statements --------------------------------------------------------------------------
+# SQLite only: its migrations are split into statements here; PostgreSQL runs a script whole.
 
 SCRIPT = """
 -- a comment on its own
@@ -406,93 +531,104 @@ def test_shipped_migrations_split_with_triggers_whole() -> None:
     assert all(t.rstrip().upper().endswith("END;") for t in triggers)
 
 
-async def test_a_transaction_cancelled_while_waiting_to_begin_leaves_no_transaction_open(
-    tmp_path: Path,
+async def test_a_transaction_cancelled_while_waiting_for_a_lock_leaves_no_transaction_open(
+    backend_settings: Settings, backend_db: Database
 ) -> None:
-    """aiosqlite runs a BEGIN whose caller was cancelled (at shutdown, say) once the lock it
-    waits for frees. Left open, the next statements would run inside it and vanish at close:
-    a released lease would still be there after the process exits."""
-    path = tmp_path / "vertex.db"
-    db = await Database.open(path, lock_wait=30)
-    try:
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    """SQLite: aiosqlite runs a BEGIN whose caller was cancelled (at shutdown, say) once the
+    lock it waits for frees. Left open, the next statements would run inside it and vanish at
+    close: a released lease would still be there after the process exits. PostgreSQL: the
+    statement waiting for the lock is cancelled with its caller; its write never lands."""
+    db = backend_db
 
-        async def write_in_transaction() -> None:
-            async with db.transaction() as conn:
-                await conn.execute("INSERT INTO audit_log (at, actor, action)"
-                                   " VALUES (1, 'test', 'never')")
+    async def write_in_transaction() -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO audit_log (at, actor, action)"
+                               " VALUES (1, 'test', 'never')")
 
+    with exclusive_lock(backend_settings, 30) as held:  # another process holds the lock
         task = asyncio.create_task(write_in_transaction())
-        await asyncio.sleep(0.3)  # its BEGIN IMMEDIATE now waits in aiosqlite's thread
+        await asyncio.sleep(0.3)  # it now waits for the lock
+        assert not task.done()
         task.cancel()
-        other.execute("ROLLBACK")  # the lock frees: that BEGIN now runs
-        other.close()
+        held.release.set()  # the lock frees: on SQLite, that BEGIN now runs
         with pytest.raises(asyncio.CancelledError):
             await task
-        await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'kept')")
-        with sqlite3.connect(path) as check:  # another connection sees it: it was committed
-            rows = check.execute("SELECT action FROM audit_log").fetchall()
-        assert rows == [("kept",)]
-    finally:
-        await db.close()
+    assert held.committed.is_set()
+    await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'kept')")
+    # Another connection sees it: it was committed.
+    assert query(backend_settings, "SELECT action FROM audit_log ORDER BY id") == [
+        ("held",), ("kept",)]
 
 
 # --- run_transaction: a whole write transaction in one hop to the writer thread ---------------
 
 
-def _insert_action(conn: sqlite3.Connection, action: str) -> int:
-    row = conn.execute(
+def _insert_action(conn: SyncConnection, action: str) -> int:
+    rows = conn.execute(
         "INSERT INTO audit_log (at, actor, action) VALUES (1, 'test', ?) RETURNING id", (action,)
-    ).fetchone()
-    return int(row[0])
+    ).fetchall()
+    return int(rows[0][0])
 
 
-async def test_run_transaction_commits_and_returns_what_fn_returns(db: Database) -> None:
-    def two_inserts(conn: sqlite3.Connection) -> list[int]:
-        assert conn.in_transaction  # fn runs inside BEGIN IMMEDIATE ... COMMIT
-        return [_insert_action(conn, "a"), _insert_action(conn, "b")]
+def _actions(settings: Settings) -> list[tuple[Any, ...]]:
+    """What another connection sees committed."""
+    return query(settings, "SELECT action FROM audit_log ORDER BY id")
 
-    ids = await db.run_transaction(two_inserts)
+
+async def test_run_transaction_commits_and_returns_what_fn_returns(
+    backend_settings: Settings, backend_db: Database
+) -> None:
+    def two_inserts(conn: SyncConnection) -> list[int]:
+        first = _insert_action(conn, "a")
+        assert _actions(backend_settings) == []  # fn runs inside one transaction
+        return [first, _insert_action(conn, "b")]
+
+    ids = await backend_db.run_transaction(two_inserts)
     assert ids == [1, 2]
-    with sqlite3.connect(db.path) as check:  # committed: another connection sees both rows
-        rows = check.execute("SELECT id, action FROM audit_log ORDER BY id").fetchall()
-    check.close()
-    assert rows == [(1, "a"), (2, "b")]
+    # Committed: another connection sees both rows.
+    assert query(backend_settings, "SELECT id, action FROM audit_log ORDER BY id") == [
+        (1, "a"), (2, "b")]
 
 
-async def test_run_transaction_rolls_back_everything_when_fn_raises(db: Database) -> None:
-    def half_then_fail(conn: sqlite3.Connection) -> None:
+async def test_run_transaction_rolls_back_everything_when_fn_raises(
+    backend_settings: Settings, backend_db: Database
+) -> None:
+    db = backend_db
+
+    def half_then_fail(conn: SyncConnection) -> None:
         _insert_action(conn, "lost")
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+    error, message = NO_SUCH_TABLE[db.dialect]
+    with pytest.raises(error, match=message):
         await db.run_transaction(half_then_fail)
     assert await db.read("SELECT * FROM audit_log") == []
     # No transaction left open: the next writes of either kind commit.
     await db.run_transaction(lambda conn: _insert_action(conn, "kept"))
     await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'also')")
-    with sqlite3.connect(db.path) as check:
-        rows = check.execute("SELECT action FROM audit_log ORDER BY id").fetchall()
-    check.close()
-    assert rows == [("kept",), ("also",)]
+    assert _actions(backend_settings) == [("kept",), ("also",)]
 
 
 async def test_run_transaction_waits_for_another_connections_exclusive_lock(
-    db: Database,
+    backend_settings: Settings, backend_db: Database
 ) -> None:
-    with exclusive_lock(db.path, 0.6):
+    db = backend_db
+    with exclusive_lock(backend_settings, 0.6) as held:
         await db.run_transaction(lambda conn: _insert_action(conn, "after"))
+        assert held.committed.is_set()
     rows = await db.read("SELECT action FROM audit_log ORDER BY id")
     assert [r[0] for r in rows] == ["held", "after"]
 
 
-async def test_run_transaction_cancelled_mid_way_still_ends_its_transaction(db: Database) -> None:
+async def test_run_transaction_cancelled_mid_way_still_ends_its_transaction(
+    backend_settings: Settings, backend_db: Database, wait_for: WaitFor
+) -> None:
     """The caller stops waiting while `fn` runs on the writer thread: the transaction still
-    ends there (here: commits), and the next write on the connection is its own."""
+    ends there (here: commits), and the next writes, of either kind, are their own."""
+    db = backend_db
     inside, release = threading.Event(), threading.Event()
 
-    def slow(conn: sqlite3.Connection) -> None:
+    def slow(conn: SyncConnection) -> None:
         _insert_action(conn, "in-flight")
         inside.set()
         assert release.wait(10)
@@ -503,9 +639,9 @@ async def test_run_transaction_cancelled_mid_way_still_ends_its_transaction(db: 
     with pytest.raises(asyncio.CancelledError):
         await task
     release.set()
+    await wait_for(lambda: _actions(backend_settings) == [("in-flight",)],
+                   message="the cancelled transaction to commit on its thread")
     await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'test', 'next')")
-    await db.close()  # a transaction left open would lose 'next' here
-    with sqlite3.connect(db.path) as check:
-        rows = check.execute("SELECT action FROM audit_log ORDER BY id").fetchall()
-    check.close()
-    assert rows == [("in-flight",), ("next",)]
+    await db.run_transaction(lambda conn: _insert_action(conn, "after"))
+    await db.close()  # a transaction left open would lose 'next' or 'after' here
+    assert _actions(backend_settings) == [("in-flight",), ("next",), ("after",)]

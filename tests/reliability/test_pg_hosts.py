@@ -7,7 +7,7 @@ process id: only its heartbeat in the database says so. Mail goes to one recordi
 - No crash: 3,000 mails, each delivered exactly once, by all three engines.
 - kill -9 of two engines mid-delivery (one of them the other host's): nothing is lost; the
   only duplicates are messages the dead engines held claimed when they died (sent, maybe,
-  without the outcome recorded: at most workers x CLAIM_BATCH each), and the survivor reaps
+  without the outcome recorded: at most workers x CLAIM_BATCH_MAX each), and the survivor reaps
   each orphaned claim once.
 - Singletons: the killed holder of the lifecycle and video passes and of a running database
   backup (another host's engine) loses them to a live engine within 60 s of the kill.
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from vertex_tui.engine.email.queue import CLAIM_BATCH
+from vertex_tui.engine.email.queue import CLAIM_BATCH_MAX
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_kill_two_of_three_engines_mid_delivery_nothing_lost(ws: Any, pg_url: st
     held = {owner: {row[0] for row in ws.query(
         "SELECT message_id FROM email_jobs WHERE status = 'sending' AND lease_owner LIKE ?"
         " || '/%'", (owner,))} for owner in victims}
-    assert all(len(h) <= WORKERS * CLAIM_BATCH for h in held.values()), held
+    assert all(len(h) <= WORKERS * CLAIM_BATCH_MAX for h in held.values()), held
     held_any = set().union(*held.values())
     assert held_any, "the kills came mid-delivery: the dead engines held claims"
     assert sink.count() < TOTAL, "delivery finished before the kills; raise TOTAL"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from vertex_tui.engine.email.queue import CLAIM_BATCH
+from vertex_tui.engine.email.queue import CLAIM_BATCH_MAX
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def freeze_mid_batch(ws: Any, sink: Any, zombie: Any, owner: str) -> tuple[set[s
         if held & received and writable(ws):
             return held, received
         zombie.proc.send_signal(signal.SIGCONT)
-        assert len(received) < TOTAL - CLAIM_BATCH, "delivery nearly done; raise TOTAL"
+        assert len(received) < TOTAL - CLAIM_BATCH_MAX, "delivery nearly done; raise TOTAL"
         time.sleep(0.01)
     raise AssertionError("never caught the zombie with a sent, unrecorded claim")
 
@@ -114,7 +114,7 @@ def test_a_frozen_engines_jobs_are_delivered_by_another_and_its_late_outcomes_re
     assert result.returncode == 0, result.stderr
 
     held, received_at_stop = freeze_mid_batch(ws, sink, zombie, zombie_owner)
-    assert 0 < len(held) <= CLAIM_BATCH  # one worker: one claim batch
+    assert 0 < len(held) <= CLAIM_BATCH_MAX  # one worker: one claim batch
     sent_unrecorded = held & received_at_stop
 
     # A second engine reaps the frozen one's expired claims and delivers everything.

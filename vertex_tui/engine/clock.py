@@ -11,7 +11,7 @@ import heapq
 import itertools
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -97,21 +97,31 @@ class FakeClock:
     def time(self) -> float:
         return self._now
 
+    def _sleeper(self, seconds: float) -> asyncio.Future[None]:
+        """A future that `advance`/`set` resolves once the clock reaches now + `seconds`."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        return fut
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
-        await fut
+        await self._sleeper(seconds)
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         if event.is_set():
             return True
+        if timeout <= 0:
+            await asyncio.sleep(0)
+            return event.is_set()
+        # The deadline is taken now, not when a task for it first runs: a clock moved in
+        # between would otherwise push the deadline a whole timeout past the move.
+        sleeper = self._sleeper(timeout)
         waiter = asyncio.ensure_future(event.wait())
-        sleeper = asyncio.ensure_future(self.sleep(timeout))
+        either: set[asyncio.Future[Any]] = {waiter, sleeper}
         try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
             sleeper.cancel()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE
 from vertex_tui.engine.builtin import BUILTIN, default_registry
-from vertex_tui.engine.clock import Clock, ServerClock, SystemClock, isoformat
+from vertex_tui.engine.clock import Clock, FakeClock, ServerClock, SystemClock, isoformat
 from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
@@ -378,9 +378,16 @@ class Engine:
 
     async def _follow_server_clock(self) -> None:
         """On PostgreSQL (engines on several hosts) a system clock becomes the server's
-        timeline (`ServerClock`), its offset measured now and again at every heartbeat; a
-        test's FakeClock and SQLite (one host) are left as they are."""
-        if self.db.dialect != "postgresql" or not isinstance(self.clock, SystemClock):
+        timeline (`ServerClock`), its offset measured now and again at every heartbeat.
+        A test's FakeClock stands in for the server's clock there instead (the statements
+        read their "now" from it: store.server_time), so tests move leases and retries on
+        PostgreSQL as on SQLite. SQLite (one host) keeps the clock as it is."""
+        if self.db.dialect != "postgresql":
+            return
+        if isinstance(self.clock, FakeClock):
+            self.db.use_test_clock(self.clock.time)
+            return
+        if not isinstance(self.clock, SystemClock):
             return
         if not isinstance(self.clock, ServerClock):
             self.clock = ServerClock(self.clock)

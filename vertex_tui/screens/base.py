@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.screen import Screen
@@ -72,7 +72,7 @@ class VertexScreen(Screen[None]):
     # current when they are handled; with Textual's default ("*": the first focusable
     # widget) the Email screen's hidden search box held the focus until on_mount moved it,
     # and it swallowed the `b` of a quick `e` `b` (an Input consumes printable keys).
-    AUTO_FOCUS: str | None = None
+    AUTO_FOCUS: ClassVar[str | None] = None
     # This screen's own mutating actions, beyond MUTATING_ACTIONS.
     MUTATING: frozenset[str] = frozenset()
 

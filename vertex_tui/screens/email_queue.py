@@ -256,8 +256,8 @@ class EmailQueueScreen(VertexScreen):
         return describe_filter(self.status_filter, self.search)
 
     async def _confirm(self, message: str, yes: str, danger: bool = False) -> bool:
-        return bool(await self.app.push_screen_wait(ConfirmDialog(message, yes=yes,
-                                                                  danger=danger)))
+        answer = await self.app.push_screen_wait(ConfirmDialog(message, yes=yes, danger=danger))
+        return bool(answer)
 
     def _done(self, verb: str, done: list[int], asked: int) -> None:
         skipped = asked - len(done)
@@ -446,9 +446,11 @@ def column_widths(width: int, id_digits: int = 2) -> tuple[int, int, int]:
     the scrollbar; a wide terminal gives the rest to the subject and the error (the error
     more: it is the longest and the one read when things fail)."""
     room = max(0, width - 28 - id_digits - 6 - 2)
-    to = max(16, min(26, room * 3 // 10))
-    subject = max(16, (room - to) * 2 // 5)
-    error = max(20, room - to - subject)
+    # The floors sum to what 80 columns leave (42), so an 80-column terminal shows every
+    # column without scrolling sideways; below that the table scrolls.
+    to = max(12, min(26, room * 3 // 10))
+    subject = max(12, (room - to) * 2 // 5)
+    error = max(18, room - to - subject)
     return to, subject, error
 
 

@@ -42,10 +42,12 @@ def _since(value: object, now: float) -> str:
 
 def kind_parts(doc: dict[str, Any], now: float) -> list[str | tuple[str, str]]:
     """One kind's line: `database OK       3h ago · next in 18h · 7 (1.3 MiB) · verified ok 3h
-    ago`. When no success ever: `never`."""
+    ago`. When no success ever: `MISSING none yet`."""
     level = str(doc["level"])
     age = doc.get("age_seconds")
-    last = "never" if age is None else f"{compact(age)} ago"
+    last = "none yet" if age is None else f"{compact(age)} ago"
+    # A kind with no successful backup at all is not "too old": it is missing.
+    word = "MISSING" if age is None and level == "critical" else LEVEL_TEXT[level]
     if not doc.get("enabled", True):
         nxt = "disabled"
     else:
@@ -59,7 +61,7 @@ def kind_parts(doc: dict[str, Any], now: float) -> list[str | tuple[str, str]]:
         verdict = "ok" if doc.get("last_verified_ok") else "BAD"
         verified = f"verified {verdict} {compact(now - verified_at)} ago"
     return [(f"{doc['kind']:8} ", "bold"),
-            (f"{LEVEL_TEXT[level]:7}", LEVEL_STYLE[level]),
+            (f"{word:7}", LEVEL_STYLE[level]),
             f" {last:>11} · {nxt:12} · {doc['count']} ({size(doc['total_size'])}) · {verified}"]
 
 

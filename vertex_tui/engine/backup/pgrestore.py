@@ -37,6 +37,18 @@ def aside_name(live: str, stamp: str) -> str:
     return live[: NAME_MAX - len(suffix)] + suffix
 
 
+def free_aside_name(url: str, live: str, stamp: str) -> str:
+    """`aside_name`, or with `_2`, `_3`... when a restore of the same second kept one already
+    (a restore takes well under a second; the rename onto a taken name failed)."""
+    from vertex_tui.engine.store import pgbackup
+
+    name, n = aside_name(live, stamp), 1
+    while pgbackup.exists(url, name):
+        n += 1
+        name = aside_name(live, f"{stamp}_{n}")
+    return name
+
+
 async def restore(settings: Settings, backup: Path, *, owner: str,
                   clock: Clock | None = None, force: bool = False) -> dict[str, Any]:
     """Replace the PostgreSQL database by the one in the dump `backup`; see the module."""
@@ -105,8 +117,13 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     # The maintenance lease stays in the live database until the swap: an engine starting
     # now refuses; afterwards it is in the database kept aside.
     await db.close()
-    aside = aside_name(live, stamp)
-    await asyncio.to_thread(_swap, url, live, scratch_name, aside)
+    aside = await asyncio.to_thread(free_aside_name, url, live, stamp)
+    try:
+        await asyncio.to_thread(_swap, url, live, scratch_name, aside)
+    except BaseException:  # nothing swapped (or undone): the restored copy goes
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(pgadmin.drop_database, url, scratch_name)
+        raise
     try:
         kept = await _finish(settings, aside, backup, owner=owner, now=now, clock=clock)
     except (StoreError, OSError) as exc:

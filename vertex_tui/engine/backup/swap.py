@@ -87,13 +87,25 @@ def discard_temp(tmp: Path) -> None:
         remove(Path(f"{tmp}{suffix}"))
 
 
+def free_aside(db_path: Path, stamp: str) -> Path:
+    """`<file>.before-restore-<stamp>`, or `-<stamp>-2`, `-3`... when a restore of the same
+    second kept one already: a restore takes well under a second, and replacing that file
+    would lose the only copy of the data it replaced."""
+    aside = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
+    n = 1
+    while aside.exists() or Path(f"{aside}-wal").exists():
+        n += 1
+        aside = db_path.with_name(f"{db_path.name}.before-restore-{stamp}-{n}")
+    return aside
+
+
 def swap_in(tmp: Path, db_path: Path, stamp: str,
             as_found: bool = False) -> tuple[Path, dict[str, Any]]:
     """Put the checked copy `tmp` in place of `db_path`; the current file is kept aside
     (private, like the backups), self-contained, or with `as_found` (a damaged file, kept
     for forensics) byte for byte with its WAL beside it. Returns where it went and the
     smoke query of the result."""
-    aside = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
+    aside = free_aside(db_path, stamp)
     try:
         if db_path.exists():
             folded = False

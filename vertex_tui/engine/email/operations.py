@@ -122,7 +122,8 @@ class EmailOperations(QueueState):
     async def drain(self, *, timeout: float | None = None) -> dict[str, int]:
         """Deliver everything due now (one attempt each), then return what happened."""
         if not self._workers:
-            raise VertexError("drain needs running workers")
+            raise UsageError("no email workers run in this process (its email service is not "
+                             "started); drain where the engine runs, or `vertex-tui email drain`")
         paused = await store.is_paused(self._db)
         # Follow a resume made elsewhere now, not at the next housekeeping poll.
         self._set_paused(paused, self._clock.time())

@@ -1,7 +1,7 @@
 """The email queue service: enqueue, and the service's start, stop and status.
 
 Every state change is a database write first; memory holds only counters and at most
-`workers * CLAIM_BATCH` claimed jobs, however many are pending. Its parts, one concern each:
+`workers * CLAIM_BATCH_MAX` claimed jobs, however many are pending. Its parts, one concern each:
 state.py (what they share), operations.py (operator tools), workers.py (claim, send, group
 commits), housekeeping.py (reaping dead workers' jobs, following pause/resume).
 """
@@ -24,6 +24,7 @@ from vertex_tui.engine.email.relay import RelayState, combine
 from vertex_tui.engine.email.state import TransportFactory
 from vertex_tui.engine.email.workers import (
     CLAIM_BATCH,
+    CLAIM_BATCH_MAX,
     COMMIT_WINDOW,
     COMPLETE_BATCH,
     EmailWorkers,
@@ -249,5 +250,5 @@ def prepare_mapping(message: Mapping[str, Any]) -> PreparedEmail:
     )
 
 
-__all__ = ["CLAIM_BATCH", "COMMIT_WINDOW", "COMPLETE_BATCH", "EmailQueue", "NotFound",
-           "TransportFactory", "prepare_mapping"]
+__all__ = ["CLAIM_BATCH", "CLAIM_BATCH_MAX", "COMMIT_WINDOW", "COMPLETE_BATCH", "EmailQueue",
+           "NotFound", "TransportFactory", "prepare_mapping"]

@@ -221,6 +221,10 @@ class Database:
         # it (a shutdown's lease release included), so the evidence stays as it was found.
         self.corrupt = False
 
+    def use_test_clock(self, clock: Callable[[], float] | None) -> None:
+        """Tests only: on PostgreSQL, read "now" from `clock` instead of the server's clock
+        (server_time). Nothing to do here: SQLite compares the times its callers pass."""
+
     @classmethod
     async def open(
         cls, path: Path | str, *, lock_wait: float = 300.0, migrate: bool = True,

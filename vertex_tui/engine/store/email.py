@@ -429,19 +429,22 @@ async def failed_ids(db: Database) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+# The job and its attempts in ONE statement, so in one snapshot: read apart, a completion
+# committed between the two reads showed an attempt whose outcome the job did not have yet
+# (`sending`, no last error). The job's columns repeat on each attempt's row (a few per round).
+_DETAIL = (
+    "SELECT j.*, a.round, a.attempt, a.at, a.outcome, a.code, a.error, a.owner, a.encrypted,"
+    f" a.id FROM (SELECT {EmailJob.COLUMNS}, sender, recipients, body, html, headers"
+    " FROM email_jobs WHERE id = ?) AS j LEFT JOIN email_attempts AS a ON a.job_id = j.id"
+    " ORDER BY a.id"
+)
+
+
 async def get_job(db: Database, job_id: int) -> EmailJobDetail:
-    row = await db.read_one(
-        f"SELECT {EmailJob.COLUMNS}, sender, recipients, body, html, headers"
-        " FROM email_jobs WHERE id = ?",
-        (job_id,),
-    )
-    if row is None:
+    rows = await db.read(_DETAIL, (job_id,))
+    if not rows:
         raise NotFound(f"no email job with id {job_id}")
-    attempts = await db.read(
-        "SELECT round, attempt, at, outcome, code, error, owner, encrypted FROM email_attempts"
-        " WHERE job_id = ? ORDER BY id",
-        (job_id,),
-    )
+    row = rows[0]
     return EmailJobDetail(
         job=EmailJob.from_row(row),
         sender=row[14],
@@ -454,7 +457,7 @@ async def get_job(db: Database, job_id: int) -> EmailJobDetail:
                 round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4], error=a[5],
                 owner=a[6], encrypted=None if a[7] is None else bool(a[7]),
             )
-            for a in attempts
+            for a in (tuple(r)[19:] for r in rows) if a[8] is not None
         ),
     )
 

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 from vertex_tui.engine.email.models import ClaimedJob
 from vertex_tui.engine.store.conn import Connection
 from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.server_time import STATEMENT_NOW
 
 if TYPE_CHECKING:
     from vertex_tui.engine.store.email import Completion
 
-# The server's clock, in epoch seconds (one value for the whole statement).
-DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
+# The server's clock, in epoch seconds (one value for the whole statement; see server_time).
+DB_NOW = STATEMENT_NOW
 
 # Seconds until the next pending job is due, on the server's clock.
 DUE_IN = f"SELECT min(next_attempt_at) - {DB_NOW} FROM email_jobs WHERE status = 'pending'"

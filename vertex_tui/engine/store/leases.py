@@ -6,8 +6,8 @@ cannot both win.
 On PostgreSQL, engines run on several hosts whose clocks disagree: every expiry is set and
 compared against the database server's clock (`SERVER_NOW`), never the caller's `now`, so a
 host whose clock runs ahead cannot steal a live lease and one running behind does not wait
-on a dead holder. (SQLite is one host: its callers' `now` is the clock there, and tests move
-it with a fake clock.)
+on a dead holder. (SQLite is one host: its callers' `now` is the clock there. Tests move
+time with a fake clock on both: see `server_time` for how it stands in for the server's.)
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from __future__ import annotations
 from vertex_tui.engine.store.conn import Connection
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.dialect import Sql
+from vertex_tui.engine.store.server_time import CLOCK_NOW
 
 # The database server's time, as epoch seconds (clock_timestamp: not frozen at the start of
-# a transaction, unlike now()).
-SERVER_NOW = "CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
+# a transaction, unlike now(); see server_time).
+SERVER_NOW = CLOCK_NOW
 
 # Owners of unexpired engine heartbeat leases (`engine:<owner>`), as a subquery to reuse.
 ALIVE_ENGINES = "SELECT owner FROM leases WHERE name LIKE 'engine:%' AND expires_at > :now"

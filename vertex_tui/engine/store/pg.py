@@ -18,6 +18,8 @@ take either; it overrides every public member (a test checks), none of SQLite's 
 - Rows (`PgRow`) answer `row[0]`, `row["col"]`, `keys()`, iteration and `len`, as
   `sqlite3.Row` does. Booleans are sent as 0/1 and come back as 1/0, `numeric` results
   (`sum(bigint)`) as int (float when they have a fraction), so Python sees what SQLite gives.
+- A test's fake clock can stand in for the server's (`use_test_clock`, see server_time): each
+  statement then runs with the server's time replaced by that clock's.
 - Driver errors become `StoreError` with one line naming the database (password masked).
 - A pooled connection the server closed while it sat idle (restart, failover) is replaced at
   checkout, so a restart costs the next statements no error.
@@ -46,6 +48,7 @@ from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.dialect import Dialect, Statement
 from vertex_tui.engine.store.pgmigrate import migrate_url
 from vertex_tui.engine.store.pgurl import display_url
+from vertex_tui.engine.store.server_time import pinned
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +159,17 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
-def _prepared(statement: Statement, params: Params | None) -> tuple[str, Params | None]:
+TestClock = Callable[[], float] | None
+
+
+def _prepared(statement: Statement, params: Params | None, clock: TestClock = None
+              ) -> tuple[str, Params | None]:
     """What psycopg runs: the PostgreSQL text, translated when there are parameters (without
-    them psycopg sends the text as it is: no placeholder, no `%%`)."""
+    them psycopg sends the text as it is: no placeholder, no `%%`); with a test's `clock`,
+    its time in place of the server's."""
     text = statement if isinstance(statement, str) else statement.postgresql
+    if clock is not None:
+        text = pinned(text, clock())
     if not params:
         return text, None
     return translate(text), params
@@ -284,20 +294,22 @@ class _Errors:
 class PgConnection:
     """`Connection` (conn.py) over a pooled psycopg connection inside `transaction()`."""
 
-    __slots__ = ("_conn", "_errors")
+    __slots__ = ("_clock", "_conn", "_errors")
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], errors: _Errors) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], errors: _Errors,
+                 clock: TestClock = None) -> None:
         self._conn = conn
         self._errors = errors
+        self._clock = clock
 
     async def execute(self, sql: Statement, params: Params = ()) -> Result:
-        text, args = _prepared(sql, params)
+        text, args = _prepared(sql, params, self._clock)
         with self._errors.mapped():
             cursor = await self._conn.execute(text, args)
         return Result(cursor.rowcount)
 
     async def execute_fetchall(self, sql: Statement, params: Params = ()) -> list[Row]:
-        text, args = _prepared(sql, params)
+        text, args = _prepared(sql, params, self._clock)
         with self._errors.mapped():
             cursor = await self._conn.execute(text, args)
             return await cursor.fetchall() if cursor.description is not None else []
@@ -306,7 +318,7 @@ class PgConnection:
         rows = list(rows)
         if not rows:
             return Result(0)
-        text, _ = _prepared(sql, rows[0] or None)
+        text, _ = _prepared(sql, rows[0] or None, self._clock)
         with self._errors.mapped():
             async with self._conn.cursor() as cursor:
                 await cursor.executemany(text, rows)
@@ -329,14 +341,16 @@ class _SyncCursor:
 class PgSyncConnection:
     """`SyncConnection` (conn.py) over a sync psycopg connection, for `run_transaction`."""
 
-    __slots__ = ("_conn", "_errors")
+    __slots__ = ("_clock", "_conn", "_errors")
 
-    def __init__(self, conn: psycopg.Connection[Any], errors: _Errors) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], errors: _Errors,
+                 clock: TestClock = None) -> None:
         self._conn = conn
         self._errors = errors
+        self._clock = clock
 
     def execute(self, sql: Statement, parameters: Params = (), /) -> _SyncCursor:
-        text, args = _prepared(sql, parameters)
+        text, args = _prepared(sql, parameters, self._clock)
         with self._errors.mapped():
             cursor = self._conn.execute(text, args)
             rows = cursor.fetchall() if cursor.description is not None else []
@@ -426,6 +440,7 @@ class PgDatabase(Database):
         self._sync_pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._sync_lock = asyncio.Lock()
         self._errors = _Errors(self.label)
+        self._test_clock: TestClock = None  # see use_test_clock
 
     @classmethod
     async def open(  # type: ignore[override]
@@ -460,6 +475,12 @@ class PgDatabase(Database):
             await pool.close()
             raise StoreError(f"cannot connect to database {label}: {first_line(exc)}") from None
         return cls(url, pool, pool_size, idle_ms)
+
+    def use_test_clock(self, clock: TestClock) -> None:
+        """Tests only: read "now" from `clock` (a FakeClock's `time`) instead of the server's
+        clock, in every statement from now on (None: the server's again). See server_time
+        for why this is a seam for code and not a setting."""
+        self._test_clock = clock
 
     async def close(self) -> None:
         await self._pool.close()
@@ -501,7 +522,7 @@ class PgDatabase(Database):
         """A write transaction on one pooled connection: COMMIT on success, ROLLBACK on error."""
         with self._errors.mapped():
             async with self._connection() as conn, conn.transaction():
-                yield PgConnection(conn, self._errors)
+                yield PgConnection(conn, self._errors, self._test_clock)
 
     async def _sync(self) -> psycopg_pool.ConnectionPool[Any]:
         async with self._sync_lock:
@@ -525,10 +546,11 @@ class PgDatabase(Database):
         open."""
         pool = await self._sync()
         errors = self._errors
+        clock = self._test_clock
 
         def run() -> T:
             with errors.mapped(), self._sync_connection(pool) as conn, conn.transaction():
-                return fn(PgSyncConnection(conn, errors))
+                return fn(PgSyncConnection(conn, errors, clock))
 
         return await asyncio.to_thread(run)
 
@@ -544,7 +566,7 @@ class PgDatabase(Database):
 
     async def read(self, sql: Statement, params: Params = ()) -> list[Row]:
         """Rows of one statement, on a pooled connection in autocommit."""
-        text, args = _prepared(sql, params)
+        text, args = _prepared(sql, params, self._test_clock)
         with self._errors.mapped():
             async with self._connection() as conn:
                 cursor = await conn.execute(text, args)
