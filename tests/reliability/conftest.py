@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 from support.db import backend_url, query
+from support.processes import process_state
 
 T = TypeVar("T")
 
@@ -189,12 +190,6 @@ class EngineProcess:
             self.proc.kill()
         self.proc.wait()
         self._log.close()
-
-
-def process_state(pid: int) -> str:
-    """The state letter of /proc/PID/stat (R, S, T = stopped, ...)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text.rsplit(")", 1)[1].split()[0]
 
 
 class Engines:

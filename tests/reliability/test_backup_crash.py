@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ballast import add_ballast
+from support.processes import child_running, children, gone
 
 from vertex_tui.engine.backup import pgdump
 
@@ -45,54 +47,11 @@ def build_big_database(ws: Any) -> None:
         "email", "enqueue", "--to", "a@example.com", "--subject", "kept", "--body", "b"
     )
     assert created.returncode == 0, created.stderr
-    if ws.database_url is not None:
-        ws.query("CREATE TABLE ballast (b text)")
-        ws.query("INSERT INTO ballast SELECT (SELECT string_agg(md5(random()::text || i || j),"
-                 " '') FROM generate_series(1, 32768) AS j) FROM generate_series(1, ?) AS i",
-                 (PG_BALLAST_MIB,))
-    else:
-        build_big_sqlite_file(ws.db_path)
+    add_ballast(ws.database_url or ws.db_path,
+                PG_BALLAST_MIB if ws.database_url else BALLAST_MIB)
     storage = ws.path / "storage"
     storage.mkdir(exist_ok=True)
     (storage / "photo.jpg").write_bytes(b"\xff\xd8" + b"x" * 10_000)
-
-
-def build_big_sqlite_file(path: Path) -> None:
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("CREATE TABLE ballast (b BLOB)")
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO ballast VALUES (zeroblob(?))", [(1 << 20,)] * BALLAST_MIB)
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def children(pid: int) -> list[int]:
-    """Process ids whose parent is `pid` (threads included: a worker thread starts pg_dump)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def dumping(pid: int) -> bool:
-    """Whether a child of `pid` is a pg_dump dumping (not one asked for its --version)."""
-    for child in children(pid):
-        with contextlib.suppress(OSError):
-            if b"--format=custom" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return True
-    return False
-
-
-def gone(pid: int) -> bool:
-    """`pid` has exited (a zombie left for init to reap counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
 
 
 def finals(folder: Path) -> list[Path]:
@@ -128,7 +87,8 @@ def kill_mid_backup(ws: Any, kind: str, env: dict[str, str]) -> tuple[Path, int]
             " raise BALLAST_MIB"
         )
         if ws.database_url is not None:  # the temp file is there before pg_dump starts
-            ws.wait_for(lambda: dumping(proc.pid), timeout=30, what="pg_dump", interval=0.002)
+            ws.wait_for(lambda: child_running(proc.pid, "--format=custom"), timeout=30,
+                        what="pg_dump", interval=0.002)
             tools = children(proc.pid)
         assert len(tools) == (ws.database_url is not None), tools  # pg_dump, or none
         for tool in tools:

@@ -337,10 +337,11 @@ def drill(path: Path, url: str, tables: tuple[str, ...],
     """Restore the dump into a temporary database on the server of `url`, run the smoke
     query there and drop it again (whatever happened)."""
     from vertex_tui.engine.store import pgadmin, pgbackup
+    from vertex_tui.engine.store.pgurl import database_name
 
     started = time.perf_counter()
     name = scratch_name("drill")
-    scratch = pgadmin.create_database(url, name)
+    scratch = pgadmin.create_database(url, name, note=pgadmin.scratch_note(database_name(url)))
     try:
         restore_into(path, scratch, bin_dir)
         version, counts = pgbackup.smoke(scratch, tables)

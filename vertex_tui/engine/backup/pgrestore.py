@@ -83,7 +83,8 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         if not force and not trusted(record):
             raise UsageError(f"{backup} cannot be checked: it is not a recorded, verified "
                              f"backup of {display_url(url)}; if you trust it, rerun with --force")
-        scratch = await asyncio.to_thread(pgadmin.create_database, url, scratch_name)
+        scratch = await asyncio.to_thread(pgadmin.create_database, url, scratch_name,
+                                          note=pgadmin.scratch_note(live))
         await asyncio.to_thread(pgdump.restore_into, dump, scratch, settings.pg_bin)
         tables, applied = await asyncio.to_thread(pgbackup.schema_history, scratch)
         problem = swap.history_problem(tables, applied, migrations)
