@@ -77,6 +77,8 @@ def _show(report: Report, args: argparse.Namespace, hint: str | None = None) -> 
               f"{isoformat(r.started_at)}, still marked running")
     for path in report.temp_files:
         print(f"leftover temp file of a killed restore: {path}")
+    for name in report.scratch_databases:
+        print(f"leftover scratch database of a killed restore or drill: {name}")
     if not report.clearable:
         print("no stale leases, no interrupted runs: nothing to clear")
     elif hint:

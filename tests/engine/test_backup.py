@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from support.db import query
+from support.ballast import add_ballast
+from support.db import Target, query
 
 from vertex_tui.engine.backup import manager
 from vertex_tui.engine.backup.restore import MAINTENANCE_LEASE, restore
@@ -88,7 +89,7 @@ def integrity(path: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-def runs_of(db: Path, job: str) -> list[tuple[str, str | None, str]]:
+def runs_of(db: Target, job: str) -> list[tuple[str, str | None, str]]:
     """(outcome, error, owner) of each service_runs row of the backup `job`, oldest first."""
     return [
         (r[0], r[1], r[2])
@@ -101,12 +102,12 @@ def runs_of(db: Path, job: str) -> list[tuple[str, str | None, str]]:
     ]
 
 
-def audit(db: Path, action: str) -> list[dict[str, Any]]:
+def audit(db: Target, action: str) -> list[dict[str, Any]]:
     rows = query(db, "SELECT detail FROM audit_log WHERE action = ? ORDER BY id", (action,))
     return [json.loads(r[0]) for r in rows]
 
 
-def backup_row(db: Path, backup_id: int) -> dict[str, Any]:
+def backup_row(db: Target, backup_id: int) -> dict[str, Any]:
     cols = (
         "kind",
         "status",
@@ -228,6 +229,13 @@ async def engine(settings: Settings, clock: FakeClock) -> AsyncIterator[Engine]:
         yield e
 
 
+@pytest.fixture
+async def backend_engine(backend_settings: Settings, clock: FakeClock) -> AsyncIterator[Engine]:
+    """`engine` on this test's backend (run twice: SQLite, PostgreSQL)."""
+    async with Engine(backend_settings, run=[], clock=clock) as e:
+        yield e
+
+
 class Writer(threading.Thread):
     """Inserts into two tables in one transaction, as fast as it can, until stopped."""
 
@@ -259,6 +267,7 @@ class Writer(threading.Thread):
 # ---- database backups ---------------------------------------------------------------------------
 
 
+# SQLite only: opens the copy as SQLite; PG: test_pg_backup's verified_pg_dump test.
 async def test_database_backup_records_checksum_size_duration_and_private_modes(
     engine: Engine, settings: Settings
 ) -> None:
@@ -291,6 +300,7 @@ async def test_database_backup_records_checksum_size_duration_and_private_modes(
     assert len(audit(settings.db_path, "backup.run.database")) == 1
 
 
+# SQLite only: the online backup API; PG: test_pg_backup's snapshot test.
 @pytest.mark.slow
 async def test_database_backup_is_consistent_under_a_concurrent_writer(
     engine: Engine, settings: Settings, wait_for: WaitFor
@@ -333,8 +343,9 @@ async def test_database_backup_is_consistent_under_a_concurrent_writer(
 
 
 async def test_two_backups_in_the_same_second_get_distinct_files(
-    engine: Engine, settings: Settings
+    backend_engine: Engine, backend_settings: Settings
 ) -> None:
+    engine, settings = backend_engine, backend_settings
     first = await engine.backup.run("database")
     await engine.email.enqueue(to="late@example.com", subject="late", body="b")
     second = await engine.backup.run("database")  # the fake clock has not moved
@@ -353,6 +364,7 @@ async def test_two_backups_in_the_same_second_get_distinct_files(
     assert sha256(Path(second["path"])) == second["sha256"]
 
 
+# SQLite only: a damaged source file (PostgreSQL has none).
 async def test_source_that_fails_its_check_is_recorded_failed_and_never_listed_good(
     settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
@@ -395,22 +407,23 @@ async def test_source_that_fails_its_check_is_recorded_failed_and_never_listed_g
 
 
 async def test_backup_dir_under_a_regular_file_records_a_failure(
-    settings_factory: Callable[..., Settings], tmp_path: Path, clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], tmp_path: Path, clock: FakeClock
 ) -> None:
     (tmp_path / "afile").write_text("not a folder")
-    settings = settings_factory(backup_dir=tmp_path / "afile" / "backups")
+    settings = backend_settings_factory(backup_dir=tmp_path / "afile" / "backups")
     async with Engine(settings, run=[], clock=clock) as engine:
         for kind in ("database", "full"):
             result = await engine.backup.run(kind)
             assert result["status"] == "failed", result
             assert "Not a directory" in result["error"]
-            row = backup_row(settings.db_path, result["id"])
+            row = backup_row(settings, result["id"])
             assert row["status"] == "failed" and row["path"] is None
             assert "Not a directory" in row["error"]
-            assert runs_of(settings.db_path, kind)[-1][0] == "error"
+            assert runs_of(settings, kind)[-1][0] == "error"
             assert engine.backup.last_error and kind in engine.backup.last_error
 
 
+# SQLite only: the CLI under setpriv on a SQLite file; the folder check is the same code.
 async def test_unwritable_backup_dir_records_permission_denied(
     settings: Settings, tmp_path: Path, engine: Engine
 ) -> None:
@@ -456,9 +469,9 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 async def test_disk_full_leaves_no_file_and_rotation_deletes_nothing(
-    settings_factory: Callable[..., Settings], tiny_fs: Path, clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], tiny_fs: Path, clock: FakeClock
 ) -> None:
-    settings = settings_factory(backup_dir=tiny_fs / "backups", backup_keep_last=1)
+    settings = backend_settings_factory(backup_dir=tiny_fs / "backups", backup_keep_last=1)
     settings.storage_dir.mkdir()
     async with Engine(settings, run=[], clock=clock) as engine:
         good = []
@@ -466,9 +479,12 @@ async def test_disk_full_leaves_no_file_and_rotation_deletes_nothing(
             good.append(await engine.backup.run("database"))
             assert good[-1]["status"] == "ok", good[-1]
             clock.advance(HOUR)
-        with contextlib.closing(sqlite3.connect(settings.db_path, isolation_level=None)) as c:
-            c.execute("CREATE TABLE ballast (b BLOB)")
-            c.executemany("INSERT INTO ballast VALUES (randomblob(?))", [(1 << 20,)] * 2)
+        if settings.database_url is not None:  # pg_dump writes what cannot fit
+            add_ballast(settings, 2)
+        else:
+            with contextlib.closing(sqlite3.connect(settings.db_path, isolation_level=None)) as c:
+                c.execute("CREATE TABLE ballast (b BLOB)")
+                c.executemany("INSERT INTO ballast VALUES (randomblob(?))", [(1 << 20,)] * 2)
         (settings.storage_dir / "big.bin").write_bytes(os.urandom(2 << 20))
 
         failed = {}
@@ -478,9 +494,9 @@ async def test_disk_full_leaves_no_file_and_rotation_deletes_nothing(
         for kind, result in failed.items():
             assert result["status"] == "failed", (kind, result)
             assert "full" in result["error"].lower() or "No space" in result["error"], result
-            row = backup_row(settings.db_path, result["id"])
+            row = backup_row(settings, result["id"])
             assert row["status"] == "failed" and row["path"] is None and row["error"]
-            assert runs_of(settings.db_path, kind)[-1][0] == "error"
+            assert runs_of(settings, kind)[-1][0] == "error"
         # No partial file at a final name, no temp leftovers, the good ones intact.
         assert finals(settings.backup_dir / "database") == sorted(Path(g["path"]) for g in good)
         assert finals(settings.backup_dir / "storage") == []
@@ -493,11 +509,12 @@ async def test_disk_full_leaves_no_file_and_rotation_deletes_nothing(
         assert rotated["deleted"] == {"database": 0, "storage": 0, "full": 0}
         assert all(Path(g["path"]).exists() for g in good)
         statuses = query(
-            settings.db_path, "SELECT status FROM backups WHERE kind = 'database' ORDER BY id"
+            settings, "SELECT status FROM backups WHERE kind = 'database' ORDER BY id"
         )
         assert [s[0] for s in statuses] == ["ok", "ok", "failed"]
 
 
+# SQLite only: SQLite's own writes under RLIMIT_FSIZE; PG: disk full.
 @pytest.mark.slow
 async def test_file_size_limit_fails_the_backup_cleanly(
     settings_factory: Callable[..., Settings], clock: FakeClock
@@ -540,6 +557,7 @@ async def test_file_size_limit_fails_the_backup_cleanly(
 
 
 # ---- storage and full ---------------------------------------------------------------------------
+# Storage archives are the same code whatever the database: these run on SQLite only.
 
 
 async def test_storage_archive_extracts_with_tar_and_keeps_links_as_links(
@@ -659,6 +677,7 @@ async def test_missing_storage_folder_is_a_failed_backup(
     assert temps(settings.backup_dir) == []
 
 
+# SQLite only: reads database.db; PG: test_pg_backup's full-backup tests.
 async def test_full_backup_holds_database_storage_and_manifest(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
@@ -699,6 +718,7 @@ async def test_full_backup_holds_database_storage_and_manifest(
 # ---- verify -----------------------------------------------------------------------------------
 
 
+# SQLite only: a flipped SQLite page; PG: test_pg_backup's verify test.
 async def test_flipped_bytes_in_a_database_backup_fail_verify(
     engine: Engine, settings: Settings, tmp_path: Path
 ) -> None:
@@ -754,8 +774,8 @@ async def test_truncated_storage_archive_fails_verify(engine: Engine, settings: 
     assert "archive unreadable" in done.stdout
 
 
-async def test_verify_of_a_missing_path_is_bad(engine: Engine, tmp_path: Path) -> None:
-    verdict = await engine.backup.verify(tmp_path / "nope.db")
+async def test_verify_of_a_missing_path_is_bad(backend_engine: Engine, tmp_path: Path) -> None:
+    verdict = await backend_engine.backup.verify(tmp_path / "nope.db")
     assert not verdict.ok and "does not exist" in verdict.reason
 
 
@@ -763,9 +783,9 @@ async def test_verify_of_a_missing_path_is_bad(engine: Engine, tmp_path: Path) -
 
 
 async def test_rotation_deletes_files_beyond_keep_last_and_records_the_run(
-    settings_factory: Callable[..., Settings], clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    settings = settings_factory(backup_keep_last=2)
+    settings = backend_settings_factory(backup_keep_last=2)
     async with Engine(settings, run=[], clock=clock) as engine:
         made = []
         for _ in range(4):
@@ -778,13 +798,13 @@ async def test_rotation_deletes_files_beyond_keep_last_and_records_the_run(
             "deleted": {"database": 2, "storage": 0, "full": 0},
         }
         assert [Path(m["path"]).exists() for m in made] == [False, False, True, True]
-        statuses = [r[0] for r in query(settings.db_path, "SELECT status FROM backups ORDER BY id")]
+        statuses = [r[0] for r in query(settings, "SELECT status FROM backups ORDER BY id")]
         assert statuses == ["deleted", "deleted", "ok", "ok"]
         assert [r.id for r in await engine.backup.history()] == [made[3]["id"], made[2]["id"]]
-        outcome, _, _ = runs_of(settings.db_path, "rotation")[-1]
+        outcome, _, _ = runs_of(settings, "rotation")[-1]
         assert outcome == "ok"
         counts = json.loads(
-            query(settings.db_path, "SELECT counts FROM service_runs WHERE job = 'rotation'")[0][0]
+            query(settings, "SELECT counts FROM service_runs WHERE job = 'rotation'")[0][0]
         )
         assert counts == {"database": 2, "storage": 0, "full": 0}
         # A second pass has nothing left to do.
@@ -799,6 +819,7 @@ def jobs(db: Path) -> list[tuple[Any, ...]]:
     return query(db, "SELECT id, recipients, subject, status FROM email_jobs ORDER BY id")
 
 
+# SQLite only: a file kept aside; PG: test_pg_backup's restore tests.
 async def test_restore_round_trip_keeps_the_old_database_aside(
     settings: Settings, clock: FakeClock
 ) -> None:
@@ -842,6 +863,7 @@ async def test_restore_round_trip_keeps_the_old_database_aside(
         assert again["status"] == "ok", again
 
 
+# SQLite only: reads the copy as SQLite; PG: test_pg_backup.
 async def test_restore_keeps_the_backup_records_and_the_newer_audit_trail(
     settings: Settings, clock: FakeClock
 ) -> None:
@@ -879,6 +901,7 @@ async def test_restore_keeps_the_backup_records_and_the_newer_audit_trail(
                                                          (later["path"], "ok")}
 
 
+# SQLite only: files aside; PG: test_pg_backup's refused-while-an-engine-runs.
 async def test_restore_is_refused_while_an_engine_is_alive(
     settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
@@ -902,6 +925,7 @@ async def test_restore_is_refused_while_an_engine_is_alive(
     assert Path(result["previous_saved_as"]).exists()
 
 
+# SQLite only: a flipped SQLite byte; PG: test_pg_backup.
 async def test_restore_refuses_a_backup_that_does_not_verify(
     settings: Settings, clock: FakeClock, tmp_path: Path
 ) -> None:
@@ -931,7 +955,14 @@ async def test_restore_refuses_a_backup_that_does_not_verify(
 # ---- drills -------------------------------------------------------------------------------
 
 
-async def test_restore_drill_is_recorded_and_shown(engine: Engine, settings: Settings) -> None:
+async def test_restore_drill_is_recorded_and_shown(backend_settings: Settings,
+                                                   clock: FakeClock) -> None:
+    settings = backend_settings
+    async with Engine(settings, run=[], clock=clock) as engine:
+        await drill_is_recorded_and_shown(engine, settings)
+
+
+async def drill_is_recorded_and_shown(engine: Engine, settings: Settings) -> None:
     none_yet = await engine.backup.run("drill")
     assert none_yet["status"] == "failed"
     last = await engine.backup.last_drill()
@@ -951,12 +982,15 @@ async def test_restore_drill_is_recorded_and_shown(engine: Engine, settings: Set
     assert last["detail"]["rows"]["email_jobs"] == 1
     shown = (await engine.backup.status())["last_verified_restore"]
     assert shown is not None and shown["path"] == made["path"]
-    assert [r[0] for r in runs_of(settings.db_path, "drill")] == ["error", "ok"]
-    assert len(audit(settings.db_path, "backup.run.drill")) == 2
+    assert [r[0] for r in runs_of(settings, "drill")] == ["error", "ok"]
+    assert len(audit(settings, "backup.run.drill")) == 2
 
     # A corrupted newest backup fails its drill, and "last verified restore" stays the old one.
     path = Path(made["path"])
-    corrupt_page(path, "backups")
+    if settings.database_url is None:
+        corrupt_page(path, "backups")
+    else:  # a dump cut short
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     failed = await engine.backup.run("drill")
     assert failed["status"] == "failed"
     assert (await engine.backup.last_drill() or {})["ok"] is False
@@ -967,8 +1001,9 @@ async def test_restore_drill_is_recorded_and_shown(engine: Engine, settings: Set
 
 
 async def test_two_engines_trigger_the_same_job_and_only_one_runs(
-    settings: Settings, clock: FakeClock
+    backend_settings: Settings, clock: FakeClock
 ) -> None:
+    settings = backend_settings
     async with (
         Engine(settings, run=[], clock=clock, owner="engine-one") as one,
         Engine(settings, run=[], clock=clock, owner="engine-two") as two,
@@ -978,23 +1013,23 @@ async def test_two_engines_trigger_the_same_job_and_only_one_runs(
     skipped = next(r for r in results if r["status"] == "skipped")
     ran = next(r for r in results if r["status"] == "ok")
     assert "holds the lease" in skipped["reason"]
-    assert query(settings.db_path, "SELECT count(*) FROM backups")[0][0] == 1
+    assert query(settings, "SELECT count(*) FROM backups")[0][0] == 1
     assert len(finals(settings.backup_dir / "database")) == 1
-    outcomes = sorted(r[0] for r in runs_of(settings.db_path, "database"))
+    outcomes = sorted(r[0] for r in runs_of(settings, "database"))
     assert outcomes == ["ok", "skipped"]
-    owners = {r[0]: r[2] for r in runs_of(settings.db_path, "database")}
+    owners = {r[0]: r[2] for r in runs_of(settings, "database")}
     assert owners["ok"] != owners["skipped"]
     assert Path(ran["path"]).exists()
     # The lease is released after the run: the next trigger from either engine runs.
     assert (
-        query(settings.db_path, "SELECT count(*) FROM leases WHERE name LIKE 'backup:%'")[0][0] == 0
+        query(settings, "SELECT count(*) FROM leases WHERE name LIKE 'backup:%'")[0][0] == 0
     )
 
 
 async def test_service_start_recovers_what_a_dead_process_left(
-    settings_factory: Callable[..., Settings], clock: FakeClock
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    settings = settings_factory(**NO_SCHEDULES)
+    settings = backend_settings_factory(**NO_SCHEDULES)
     async with Engine(settings, run=[], clock=clock):
         pass
     dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
@@ -1005,20 +1040,15 @@ async def test_service_start_recovers_what_a_dead_process_left(
     stale.write_bytes(b"half a copy")
     live = folder / f".database-20270101T000001Z.db.tmp-{os.getpid()}"
     live.write_bytes(b"someone is writing this")
-    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
-        conn.execute(
-            "INSERT INTO backups (kind, status, started_at, owner)"
-            " VALUES ('database', 'running', 1, 'gone-host:1:dead')"
-        )
-        conn.execute(
-            "INSERT INTO service_runs (service, job, owner, started_at)"
-            " VALUES ('backup', 'database', 'gone-host:1:dead', 1)"
-        )
+    query(settings, "INSERT INTO backups (kind, status, started_at, owner)"
+          " VALUES ('database', 'running', 1, 'gone-host:1:dead')")
+    query(settings, "INSERT INTO service_runs (service, job, owner, started_at)"
+          " VALUES ('backup', 'database', 'gone-host:1:dead', 1)")
 
     async with Engine(settings, run=["backup"], clock=clock):
         pass
     assert not stale.exists()
     assert live.exists()  # its process is alive: not ours to remove
-    status, error = query(settings.db_path, "SELECT status, error FROM backups")[0]
+    status, error = query(settings, "SELECT status, error FROM backups")[0]
     assert status == "failed" and "interrupted" in error
-    assert runs_of(settings.db_path, "database")[0][0] == "error"
+    assert runs_of(settings, "database")[0][0] == "error"

@@ -227,6 +227,34 @@ async def test_restore_replaces_the_database_and_keeps_the_old_one_aside(
     query(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{aside}"')
 
 
+async def test_restore_carries_over_backup_records_drills_and_the_newer_audit_trail(
+        pg_settings: Settings, pg_url: str) -> None:
+    """The dump was taken while its own backup ran and knows no later one: the records of
+    backups and drills, and what operators did since, come from the replaced database."""
+    async with Engine(pg_settings, run=[], clock=SystemClock()) as engine:
+        made = await engine.backup.run("database")
+        later = await engine.backup.run("database")
+        drill = await engine.backup.drill()
+        await engine.email.pause()  # an audited operator action after the backup
+    assert made["status"] == later["status"] == drill["status"] == "ok"
+    before = query(pg_url, "SELECT id, kind, status, path, sha256 FROM backups ORDER BY id")
+    drills = query(pg_url, "SELECT id, backup_id, ok FROM restore_drills")
+    actions = [a for (a,) in query(pg_url, "SELECT action FROM audit_log ORDER BY id")]
+    assert "email.pause" in actions
+
+    result = await restore(pg_settings, Path(made["path"]), owner="h:1:r")
+    assert result["carried_over"]["backups"] == len(before) == 2
+    assert query(pg_url, "SELECT id, kind, status, path, sha256 FROM backups"
+                 " ORDER BY id") == before
+    assert query(pg_url, "SELECT id, backup_id, ok FROM restore_drills") == drills
+    trail = [a for (a,) in query(pg_url, "SELECT action FROM audit_log ORDER BY id")]
+    assert trail == [*actions, "backup.restore"]
+    async with Engine(pg_settings, run=[], clock=SystemClock()) as engine:
+        listed = await engine.backup.history()
+    assert {(r.path, r.status) for r in listed} == {(made["path"], "ok"), (later["path"], "ok")}
+    query(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{result["previous_saved_as"]}"')
+
+
 async def test_restore_is_refused_while_an_engine_runs_or_untrusted(
         pg_settings: Settings, pg_url: str, tmp_path: Path) -> None:
     async with Engine(pg_settings, run=["backup"], clock=SystemClock()) as engine:
@@ -430,3 +458,31 @@ async def test_a_full_backup_restores_its_dump(pg_settings: Settings, pg_url: st
     result = await restore(pg_settings, Path(full["path"]), owner="h:1:r")
     assert result["rows"]["email_jobs"] == 4
     query(pg_url.rsplit("/", 1)[0] + "/postgres", f'DROP DATABASE "{result["previous_saved_as"]}"')
+
+
+async def test_doctor_drops_only_the_scratch_databases_of_dead_processes_of_this_host(
+        pg_settings: Settings, pg_url: str) -> None:
+    from vertex_tui.engine import doctor
+    from vertex_tui.engine.store import pgadmin
+
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    live, host = database_name(pg_url), socket.gethostname()
+    note = "vertex-tui scratch copy of {} by {}"
+    made = {f"{live}_dead": note.format(live, f"{host}:{gone.pid}"),
+            f"{live}_far": note.format(live, f"another-host:{gone.pid}"),  # may be alive there
+            f"{live}_alive": note.format(live, f"{host}:{os.getpid()}"),  # still at work
+            f"{live}_other": note.format("another_database", f"{host}:{gone.pid}")}
+    for name, comment in made.items():
+        pgadmin.create_database(pg_url, name, note=comment)
+    try:
+        report = await doctor.examine(pg_settings)
+        assert report.scratch_databases == [f"{live}_dead"]
+        assert report.clearable == 1
+        cleared = await doctor.repair(pg_settings, report)
+        assert cleared["scratch_databases"] == 1
+        assert databases(pg_url) & set(made) == set(made) - {f"{live}_dead"}
+        assert (await doctor.examine(pg_settings)).clearable == 0
+    finally:
+        for name in made:
+            pgadmin.drop_database(pg_url, name)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 from support.db import backend_url, query
+from support.processes import process_state
 
 T = TypeVar("T")
 
@@ -126,6 +127,7 @@ def start_sink(record: Path, *options: str, cwd: Path) -> SinkProcess:
 class EngineProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
+    name: str
     _log: Any = field(repr=False)
 
     @property
@@ -174,6 +176,15 @@ class EngineProcess:
 
         return wait_for(ready, timeout=timeout, what="the engine to report it is running")
 
+    def freeze(self) -> None:
+        """SIGSTOP the engine and wait until the kernel reports it stopped (state T)."""
+        self.proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: process_state(self.pid) == "T", timeout=10, what="the engine stopped",
+                 interval=0.005)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -205,7 +216,7 @@ class Engines:
             cwd=self.workdir,
             env=env,
         )
-        engine = EngineProcess(proc=proc, log_path=log_path, _log=log)
+        engine = EngineProcess(proc=proc, log_path=log_path, name=name, _log=log)
         self.started.append(engine)
         return engine
 
@@ -270,6 +281,26 @@ class Workspace:
             }
         return clean_env(**(base | settings))
 
+    def named(self, env: dict[str, str], name: str) -> dict[str, str]:
+        """`env` whose PostgreSQL connections carry `name` as their application_name, so
+        `sessions(name)` can tell them from the others'. Unchanged on SQLite."""
+        url = env.get("VERTEX_DATABASE_URL")
+        if url is None:
+            return env
+        return env | {"VERTEX_DATABASE_URL": f"{url}{'&' if '?' in url else '?'}"
+                                              f"application_name={name}"}
+
+    def sessions(self, name: str, *states: str) -> int:
+        """How many server sessions named `name` (see `named`) there are, in any of `states`
+        if given ('active', 'idle in transaction', ...). Always 0 on SQLite, whose
+        transactions die with their process."""
+        if self.database_url is None:
+            return 0
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = ?"
+        if states:
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+        return int(self.query(sql, (name, *states))[0][0])
+
     def sink(self, *options: str, name: str = "received") -> SinkProcess:
         sink = start_sink(self.path / f"{name}.jsonl", *options, cwd=self.path)
         self.sinks.append(sink)
@@ -277,8 +308,10 @@ class Workspace:
 
     def start_engine(self, env: dict[str, str], name: str | None = None,
                      host: str | None = None) -> EngineProcess:
+        """An engine (`Engines.start`) whose database sessions are named after it (`named`)."""
         assert self.engines is not None
-        return self.engines.start(env, name, host)
+        name = name or f"engine{len(self.engines.started) + 1}"
+        return self.engines.start(self.named(env, name), name, host)
 
     def jsonl(self, count: int, *, prefix: str = "m") -> Path:
         return write_jsonl(self.path / f"{prefix}-{count}.jsonl", count, prefix=prefix)

@@ -10,6 +10,7 @@ Message-ID. Without a crash, even two engines sharing one database send nothing 
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from typing import Any
 
@@ -42,13 +43,56 @@ def all_jobs(ws: Any) -> list[dict[str, Any]]:
     return jobs
 
 
+def held_claims(ws: Any, owner: str) -> set[str]:
+    """Message-IDs of the jobs `owner`'s workers hold claimed (committed)."""
+    return {
+        row[0]
+        for row in ws.query(
+            "SELECT message_id FROM email_jobs WHERE status = 'sending'"
+            " AND lease_owner LIKE ? || '/%'",
+            (owner,),
+        )
+    }
+
+
+def statements_done(ws: Any, name: str, timeout: float = 2.0) -> bool:
+    """Whether the server finishes every statement of frozen engine `name` within
+    `timeout` s (one waiting on a lock its own frozen transaction holds never does)."""
+    deadline = time.monotonic() + timeout
+    while ws.sessions(name, "active"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def freeze_holding_claims(ws: Any, sink: Any, victim: Any, owner: str) -> None:
+    """SIGSTOP `victim` at a moment it holds committed claims. Stopped, it commits nothing
+    more; on PostgreSQL a statement it had sent still runs on the server, so the claims are
+    read once none of its sessions is active (its open transactions die with it,
+    uncommitted). A freeze between two batches holds none: thaw and try again."""
+    for _ in range(200):
+        victim.freeze()
+        if statements_done(ws, victim.name) and held_claims(ws, owner):
+            return
+        victim.thaw()
+        assert sink.count() < TOTAL - WORKERS * CLAIM_BATCH_MAX, "delivery nearly done; raise TOTAL"
+        time.sleep(0.01)
+    raise AssertionError("never caught the victim holding a claim")
+
+
 def kill_mid_delivery(ws: Any, sink: Any, victim: Any) -> set[str]:
-    """SIGKILL `victim` once the sink has some but not all mail; returns the Message-IDs of
-    the jobs it held claimed at that moment (sent or not, their outcome is unknown)."""
+    """SIGKILL `victim` once the sink has some but not all mail, at a moment it holds
+    claims; returns the Message-IDs of the jobs it held claimed then (sent or not, their
+    outcome is unknown)."""
     victim_owner = victim.wait_running()
     ws.wait_for(lambda: sink.count() >= 30, timeout=60, what="30 deliveries", interval=0.01)
+    freeze_holding_claims(ws, sink, victim, victim_owner)
     victim.proc.send_signal(signal.SIGKILL)
     assert victim.proc.wait(30) == -signal.SIGKILL
+    # Its server sessions end (rolling back what they had open) before anything is read.
+    ws.wait_for(lambda: ws.sessions(victim.name) == 0, timeout=30,
+                what="the victim's database sessions to end")
 
     # Read what is recorded as sent before what the sink holds: a live peer goes on sending.
     recorded_sent = {
@@ -57,14 +101,7 @@ def kill_mid_delivery(ws: Any, sink: Any, victim: Any) -> set[str]:
     at_kill = Counter(sink.message_ids())
     assert len(at_kill) < TOTAL, "delivery finished before the kill; raise TOTAL"
     # The dead process still holds its claims: at most one claim batch per worker.
-    held = {
-        row[0]
-        for row in ws.query(
-            "SELECT message_id FROM email_jobs WHERE status = 'sending'"
-            " AND lease_owner LIKE ? || '/%'",
-            (victim_owner,),
-        )
-    }
+    held = held_claims(ws, victim_owner)
     assert 0 < len(held) <= WORKERS * CLAIM_BATCH_MAX
     # Recorded as sent implies received (the outcome is written after the server's 250).
     assert recorded_sent <= set(at_kill)
@@ -122,14 +159,21 @@ def test_sigkill_mid_delivery_then_restart_loses_nothing(ws: Any, backend: str) 
     assert_nothing_lost_few_duplicates(ws, sink, held)
 
 
-def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any) -> None:
+def test_sigkill_one_of_two_engines_the_other_takes_over(ws: Any, backend: str) -> None:
     sink = ws.sink()
     env = engine_env(ws, sink)
     peer = ws.start_engine(env, "peer")
     peer.wait_running()
     victim = ws.start_engine(env, "victim")
     victim.wait_running()
-    enqueue_all(ws)
+    # The sink is frozen while the CLI enqueues: the CLI exits well after its commit, and
+    # in that time two engines on PostgreSQL can deliver most of the queue, the victim's
+    # share included, leaving it nothing held to be killed with. Thawed, delivery begins.
+    sink.proc.send_signal(signal.SIGSTOP)
+    try:
+        enqueue_all(ws)
+    finally:
+        sink.proc.send_signal(signal.SIGCONT)
     held = kill_mid_delivery(ws, sink, victim)
 
     # No restart: the live peer reaps the dead engine's claims when their leases expire.

@@ -179,7 +179,8 @@ def test_sigterm_while_a_send_hangs_still_exits_in_time(ws: Any, backend: str) -
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_sigterm_as_the_engine_starts_ends_its_first_passes_cleanly(ws: Any, round_: int) -> None:
+def test_sigterm_as_the_engine_starts_ends_its_first_passes_cleanly(ws: Any, round_: int,
+                                                                  backend: str) -> None:
     """SIGTERM while the first scheduler passes are in flight: they finish (or never start),
     nothing is logged as an error, and no pass is left recorded as running."""
     engine = ws.start_engine(ws.env(EMAIL_POLL_INTERVAL="0.2"))

@@ -3,29 +3,36 @@
 The restorer holds the `maintenance` lease in the live database while it verifies and copies;
 killed, it can release nothing. Every command and engine start used to fail for an hour with
 "being restored by <dead pid>". Now a holder of this host whose pid is gone frees the lease at
-once, the live database is as it was, and `vertex-tui doctor` finds and clears the temp copy
-the dead restorer left beside the database.
+once, the live database is as it was, and `vertex-tui doctor` finds and clears what the dead
+restorer left: on SQLite its temp copy beside the database, on PostgreSQL the scratch
+database it was restoring the dump into. On both backends.
 
-The database is made big (a ballast table of zero-filled 1 MiB blobs) so the copy takes long
-enough to be caught: the process is killed as soon as its temp file `.vertex.db.tmp-<pid>`
-appears.
+The database is made big (a ballast table of 1 MiB rows) so the copy takes long enough to be
+caught. On SQLite the process is killed as soon as its temp file `.vertex.db.tmp-<pid>`
+appears. On PostgreSQL, once its `pg_restore` child is restoring into the scratch database:
+that child is frozen (SIGSTOP) first, so it cannot finish on its own, and must die with the
+process that started it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ballast import add_ballast
+from support.processes import child_running, children, gone
 
 pytestmark = pytest.mark.slow
 
-BALLAST_MIB = 200
+BALLAST_MIB = 200  # SQLite
+PG_BALLAST_MIB = 32
 QUIET = {
     "BACKUP_DATABASE_ENABLED": "false",
     "BACKUP_FULL_ENABLED": "false",
@@ -39,62 +46,78 @@ def build_big_database(ws: Any) -> None:
     created = ws.cli("email", "enqueue", "--to", "a@example.com", "--subject", "kept",
                      "--body", "b")
     assert created.returncode == 0, created.stderr
-    with contextlib.closing(sqlite3.connect(ws.db_path, isolation_level=None)) as conn:
-        conn.execute("CREATE TABLE ballast (b BLOB)")
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO ballast VALUES (zeroblob(?))", [(1 << 20,)] * BALLAST_MIB)
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    add_ballast(ws.database_url or ws.db_path,
+                PG_BALLAST_MIB if ws.database_url else BALLAST_MIB)
 
 
-def kill_mid_restore(ws: Any, backup: str, env: dict[str, str]) -> tuple[Path, int]:
-    """Start `backup restore BACKUP --yes`, SIGKILL it once its temp copy exists."""
+def scratch_databases(ws: Any, pid: int) -> list[str]:
+    """Databases on the server that a restore by process `pid` made to restore into."""
+    rows = ws.query("SELECT datname FROM pg_database WHERE datname LIKE ?",
+                    (f"vt_restore_{pid}_%",))
+    return [r[0] for r in rows]
+
+
+def kill_mid_restore(ws: Any, backup: str, env: dict[str, str]) -> tuple[str, int]:
+    """Start `backup restore BACKUP --yes`, SIGKILL it mid-copy; (what it left, its pid):
+    the temp copy's path on SQLite, the scratch database's name on PostgreSQL."""
     err = (ws.path / "killed-restore.err").open("w")
+    tools: list[int] = []
     proc = subprocess.Popen(
         [sys.executable, "-m", "vertex_tui", "backup", "restore", backup, "--yes"],
         env=env, cwd=ws.path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
     )
     try:
 
-        def temp_or_exit() -> Path | str | None:
+        def copying() -> str | None:
             if proc.poll() is not None:
                 return "exited"
+            if ws.database_url is not None:
+                return "pg_restore" if child_running(proc.pid, "--single-transaction") else None
             temp = ws.path / f".vertex.db.tmp-{proc.pid}"
-            return temp if temp.exists() else None
+            return str(temp) if temp.exists() else None
 
-        seen = ws.wait_for(temp_or_exit, timeout=180, what="the restore's temp copy",
-                           interval=0.002)
+        seen = ws.wait_for(copying, timeout=180, what="the restore's copy", interval=0.002)
         assert seen != "exited", (
             f"backup restore finished (exit {proc.returncode}) before it could be killed;"
             " raise BALLAST_MIB"
         )
+        tools = children(proc.pid)
+        for tool in tools:
+            os.kill(tool, signal.SIGSTOP)
+        assert len(tools) == (ws.database_url is not None), tools  # pg_restore, or none
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
+        for tool in tools:
+            ws.wait_for(lambda t=tool: gone(t), timeout=30,
+                        what=f"the killed restore's pg_restore ({tool}) to die with it")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for tool in tools:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(tool, signal.SIGKILL)
         err.close()
-    assert isinstance(seen, Path)
+    if ws.database_url is not None:
+        [seen] = scratch_databases(ws, proc.pid)
     return seen, proc.pid
 
 
-def test_sigkill_mid_restore_does_not_lock_the_platform_out(ws: Any) -> None:
+def test_sigkill_mid_restore_does_not_lock_the_platform_out(ws: Any, backend: str) -> None:
     build_big_database(ws)
     env = ws.env(**QUIET)
     made = ws.cli("backup", "run", "database", "--json", **QUIET)
     assert made.returncode == 0, made.stderr
-    backup = __import__("json").loads(made.stdout)["path"]
+    backup = json.loads(made.stdout)["path"]
     enqueued = ws.cli("email", "enqueue", "--to", "b@example.com", "--subject", "after",
                       "--body", "b")
     assert enqueued.returncode == 0, enqueued.stderr
 
-    temp, pid = kill_mid_restore(ws, backup, env)
+    left, pid = kill_mid_restore(ws, backup, env)
 
     # The dead restorer's lease is really there, in the live database, for a while yet...
     rows = ws.query("SELECT owner FROM leases WHERE name = 'maintenance'")
     assert len(rows) == 1 and f":{pid}:" in rows[0][0]
-    assert temp.exists()
     # ...yet the next command runs at once, on the database as it was before the restore.
     status = ws.cli("status", **QUIET)
     assert status.returncode == 0, status.stderr
@@ -102,16 +125,27 @@ def test_sigkill_mid_restore_does_not_lock_the_platform_out(ws: Any) -> None:
     assert ws.query("SELECT count(*) FROM leases WHERE name = 'maintenance'") == [(0,)]
     assert [r[0] for r in ws.query("SELECT subject FROM email_jobs ORDER BY id")] == [
         "kept", "after"]
-    assert ws.query("SELECT count(*) FROM ballast") == [(BALLAST_MIB,)]
-    assert not list(ws.path.glob("vertex.db.before-restore-*"))
+    assert ws.query("SELECT count(*) FROM ballast") == [(PG_BALLAST_MIB if ws.database_url
+                                                         else BALLAST_MIB,)]
+    if ws.database_url is None:
+        assert not list(ws.path.glob("vertex.db.before-restore-*"))
+        assert Path(left).exists()
+        what = f"leftover temp file of a killed restore: {left}"
+    else:
+        assert ws.query("SELECT count(*) FROM pg_database WHERE datname LIKE"
+                        " '%\\_before\\_restore\\_%'") == [(0,)]
+        what = f"leftover scratch database of a killed restore or drill: {left}"
 
-    # doctor names the dead restorer's temp copy; --yes removes it.
+    # doctor names what the dead restorer left; --yes removes it.
     report = ws.cli("doctor", **QUIET)
     assert report.returncode == 1, report.stdout + report.stderr
-    assert f"leftover temp file of a killed restore: {temp}" in report.stdout
+    assert what in report.stdout
     cleared = ws.cli("doctor", "--yes", **QUIET)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
-    assert not temp.exists() and not Path(f"{temp}-wal").exists()
+    if ws.database_url is None:
+        assert not Path(left).exists() and not Path(f"{left}-wal").exists()
+    else:
+        assert scratch_databases(ws, pid) == []
     assert "nothing to clear" in ws.cli("doctor", **QUIET).stdout
 
     # An engine starts, and the same restore, run again, goes through.

@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,20 +31,14 @@ LEASE = 5  # EMAIL_LEASE_SECONDS of both engines
 REFUSED = "lease lost, outcome of attempt"
 
 
-def process_state(pid: int) -> str:
-    """The state letter of /proc/PID/stat (R, S, T = stopped, ...)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text.rsplit(")", 1)[1].split()[0]
-
-
-def writable(ws: Any) -> bool:
-    """False while a frozen transaction could block the peer: on SQLite, some process holds
-    the database's write lock; on PostgreSQL, some session is idle in a transaction (its row
-    locks would make the peer's SKIP LOCKED reaper pass those jobs over)."""
+def quiet(ws: Any, zombie: Any) -> bool:
+    """True once the frozen `zombie` can neither block the peer nor change a row any more.
+    On SQLite: no process holds the database's write lock. On PostgreSQL: every session of
+    the zombie is idle -- none in a transaction (its row locks would make the peer's SKIP
+    LOCKED reaper pass those jobs over), none running a statement the server could still
+    commit after the test has read what the zombie holds."""
     if ws.database_url is not None:
-        return bool(ws.query("SELECT count(*) FROM pg_stat_activity WHERE datname ="
-                             " current_database() AND state LIKE 'idle in transaction%'")
-                    == [(0,)])
+        return bool(ws.sessions(zombie.name) == ws.sessions(zombie.name, "idle"))
     with contextlib.closing(sqlite3.connect(ws.db_path, timeout=0.2)) as conn:
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -75,9 +68,11 @@ def freeze_mid_batch(ws: Any, sink: Any, zombie: Any, owner: str) -> tuple[set[s
     sink has received so far)."""
     ws.wait_for(lambda: sink.count() >= 20, timeout=60, what="20 deliveries", interval=0.01)
     for _ in range(200):
-        zombie.proc.send_signal(signal.SIGSTOP)
-        ws.wait_for(lambda: process_state(zombie.pid) == "T", timeout=10, what="stopped",
-                    interval=0.005)
+        zombie.freeze()
+        if not quiet(ws, zombie):
+            zombie.thaw()
+            time.sleep(0.01)
+            continue
         held = {
             row[0]
             for row in ws.query(
@@ -85,9 +80,9 @@ def freeze_mid_batch(ws: Any, sink: Any, zombie: Any, owner: str) -> tuple[set[s
                 " AND lease_owner LIKE ? || '/%'", (owner,))
         }
         received = settled_ids(sink)
-        if held & received and writable(ws):
+        if held & received:
             return held, received
-        zombie.proc.send_signal(signal.SIGCONT)
+        zombie.thaw()
         assert len(received) < TOTAL - CLAIM_BATCH_MAX, "delivery nearly done; raise TOTAL"
         time.sleep(0.01)
     raise AssertionError("never caught the zombie with a sent, unrecorded claim")
@@ -126,7 +121,7 @@ def test_a_frozen_engines_jobs_are_delivered_by_another_and_its_late_outcomes_re
     assert peer.proc.wait(30) == 0
     delivered_before_thaw = sink.count()
 
-    zombie.proc.send_signal(signal.SIGCONT)
+    zombie.thaw()
     # Left to itself, the thawed worker goes through the rest of its batch before it claims
     # again. A job enqueued now can only be sent by it (the peer is gone, it has one worker)
     # and only after that batch: once the probe is sent, the zombie has done all it would.

@@ -5,7 +5,8 @@ opened for writing: the report names the newest backup that verifies now (from t
 records if they can still be read, else from the backup folder) and the command that
 restores it. A sound file is then searched for leases held by processes that are gone
 (their pid no longer exists on this host) or that expired, runs and backups left 'running'
-by processes that no longer hold anything, and temp files of killed restores. `repair`
+by processes that no longer hold anything, and temp files of killed restores (PostgreSQL:
+the scratch databases of killed restores and drills of this host). `repair`
 clears exactly what a report found, once the operator confirmed it.
 """
 
@@ -39,6 +40,7 @@ class Report:
     stale_leases: list[store.LeaseRow] = field(default_factory=list)
     interrupted: list[store.RunningRow] = field(default_factory=list)
     temp_files: list[Path] = field(default_factory=list)
+    scratch_databases: list[str] = field(default_factory=list)  # PostgreSQL
     backup: dict[str, Any] | None = None  # the newest verified backup (damaged file only)
     server: str | None = None  # PostgreSQL: the URL (password masked); no file to check
 
@@ -48,7 +50,8 @@ class Report:
 
     @property
     def clearable(self) -> int:
-        return len(self.stale_leases) + len(self.interrupted) + len(self.temp_files)
+        return (len(self.stale_leases) + len(self.interrupted) + len(self.temp_files)
+                + len(self.scratch_databases))
 
     def advice(self) -> str | None:
         if not self.damaged:
@@ -74,6 +77,7 @@ class Report:
             "interrupted": [{"table": r.table, "id": r.id, "what": r.what, "owner": r.owner,
                              "started_at": isoformat(r.started_at)} for r in self.interrupted],
             "temp_files": [str(p) for p in self.temp_files],
+            "scratch_databases": self.scratch_databases,
             "newest_verified_backup": self.backup,
             "advice": self.advice(),
         }
@@ -84,7 +88,8 @@ async def examine(settings: Settings, clock: Clock | None = None) -> Report:
     db_path = settings.db_path
     if settings.database_url is not None:
         report = await _examine_leases(settings, db_path, clock.time())
-        return replace(report, server=settings.database_label)
+        return replace(report, server=settings.database_label,
+                       scratch_databases=await asyncio.to_thread(scratch_leftovers, settings))
     if not db_path.exists():
         raise UsageError(f"no database at {db_path} (VERTEX_DB_PATH); nothing to check")
     check_sqlite_file(db_path)
@@ -130,12 +135,31 @@ async def repair(settings: Settings, report: Report, clock: Clock | None = None
     finally:
         await db.close()
     counts["temp_files"] = 0
+    if report.scratch_databases:
+        from vertex_tui.engine.store import pgadmin
+
+        assert settings.database_url is not None
+        for name in report.scratch_databases:
+            await asyncio.to_thread(pgadmin.drop_database, settings.database_url.reveal(), name)
+        counts["scratch_databases"] = len(report.scratch_databases)
     for leftover in report.temp_files:
         if leftover.exists():
             for extra in ("", "-journal", "-wal", "-shm"):
                 remove(Path(f"{leftover}{extra}"))
             counts["temp_files"] += 1
     return counts
+
+
+def scratch_leftovers(settings: Settings) -> list[str]:
+    """Scratch databases of the PostgreSQL database that restores or drills of this host
+    made and never dropped: their process is gone (killed mid-restore). Blocking."""
+    from vertex_tui.engine.store import pgadmin
+    from vertex_tui.engine.store.pgurl import database_name
+
+    assert settings.database_url is not None
+    url = settings.database_url.reveal()
+    return [name for name, holder in pgadmin.scratch_databases(url, database_name(url))
+            if dead_here(holder)]
 
 
 def restore_leftovers(db_path: Path) -> list[Path]:

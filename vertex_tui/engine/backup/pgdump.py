@@ -10,16 +10,22 @@ run in a worker thread, like manager.py's SQLite copies.
   naming the two versions.
 - A dump's header names the pg_dump and server versions that wrote it (read here without
   any tool), so `verify` can say which pg_restore it needs.
+- A tool dies with the process that started it (Linux: the parent-death signal): a backup
+  or restore killed with -9 leaves no pg_dump running on for nobody, holding its snapshot
+  open and filling a temp file the recovery deletes, nor a pg_restore writing on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -73,12 +79,31 @@ def split_password(url: str) -> tuple[str, dict[str, str]]:
 _TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _dying_with(parent: int) -> Any:
+    """A `preexec_fn` that has the child killed when the thread that started it ends (this
+    worker thread waits for the tool, so: when this process dies); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # died between the fork and the prctl
+            os._exit(1)
+
+    return arm
+
+
 @functools.cache
 def tool_version(path: str) -> tuple[int, int]:
     """(major, minor) that `path --version` reports."""
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True,
-                             timeout=30, check=False).stdout
+                             timeout=30, check=False,
+                             preexec_fn=_dying_with(os.getpid())).stdout
     except OSError as exc:
         raise DumpFailed(f"cannot run {path}: {exc.strerror}") from None
     found = _TOOL_VERSION.search(out)
@@ -192,10 +217,11 @@ def is_dump(path: Path) -> bool:
 def _run(args: list[str], env: dict[str, str], what: str,
          cancel: threading.Event | None = None) -> str:
     """Run a tool to the end (or until `cancel`); its stdout, or DumpFailed with its first
-    error line (passwords masked)."""
+    error line (passwords masked). The tool dies with this process."""
     child_env = {**os.environ, **env}
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=child_env, stdin=subprocess.DEVNULL) as proc:
+                          env=child_env, stdin=subprocess.DEVNULL,
+                          preexec_fn=_dying_with(os.getpid())) as proc:
         while True:
             try:
                 out, err = proc.communicate(timeout=0.2)
@@ -311,10 +337,11 @@ def drill(path: Path, url: str, tables: tuple[str, ...],
     """Restore the dump into a temporary database on the server of `url`, run the smoke
     query there and drop it again (whatever happened)."""
     from vertex_tui.engine.store import pgadmin, pgbackup
+    from vertex_tui.engine.store.pgurl import database_name
 
     started = time.perf_counter()
     name = scratch_name("drill")
-    scratch = pgadmin.create_database(url, name)
+    scratch = pgadmin.create_database(url, name, note=pgadmin.scratch_note(database_name(url)))
     try:
         restore_into(path, scratch, bin_dir)
         version, counts = pgbackup.smoke(scratch, tables)

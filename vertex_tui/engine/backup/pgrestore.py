@@ -83,19 +83,27 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         away = folder.elsewhere(settings, record.host if record else None)
         if away:
             raise UsageError(f"{backup} cannot be restored on this host: {away}")
+        # A dump pg_restore reads is first checked for whose database it holds: an intact
+        # dump of another database is not restorable (exit 2, as a foreign SQLite file),
+        # rather than a backup that fails its check (verify wants vertex-tui's tables). An
+        # unreadable one is left to verify to explain.
+        migrations = pgmigrate.load_migrations()
+        try:
+            dumped = await asyncio.to_thread(pgdump.schema_history, dump, settings.pg_bin)
+        except pgdump.DumpFailed:
+            dumped = None
+        problem = None if dumped is None else swap.history_problem(None, dumped, migrations)
+        if problem:
+            raise swap.NotRestorable(f"{backup} is {problem}")
         verdict = await asyncio.to_thread(manager.verify, backup,
                                           record.sha256 if record else None, settings.pg_bin)
         if not verdict.ok:
             raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
-        migrations = pgmigrate.load_migrations()
-        applied = await asyncio.to_thread(pgdump.schema_history, dump, settings.pg_bin)
-        problem = swap.history_problem(None, applied, migrations)
-        if problem:
-            raise swap.NotRestorable(f"{backup} is {problem}")
         if not force and not trusted(record):
             raise UsageError(f"{backup} cannot be checked: it is not a recorded, verified "
                              f"backup of {display_url(url)}; if you trust it, rerun with --force")
-        scratch = await asyncio.to_thread(pgadmin.create_database, url, scratch_name)
+        scratch = await asyncio.to_thread(pgadmin.create_database, url, scratch_name,
+                                          note=pgadmin.scratch_note(live))
         await asyncio.to_thread(pgdump.restore_into, dump, scratch, settings.pg_bin)
         tables, applied = await asyncio.to_thread(pgbackup.schema_history, scratch)
         problem = swap.history_problem(tables, applied, migrations)

@@ -1,0 +1,44 @@
+"""Real processes as /proc shows them: state, children, whether one has gone (Linux)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, ppid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat (R, S, T = stopped, Z = zombie, ...)."""
+    return _stat_fields(pid)[0]
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (whichever of its threads started them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def child_running(pid: int, argument: str) -> bool:
+    """Whether a child of `pid` has `argument` on its command line."""
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if argument.encode() in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                return True
+    return False
+
+
+def gone(pid: int) -> bool:
+    """`pid` has exited (a zombie not yet reaped counts as gone)."""
+    try:
+        return process_state(pid) in ("Z", "X")
+    except OSError:
+        return True
