@@ -132,8 +132,10 @@ def test_sigkill_mid_restore_does_not_lock_the_platform_out(ws: Any, backend: st
         assert Path(left).exists()
         what = f"leftover temp file of a killed restore: {left}"
     else:
-        assert ws.query("SELECT count(*) FROM pg_database WHERE datname LIKE"
-                        " '%\\_before\\_restore\\_%'") == [(0,)]
+        # This test's database only: the cluster is shared with every other test's.
+        own = ws.database_url.rsplit("/", 1)[1].replace("_", "\\_")
+        assert ws.query("SELECT count(*) FROM pg_database WHERE datname LIKE ?",
+                        (own + "\\_before\\_restore\\_%",)) == [(0,)]
         what = f"leftover scratch database of a killed restore or drill: {left}"
 
     # doctor names what the dead restorer left; --yes removes it.
