@@ -164,6 +164,15 @@ class CliRunner:
     def closed_port() -> int:
         return closed_port()
 
+    def refused_early(self) -> dict[str, str]:
+        """Settings for a check that a command refuses bad input before it connects: on
+        PostgreSQL a server that is not there (a command that connected first would wait 2 s
+        for it and exit 1, not 2); on SQLite nothing (its tests check that no file appears)."""
+        if self.database_url is None:
+            return {}
+        return {"VERTEX_DATABASE_URL": f"postgresql://vertex@127.0.0.1:{closed_port()}/vertex",
+                "VERTEX_DATABASE_CONNECT_TIMEOUT": "2"}
+
     @staticmethod
     def assert_one_line(stderr: str) -> None:
         assert_one_line(stderr)

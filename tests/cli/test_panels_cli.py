@@ -6,8 +6,8 @@ Every test runs on both backends (`backend`; the `cli` fixture sets VERTEX_DATAB
 PostgreSQL run) except the missing folder of the SQLite file, whose PostgreSQL side (it does not
 matter there) has a test of its own.
 Commands that must be refused before they open the database are run, on PostgreSQL, against a
-server that is not there (`refused_early`): one that connected first would wait for it and exit
-1, so exit 2 proves it was refused first, as the missing SQLite file proves it on SQLite.
+server that is not there (`cli.refused_early()`): one that connected first would wait for it and
+exit 1, so exit 2 proves it was refused first, as the missing SQLite file proves it on SQLite.
 """
 
 from __future__ import annotations
@@ -24,25 +24,17 @@ from vertex_tui.engine.settings import VARIABLE_NAMES
 both = pytest.mark.usefixtures("backend")
 
 
-def refused_early(cli: Any) -> dict[str, str]:
-    """Settings that make a database connection fail slowly on PostgreSQL (none on SQLite)."""
-    if cli.database_url is None:
-        return {}
-    return {"VERTEX_DATABASE_URL": f"postgresql://vertex@127.0.0.1:{cli.closed_port()}/vertex",
-            "VERTEX_DATABASE_CONNECT_TIMEOUT": "2"}
-
-
 @both
 def test_attach_with_no_ui_is_bad_usage_and_starts_nothing(cli: Any) -> None:
     # Before: a second full engine started silently (this run then timed out).
-    message = cli.error("--attach", "--no-ui", **refused_early(cli))
+    message = cli.error("--attach", "--no-ui", **cli.refused_early())
     assert "--attach" in message and "--no-ui" in message
     assert not cli.db_path.exists(), "no engine opened the database"
 
 
 @both
 def test_read_only_needs_attach(cli: Any) -> None:
-    message = cli.error("--read-only", "status", **refused_early(cli))
+    message = cli.error("--read-only", "status", **cli.refused_early())
     assert "--read-only needs --attach" in message
     assert not cli.db_path.exists()
 
@@ -96,7 +88,7 @@ def test_config_json_is_one_typed_document_with_secrets_masked(cli: Any) -> None
 @both
 @pytest.mark.parametrize("value", ["0", "soon", "database=26,weekly=3"])
 def test_bad_warn_age_exits_2_naming_the_variable(cli: Any, value: str) -> None:
-    message = cli.error("status", BACKUP_WARN_AGE_HOURS=value, **refused_early(cli))
+    message = cli.error("status", BACKUP_WARN_AGE_HOURS=value, **cli.refused_early())
     assert "BACKUP_WARN_AGE_HOURS" in message and value in message
     assert not cli.db_path.exists()
 
@@ -109,7 +101,7 @@ def test_bad_warn_age_exits_2_naming_the_variable(cli: Any, value: str) -> None:
 ])
 def test_a_group_alone_lists_its_subcommands(cli: Any, group: str,
                                              subcommands: list[str]) -> None:
-    result = cli.run(group, **refused_early(cli))
+    result = cli.run(group, **cli.refused_early())
     assert result.returncode == 2  # usage, as argparse programs do
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -150,6 +142,6 @@ def test_rotation_dry_run_lists_what_rotation_deletes_and_deletes_nothing(cli: A
 
 @both
 def test_dry_run_of_a_backup_kind_is_bad_usage(cli: Any) -> None:
-    message = cli.error("backup", "run", "database", "--dry-run", **refused_early(cli))
+    message = cli.error("backup", "run", "database", "--dry-run", **cli.refused_early())
     assert "rotation only" in message
     assert not cli.db_path.exists()

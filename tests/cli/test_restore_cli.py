@@ -172,15 +172,6 @@ def test_restore_of_the_live_database_onto_itself_exits_2_and_locks_nothing(
     assert asides() == []
 
 
-def refused_early(cli: Any) -> dict[str, str]:
-    """On PostgreSQL, a server that is not there: a command that connected before refusing
-    its settings would wait for it and exit 1, not 2. On SQLite nothing."""
-    if cli.database_url is None:
-        return {}
-    return {"VERTEX_DATABASE_URL": f"postgresql://vertex@127.0.0.1:{cli.closed_port()}/vertex",
-            "VERTEX_DATABASE_CONNECT_TIMEOUT": "2"}
-
-
 @both
 @pytest.mark.parametrize(("storage", "backups"), [("media", "media/backups"), ("media", "media")])
 def test_backup_dir_inside_storage_dir_exits_2_naming_both(
@@ -189,7 +180,7 @@ def test_backup_dir_inside_storage_dir_exits_2_naming_both(
     line = cli.error("config", VERTEX_STORAGE_DIR=storage, VERTEX_BACKUP_DIR=backups)
     assert "VERTEX_BACKUP_DIR" in line and "VERTEX_STORAGE_DIR" in line
     line = cli.error("backup", "run", "storage", VERTEX_STORAGE_DIR=storage,
-                     VERTEX_BACKUP_DIR=backups, **refused_early(cli))
+                     VERTEX_BACKUP_DIR=backups, **cli.refused_early())
     assert "VERTEX_BACKUP_DIR" in line
     assert not (cli.path / backups / "storage").exists()
 
@@ -197,5 +188,5 @@ def test_backup_dir_inside_storage_dir_exits_2_naming_both(
 @both
 def test_a_cron_schedule_that_never_fires_exits_2_naming_the_variable(cli: Any) -> None:
     line = cli.error("backup", "schedule", BACKUP_DATABASE_SCHEDULE="0 2 30 2 *",
-                     **refused_early(cli))
+                     **cli.refused_early())
     assert line.startswith("vertex-tui: BACKUP_DATABASE_SCHEDULE='0 2 30 2 *' is invalid")

@@ -73,9 +73,7 @@ def test_a_bad_ca_file_exits_2_naming_the_variable(
         path.write_text("this is not a certificate\n")
     # Refused before the database is opened: on SQLite no file appears; on PostgreSQL a
     # server that is not there is never waited for (that would be exit 1 after 2 s).
-    early = {} if cli.database_url is None else {
-        "VERTEX_DATABASE_URL": f"postgresql://vertex@127.0.0.1:{cli.closed_port()}/vertex",
-        "VERTEX_DATABASE_CONNECT_TIMEOUT": "2"}
+    early = cli.refused_early()
     for command in (["config"], ["email", "stats"]):
         line = cli.error(*command, code=2, SMTP_CA_FILE=str(path), **early)
         assert line.startswith(f"vertex-tui: SMTP_CA_FILE={str(path)!r} is invalid")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.procs import stop
+from support.processes import stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

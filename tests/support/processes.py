@@ -1,9 +1,13 @@
-"""Real processes as /proc shows them: state, children, whether one has gone (Linux)."""
+"""Real processes as /proc shows them: state, children, whether one has gone (Linux); and
+stopping one a test started."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -42,3 +46,15 @@ def gone(pid: int) -> bool:
         return process_state(pid) in ("Z", "X")
     except OSError:
         return True
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if `proc` is still running after `grace` s; reaped either way
+    (as an operator, or systemd, stops a process)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -438,6 +438,7 @@ _DETAIL = (
     " FROM email_jobs WHERE id = ?) AS j LEFT JOIN email_attempts AS a ON a.job_id = j.id"
     " ORDER BY a.id"
 )
+_ATTEMPT_AT = len(EmailJob.COLUMNS.split(",")) + 5  # after the job's, sender .. headers
 
 
 async def get_job(db: Database, job_id: int) -> EmailJobDetail:
@@ -457,7 +458,8 @@ async def get_job(db: Database, job_id: int) -> EmailJobDetail:
                 round=a[0], attempt=a[1], at=a[2], outcome=a[3], code=a[4], error=a[5],
                 owner=a[6], encrypted=None if a[7] is None else bool(a[7]),
             )
-            for a in (tuple(r)[19:] for r in rows) if a[8] is not None
+            # a[8] is the attempt's id: NULL on the one row of a job never attempted
+            for a in (tuple(r)[_ATTEMPT_AT:] for r in rows) if a[8] is not None
         ),
     )
 

@@ -51,7 +51,6 @@ def pinned(text: str, now: float) -> str:
     return text
 
 
-
 def offset_of(samples: Sequence[tuple[float, float, float]]) -> float:
     """Server minus local time from (local before, server, local after) samples: the one with
     the shortest round trip, its server time against the middle of that trip."""
