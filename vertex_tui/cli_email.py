@@ -157,7 +157,9 @@ async def _pause_or_resume(args: argparse.Namespace, engine: Engine) -> int:
 
 
 async def _drain(args: argparse.Namespace, engine: Engine) -> int:
-    result = await engine.email.drain(timeout=args.timeout)
+    # This process's engine runs for the drain alone: what its workers sent before the
+    # call (they start with the engine) belongs to the drain.
+    result = await engine.email.drain(timeout=args.timeout, since_start=True)
     if args.json:
         print_json(result)
     else:

@@ -422,6 +422,28 @@ async def test_drain_does_not_miss_a_claim_made_while_it_checks(
     assert received == 1
 
 
+async def test_a_drain_since_start_counts_what_the_workers_sent_before_it_was_called(
+    backend_settings_factory: Callable[..., Settings],
+    sink: TestSink,
+    clock: FakeClock,
+    wait_for: WaitFor,
+) -> None:
+    # `vertex-tui email drain`: its engine's workers start with it and may deliver a job
+    # before drain() is called. Counted from the call, that drain said "sent 0" for the mail
+    # it had just delivered (seen in test_tls_cli under load); counted since start it is 1.
+    settings = backend_settings_factory(sink=sink)
+    async with Engine(settings, clock=clock, run=EMAIL) as engine:
+        seen: list[ev.Event] = []
+        engine.events.subscribe(seen.append)
+        await engine.email.enqueue(to="early@example.com", subject="s", body="b")  # wakes them
+        # Published once the outcome is committed and counted: the workers' own delivery.
+        await wait_for(lambda: any(isinstance(e, ev.EmailSent) for e in seen),
+                       message="the workers' own delivery")
+        assert await engine.email.drain(timeout=30) == {"sent": 0, "failed": 0, "retrying": 0}
+        since = await engine.email.drain(timeout=30, since_start=True)
+    assert since == {"sent": 1, "failed": 0, "retrying": 0}
+
+
 async def test_drain_needs_running_workers(backend_settings: Settings, clock: FakeClock) -> None:
     async with Engine(backend_settings, clock=clock, run=[]) as engine:
         with pytest.raises(VertexError, match="workers"):

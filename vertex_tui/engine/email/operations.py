@@ -119,8 +119,12 @@ class EmailOperations(QueueState):
         await store.set_paused(self._db, False, now)
         self._set_paused(False, now)
 
-    async def drain(self, *, timeout: float | None = None) -> dict[str, int]:
-        """Deliver everything due now (one attempt each), then return what happened."""
+    async def drain(self, *, timeout: float | None = None,
+                    since_start: bool = False) -> dict[str, int]:
+        """Deliver everything due now (one attempt each), then return what happened: from
+        this call on, or with `since_start` everything this service did since it started
+        (`vertex-tui email drain`, whose engine runs for the drain alone: its workers may
+        deliver a job before this is called, and that job is the drain's too)."""
         if not self._workers:
             raise UsageError("no email workers run in this process (its email service is not "
                              "started); drain where the engine runs, or `vertex-tui email drain`")
@@ -129,7 +133,7 @@ class EmailOperations(QueueState):
         self._set_paused(paused, self._clock.time())
         if paused:
             raise UsageError("delivery is paused; resume it first (vertex-tui email resume)")
-        before = Counter(self._outcomes)
+        before = Counter() if since_start else Counter(self._outcomes)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
