@@ -6,8 +6,7 @@ the tables made, a newer schema refused, idempotent migrations, foreign keys, tr
 waiting for another connection's lock (SQLite: `BEGIN EXCLUSIVE` on the file; PostgreSQL: a
 table lock, and the migration lock an engine starting meanwhile waits for). What is about the
 SQLite file itself stays SQLite-only: WAL and pragmas, refusing files that are not databases,
-`lock_wait` (SQLite's busy timeout; PostgreSQL ignores it), aiosqlite's threads and
-`split_statements` (PostgreSQL runs each migration script whole).
+aiosqlite's threads and `split_statements` (PostgreSQL runs each migration script whole).
 """
 
 from __future__ import annotations
@@ -456,18 +455,30 @@ async def test_open_waits_for_a_lock_held_on_an_existing_database(
         await db.close()
 
 
-# SQLite only: `lock_wait` bounds SQLite's busy wait; PostgreSQL accepts it and ignores it.
-async def test_tiny_lock_wait_gives_store_error_mentioning_locked(tmp_path: Path) -> None:
-    path = tmp_path / "vertex.db"
-    db = await Database.open(path, lock_wait=0.2)
+async def test_tiny_lock_wait_gives_store_error_mentioning_locked(
+    backend_settings: Settings,
+) -> None:
+    """`lock_wait` bounds a write's wait for a lock held outside this Database: SQLite's
+    busy timeout and retries; PostgreSQL's `lock_timeout` on every pooled session (without
+    it a psql left in an open transaction held the engine's writes for ever)."""
+    db = await open_database(backend_settings, lock_wait=0.2)
     try:
-        with exclusive_lock(Settings(db_path=path), 30):
-            with pytest.raises(StoreError, match="locked") as info:
+        with exclusive_lock(backend_settings, 30):
+            with pytest.raises(StoreError, match="stayed locked") as info:
                 await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'x')")
             # It gave up while the lock was still held: lock_wait bounds the wait, SQLite's
             # own busy timeout included.
             assert await db.read("SELECT action FROM audit_log") == []
-        assert str(path) in str(info.value)
+            # A transaction and a one-hop transaction give up the same way.
+            with pytest.raises(StoreError, match="stayed locked"):
+                async with db.transaction() as conn:
+                    await conn.execute(
+                        "INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'y')")
+            with pytest.raises(StoreError, match="stayed locked"):
+                await db.run_transaction(lambda c: c.execute(
+                    "INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'z')"))
+        assert str(db.path) in str(info.value)  # the file, or the URL without its password
+        assert "\n" not in str(info.value)
         # Once the lock is gone the same Database works again.
         await db.write("INSERT INTO audit_log (at, actor, action) VALUES (2, 'me', 'after')")
         rows = await db.read("SELECT action FROM audit_log ORDER BY id")

@@ -25,15 +25,17 @@ async def open_database(
 ) -> Database:
     """Open (and migrate) the configured database.
 
-    SQLite: the file at `settings.db_path`; `check` runs its quick check
-    first, `lock_wait` bounds the wait for another process's lock. PostgreSQL: waits up to
-    `settings.database_connect_timeout` s for the server (then `StoreError`, one line).
+    `lock_wait` bounds a write's wait for a lock another process or session holds (then
+    `StoreError`, "stayed locked"). SQLite: the file at `settings.db_path`; `check` runs its
+    quick check first. PostgreSQL: waits up to `settings.database_connect_timeout` s for the
+    server (then `StoreError`, one line); `lock_wait` is each session's `lock_timeout`.
     """
     if settings.database_url is not None:
         from vertex_tui.engine.store.pg import PgDatabase
 
         return await PgDatabase.open(settings.database_url.reveal(), migrate=migrate,
                                      connect_timeout=settings.database_connect_timeout,
-                                     pool_size=settings.database_pool_size)
+                                     pool_size=settings.database_pool_size,
+                                     lock_wait=lock_wait)
     return await Database.open(settings.db_path, lock_wait=lock_wait,
                                migrate=migrate, check=check)

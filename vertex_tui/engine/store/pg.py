@@ -63,7 +63,13 @@ OLDEST_SERVER = 140000
 # other engines' SKIP LOCKED claims and reaper would skip those jobs until it died. No
 # transaction of ours waits on anything but its own statements.
 IDLE_IN_TRANSACTION_S = 60.0
-_SET_IDLE = "SELECT set_config('idle_in_transaction_session_timeout', %s, false)"
+# Every pooled session: the idle-in-transaction limit above, and a lock wait bounded like
+# SQLite's `lock_wait`: a statement waiting longer for a lock held outside the engine (an
+# operator's psql left in an open transaction, a long migration by hand) is cancelled
+# (SQLSTATE 55P03) and reported as "stayed locked", instead of waiting without limit.
+_SET_SESSION = ("SELECT set_config('idle_in_transaction_session_timeout', %s, false),"
+                " set_config('lock_timeout', %s, false)")
+LOCK_NOT_AVAILABLE = "55P03"
 
 # Worth waiting for at start: no server yet (refused, no route, timeout, no such host yet),
 # or a server that answers but cannot take us now. libpq reports connection failures
@@ -71,6 +77,11 @@ _SET_IDLE = "SELECT set_config('idle_in_transaction_session_timeout', %s, false)
 # 'database "x" does not exist', no pg_hba.conf entry) comes as FATAL and is not retried.
 _RETRY_STATES = {"57P03", "53300"}  # cannot_connect_now (starting up), too_many_connections
 _RETRY_FATAL = ("starting up", "shutting down", "recovery mode", "too many clients")
+
+
+def _session_settings(idle_ms: int, lock_wait: float) -> tuple[str, str]:
+    """The values of `_SET_SESSION`; a lock wait is at least 1 ms (0 would mean no limit)."""
+    return str(idle_ms), str(max(1, int(lock_wait * 1000)))
 
 
 def _worth_waiting(exc: psycopg.OperationalError) -> bool:
@@ -274,10 +285,14 @@ def first_line(exc: BaseException) -> str:
 class _Errors:
     """Turns driver errors into one-line `StoreError`s naming the database."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, lock_wait: float = 300.0) -> None:
         self.label = label
+        self.lock_wait = lock_wait
 
     def fail(self, exc: BaseException) -> NoReturn:
+        if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise StoreError(f"database {self.label} stayed locked by another session for"
+                             f" {self.lock_wait:g} s") from None
         raise StoreError(f"database {self.label}: {first_line(exc)}") from None
 
     @contextlib.contextmanager
@@ -428,7 +443,8 @@ class PgDatabase(Database):
     dialect: ClassVar[Dialect] = "postgresql"
 
     def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any],
-                 pool_size: int, idle_ms: int = int(IDLE_IN_TRANSACTION_S * 1000)) -> None:
+                 pool_size: int, idle_ms: int = int(IDLE_IN_TRANSACTION_S * 1000),
+                 lock_wait: float = 300.0) -> None:
         # No super().__init__(): none of SQLite's parts (writer, reader, lock) exist here.
         self._url = url
         self.label = display_url(url)
@@ -436,20 +452,23 @@ class PgDatabase(Database):
         self.corrupt = False  # PostgreSQL has no "damaged file" state of ours to refuse on
         self._pool = pool
         self._pool_size = pool_size
-        self._idle_ms = idle_ms  # the sync pool's sessions get the async pool's setting
+        # the sync pool's sessions get the async pool's settings
+        self._session = _session_settings(idle_ms, lock_wait)
         self._sync_pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._sync_lock = asyncio.Lock()
-        self._errors = _Errors(self.label)
+        self._errors = _Errors(self.label, lock_wait)
         self._test_clock: TestClock = None  # see use_test_clock
 
     @classmethod
     async def open(  # type: ignore[override]
         cls, url: str, *, connect_timeout: float = 30.0, migrate: bool = True,
-        pool_size: int = 8, idle_in_transaction: float = IDLE_IN_TRANSACTION_S, **_: Any,
+        pool_size: int = 8, idle_in_transaction: float = IDLE_IN_TRANSACTION_S,
+        lock_wait: float = 300.0, **_: Any,
     ) -> PgDatabase:
         """Connect (waiting up to `connect_timeout` s for the server), migrate, open the pool.
 
-        SQLite's `lock_wait` and `check` are accepted and mean nothing here.
+        `lock_wait` bounds each statement's wait for a lock (`lock_timeout`), as it bounds
+        SQLite's wait for another process's lock. SQLite's `check` means nothing here.
         """
         label = display_url(url)
         probe = await connect_with_retry(url, label, connect_timeout)
@@ -461,9 +480,10 @@ class PgDatabase(Database):
         if migrate:
             await asyncio.to_thread(migrate_url, url, label)
         idle_ms = int(idle_in_transaction * 1000)
+        session = _session_settings(idle_ms, lock_wait)
 
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(_SET_IDLE, (str(idle_ms),))
+            await conn.execute(_SET_SESSION, session)
 
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, name="vertex",
@@ -474,7 +494,7 @@ class PgDatabase(Database):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             await pool.close()
             raise StoreError(f"cannot connect to database {label}: {first_line(exc)}") from None
-        return cls(url, pool, pool_size, idle_ms)
+        return cls(url, pool, pool_size, idle_ms, lock_wait)
 
     def use_test_clock(self, clock: TestClock) -> None:
         """Tests only: read "now" from `clock` (a FakeClock's `time`) instead of the server's
@@ -537,7 +557,7 @@ class PgDatabase(Database):
             return self._sync_pool
 
     def _configure_sync(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(_SET_IDLE, (str(self._idle_ms),))
+        conn.execute(_SET_SESSION, self._session)
 
     async def run_transaction(self, fn: Callable[[SyncConnection], T]) -> T:
         """`fn(conn)` inside one transaction, on a worker thread (one hop): `fn` gets a
