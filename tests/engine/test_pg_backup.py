@@ -10,16 +10,20 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 from support.db import query
+from support.processes import children, gone
 
 from vertex_tui.engine.backup import folder, manager, pgdump
 from vertex_tui.engine.backup.restore import restore
@@ -86,6 +90,46 @@ def test_the_password_leaves_the_url_for_the_environment(url: str, clean: str,
     without, env = pgdump.split_password(url)
     assert without == clean
     assert env.get("PGPASSWORD") == password
+
+
+def test_a_tool_is_started_through_setpriv_with_no_python_in_the_child() -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv (util-linux) here: the preexec_fn fallback is used")
+    command, preexec = pgdump._killed_with_parent(["pg_dump", "--version"])
+    assert command[1:] == ["--pdeathsig", "KILL", "--", "pg_dump", "--version"]
+    assert Path(command[0]).name == "setpriv" and preexec is None
+
+
+def test_a_tool_dies_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    """A real parent runs a tool through `_run` from a worker thread (as backups do) and is
+    SIGKILLed: the tool (here `sleep`) dies with it instead of running on for nobody."""
+    script = (
+        "import sys, threading; from vertex_tui.engine.backup import pgdump\n"
+        "t = threading.Thread(target=pgdump._run, args=(['sleep', '300'], {}, 'sleep'))\n"
+        "t.start(); t.join()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 30
+        while not (tools := [c for c in children(parent.pid) if _comm(c) == "sleep"]):
+            assert parent.poll() is None and time.monotonic() < deadline, "no sleep started"
+            time.sleep(0.01)
+        parent.kill()
+        assert parent.wait(30) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while not gone(tools[0]):
+            assert time.monotonic() < deadline, "the tool outlived the process that started it"
+            time.sleep(0.01)
+    finally:
+        parent.kill()
+        parent.wait(30)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 # ---- backup, verify, drill ------------------------------------------------------------------

@@ -87,7 +87,7 @@ def kill_mid_backup(ws: Any, kind: str, env: dict[str, str]) -> tuple[Path, int]
             " raise BALLAST_MIB"
         )
         if ws.database_url is not None:  # the temp file is there before pg_dump starts
-            ws.wait_for(lambda: child_running(proc.pid, "--format=custom"), timeout=30,
+            ws.wait_for(lambda: child_running(proc.pid, "--format=custom", "pg_dump"), timeout=30,
                         what="pg_dump", interval=0.002)
             tools = children(proc.pid)
         assert len(tools) == (ws.database_url is not None), tools  # pg_dump, or none

@@ -72,7 +72,8 @@ def kill_mid_restore(ws: Any, backup: str, env: dict[str, str]) -> tuple[str, in
             if proc.poll() is not None:
                 return "exited"
             if ws.database_url is not None:
-                return "pg_restore" if child_running(proc.pid, "--single-transaction") else None
+                running = child_running(proc.pid, "--single-transaction", "pg_restore")
+                return "pg_restore" if running else None
             temp = ws.path / f".vertex.db.tmp-{proc.pid}"
             return str(temp) if temp.exists() else None
 

@@ -31,11 +31,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def child_running(pid: int, argument: str) -> bool:
-    """Whether a child of `pid` has `argument` on its command line."""
+def child_running(pid: int, argument: str, program: str) -> bool:
+    """Whether a child of `pid` runs `program` (its name, as in /proc/<pid>/comm) with
+    `argument` on its command line: the program itself, not a launcher still on its way to
+    exec it (setpriv's command line holds the tool's arguments too)."""
     for child in children(pid):
         with contextlib.suppress(OSError):
-            if argument.encode() in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+            if (Path(f"/proc/{child}/comm").read_text().strip() == program
+                    and argument.encode() in Path(f"/proc/{child}/cmdline").read_bytes()
+                    .split(b"\0")):
                 return True
     return False
 

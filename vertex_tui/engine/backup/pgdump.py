@@ -12,7 +12,10 @@ run in a worker thread, like manager.py's SQLite copies.
   any tool), so `verify` can say which pg_restore it needs.
 - A tool dies with the process that started it (Linux: the parent-death signal): a backup
   or restore killed with -9 leaves no pg_dump running on for nobody, holding its snapshot
-  open and filling a temp file the recovery deletes, nor a pg_restore writing on.
+  open and filling a temp file the recovery deletes, nor a pg_restore writing on. util-linux's
+  `setpriv --pdeathsig` sets it and execs the tool, so no Python runs in the forked child (a
+  `preexec_fn` would: Python documents that as unsafe in a process with threads, and the
+  engine has several); without setpriv, a `preexec_fn` does it.
 """
 
 from __future__ import annotations
@@ -80,11 +83,20 @@ _TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+
+
+def _killed_with_parent(args: list[str]) -> tuple[list[str], Any]:
+    """(command, preexec_fn) that run `args` so the tool is killed when the thread that
+    starts it ends (this worker thread waits for the tool, so: when this process dies)."""
+    if _SETPRIV is not None:
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *args], None
+    return args, _dying_with(os.getpid())
 
 
 def _dying_with(parent: int) -> Any:
-    """A `preexec_fn` that has the child killed when the thread that started it ends (this
-    worker thread waits for the tool, so: when this process dies); None off Linux."""
+    """A `preexec_fn` that has the child killed when the thread that started it ends; None
+    off Linux. Only where there is no setpriv (see `_killed_with_parent`)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
@@ -101,9 +113,9 @@ def _dying_with(parent: int) -> Any:
 def tool_version(path: str) -> tuple[int, int]:
     """(major, minor) that `path --version` reports."""
     try:
+        # No parent-death signal: `--version` prints a line and exits (the timeout bounds it).
         out = subprocess.run([path, "--version"], capture_output=True, text=True,
-                             timeout=30, check=False,
-                             preexec_fn=_dying_with(os.getpid())).stdout
+                             timeout=30, check=False).stdout
     except OSError as exc:
         raise DumpFailed(f"cannot run {path}: {exc.strerror}") from None
     found = _TOOL_VERSION.search(out)
@@ -219,9 +231,9 @@ def _run(args: list[str], env: dict[str, str], what: str,
     """Run a tool to the end (or until `cancel`); its stdout, or DumpFailed with its first
     error line (passwords masked). The tool dies with this process."""
     child_env = {**os.environ, **env}
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=child_env, stdin=subprocess.DEVNULL,
-                          preexec_fn=_dying_with(os.getpid())) as proc:
+    command, arm = _killed_with_parent(args)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=child_env, stdin=subprocess.DEVNULL, preexec_fn=arm) as proc:
         while True:
             try:
                 out, err = proc.communicate(timeout=0.2)
