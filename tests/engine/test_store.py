@@ -342,6 +342,10 @@ class Held:
         self.locked = threading.Event()
         self.release = threading.Event()
         self.committed = threading.Event()
+        # Set just before its COMMIT: a statement of ours that waited for the lock finishes
+        # after this (`committed` is set only once the COMMIT has returned in the holder's
+        # thread, which may run after our statement got the freed lock and returned).
+        self.releasing = threading.Event()
 
 
 def _hold_sqlite(path: Path, seconds: float, held: Held) -> None:
@@ -350,6 +354,7 @@ def _hold_sqlite(path: Path, seconds: float, held: Held) -> None:
     conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
     held.locked.set()
     held.release.wait(seconds)
+    held.releasing.set()
     conn.execute("COMMIT")
     held.committed.set()
     conn.close()
@@ -365,6 +370,7 @@ def _hold_postgresql(url: str, seconds: float, held: Held) -> None:
             conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (0, 'other', 'held')")
             held.locked.set()
             held.release.wait(seconds)
+            held.releasing.set()
         held.committed.set()
 
 
@@ -408,7 +414,7 @@ async def test_write_waits_for_another_connections_exclusive_lock(
     db = backend_db
     with exclusive_lock(backend_settings, 1.0) as held:
         await db.write("INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'waited')")
-        assert held.committed.is_set()  # it waited for the other's commit
+        assert held.releasing.is_set()  # it waited for the other's commit
     rows = await db.read("SELECT actor, action FROM audit_log ORDER BY id")
     assert [tuple(r) for r in rows] == [("other", "held"), ("me", "waited")]
 
@@ -422,7 +428,7 @@ async def test_transaction_waits_for_another_connections_exclusive_lock(
             await conn.execute(
                 "INSERT INTO audit_log (at, actor, action) VALUES (1, 'me', 'in-tx')"
             )
-            assert held.committed.is_set()
+            assert held.releasing.is_set()
     rows = await db.read("SELECT action FROM audit_log ORDER BY id")
     assert [r[0] for r in rows] == ["held", "in-tx"]
 
@@ -447,7 +453,7 @@ async def test_open_waits_for_a_lock_held_on_an_existing_database(
     await (await open_database(backend_settings)).close()
     with exclusive_lock(backend_settings, 0.6) as held:
         db = await open_database(backend_settings)
-        assert held.committed.is_set()
+        assert held.releasing.is_set()
     try:
         rows = await db.read("SELECT action FROM audit_log")
         assert [r[0] for r in rows] == ["held"]
@@ -626,7 +632,7 @@ async def test_run_transaction_waits_for_another_connections_exclusive_lock(
     db = backend_db
     with exclusive_lock(backend_settings, 0.6) as held:
         await db.run_transaction(lambda conn: _insert_action(conn, "after"))
-        assert held.committed.is_set()
+        assert held.releasing.is_set()
     rows = await db.read("SELECT action FROM audit_log ORDER BY id")
     assert [r[0] for r in rows] == ["held", "after"]
 
