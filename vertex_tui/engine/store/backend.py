@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.db import LOCK_WAIT_S, Database
 
 if TYPE_CHECKING:
     from vertex_tui.engine.settings import Settings
@@ -21,7 +21,7 @@ def is_postgresql(settings: Settings) -> bool:
 
 async def open_database(
     settings: Settings, *, check: bool = False, migrate: bool = True,
-    lock_wait: float = 300.0,
+    lock_wait: float = LOCK_WAIT_S,
 ) -> Database:
     """Open (and migrate) the configured database.
 

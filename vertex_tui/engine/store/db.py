@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
+# How long a write waits for a lock held outside this Database (another process on SQLite,
+# another session on PostgreSQL: its `lock_timeout`) before `StoreError` "stayed locked".
+LOCK_WAIT_S = 300.0
 
 T = TypeVar("T")
 
@@ -227,7 +230,7 @@ class Database:
 
     @classmethod
     async def open(
-        cls, path: Path | str, *, lock_wait: float = 300.0, migrate: bool = True,
+        cls, path: Path | str, *, lock_wait: float = LOCK_WAIT_S, migrate: bool = True,
         check: bool = False,
     ) -> Database:
         """Open (creating if absent) and migrate the database at `path`.

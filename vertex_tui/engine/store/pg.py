@@ -44,7 +44,7 @@ from psycopg.adapt import AdaptersMap, Dumper, Loader
 
 from vertex_tui.engine.errors import StoreError
 from vertex_tui.engine.store.conn import Params, Result, Row, SyncConnection
-from vertex_tui.engine.store.db import Database
+from vertex_tui.engine.store.db import LOCK_WAIT_S, Database
 from vertex_tui.engine.store.dialect import Dialect, Statement
 from vertex_tui.engine.store.pgmigrate import migrate_url
 from vertex_tui.engine.store.pgurl import display_url
@@ -285,7 +285,7 @@ def first_line(exc: BaseException) -> str:
 class _Errors:
     """Turns driver errors into one-line `StoreError`s naming the database."""
 
-    def __init__(self, label: str, lock_wait: float = 300.0) -> None:
+    def __init__(self, label: str, lock_wait: float) -> None:
         self.label = label
         self.lock_wait = lock_wait
 
@@ -443,8 +443,7 @@ class PgDatabase(Database):
     dialect: ClassVar[Dialect] = "postgresql"
 
     def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any],
-                 pool_size: int, idle_ms: int = int(IDLE_IN_TRANSACTION_S * 1000),
-                 lock_wait: float = 300.0) -> None:
+                 pool_size: int, session: tuple[str, str], lock_wait: float) -> None:
         # No super().__init__(): none of SQLite's parts (writer, reader, lock) exist here.
         self._url = url
         self.label = display_url(url)
@@ -452,8 +451,7 @@ class PgDatabase(Database):
         self.corrupt = False  # PostgreSQL has no "damaged file" state of ours to refuse on
         self._pool = pool
         self._pool_size = pool_size
-        # the sync pool's sessions get the async pool's settings
-        self._session = _session_settings(idle_ms, lock_wait)
+        self._session = session  # `_SET_SESSION`'s values: the sync pool's get the async one's
         self._sync_pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._sync_lock = asyncio.Lock()
         self._errors = _Errors(self.label, lock_wait)
@@ -463,7 +461,7 @@ class PgDatabase(Database):
     async def open(  # type: ignore[override]
         cls, url: str, *, connect_timeout: float = 30.0, migrate: bool = True,
         pool_size: int = 8, idle_in_transaction: float = IDLE_IN_TRANSACTION_S,
-        lock_wait: float = 300.0, **_: Any,
+        lock_wait: float = LOCK_WAIT_S, **_: Any,
     ) -> PgDatabase:
         """Connect (waiting up to `connect_timeout` s for the server), migrate, open the pool.
 
@@ -479,8 +477,7 @@ class PgDatabase(Database):
                              f"; vertex-tui needs {OLDEST_SERVER // 10000} or newer")
         if migrate:
             await asyncio.to_thread(migrate_url, url, label)
-        idle_ms = int(idle_in_transaction * 1000)
-        session = _session_settings(idle_ms, lock_wait)
+        session = _session_settings(int(idle_in_transaction * 1000), lock_wait)
 
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(_SET_SESSION, session)
@@ -494,7 +491,7 @@ class PgDatabase(Database):
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             await pool.close()
             raise StoreError(f"cannot connect to database {label}: {first_line(exc)}") from None
-        return cls(url, pool, pool_size, idle_ms, lock_wait)
+        return cls(url, pool, pool_size, session, lock_wait)
 
     def use_test_clock(self, clock: TestClock) -> None:
         """Tests only: read "now" from `clock` (a FakeClock's `time`) instead of the server's
