@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from textual.widgets import Static
 
+from vertex_tui.screens.dashboard import oldest_line, pass_counts
 from vertex_tui.screens.email_queue import EmailQueueScreen, counts_line
 from vertex_tui.widgets.dialogs import TextDialog
 from vertex_tui.widgets.service_card import next_run
@@ -44,6 +45,44 @@ def card_text(pilot: Pilot[Any], service: str) -> str:
 ])
 def test_next_run(status: dict[str, Any], expected: str) -> None:
     assert next_run(status, NOW) == expected
+
+
+# A card's body at 80 columns: half the screen less the gutter, border and padding.
+CARD_WIDTH_80 = 35
+
+
+@pytest.mark.parametrize(("counts", "expected"), [
+    (None, "no pass yet"),
+    ({}, "no pass yet"),
+    ({"seconds": 0.2}, "last pass: ok"),
+    ({"emails": 5, "seconds": 0.1}, "last pass: emails 5"),
+    ({"activated": 6, "deactivated": 0, "rotated": 0},
+     "last pass: activated 6\ndeactivated 0  rotated 0"),
+    ({"activated": 12_345, "deactivated": 67_890, "rotated": 1_000_000},
+     "last pass: activated 12345\ndeactivated 67890  rotated 1000000"),
+    ({"emails": 1, "activated": 2, "deactivated": 3, "rotated": 4},
+     "last pass: emails 1\nactivated 2  deactivated 3\nrotated 4"),
+])
+def test_pass_counts(counts: dict[str, Any] | None, expected: str) -> None:
+    text = pass_counts(counts)
+    assert text == expected
+    assert max(map(len, text.splitlines())) <= CARD_WIDTH_80
+
+
+# The mail strip beside the sparklines at 80 columns: a third of the screen less padding.
+STRIP_WIDTH_80 = 24
+
+
+@pytest.mark.parametrize(("age", "expected"), [
+    (None, "no mail waiting"),
+    (0.0, "oldest pending mail\nnow"),
+    (600.0, "oldest pending mail\n10 minutes ago"),
+    (3 * 86_400.0, "oldest pending mail\n3 days ago"),
+])
+def test_oldest_line(age: float | None, expected: str) -> None:
+    text = oldest_line(age, NOW)
+    assert text == expected
+    assert max(map(len, text.splitlines())) <= STRIP_WIDTH_80
 
 
 STATS = {"state": "running", "pending": 12, "sending": 38, "sent": 4567, "failed": 3,

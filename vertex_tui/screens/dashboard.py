@@ -68,8 +68,8 @@ class DashboardScreen(VertexScreen):
             "backup": lambda s: ("last verified restore "
                                  + (ago(s["last_verified_restore"]["at"], now)
                                     if s.get("last_verified_restore") else "never")),
-            "lifecycle": lambda s: _counts(s.get("last_counts")),
-            "video": lambda s: _counts(s.get("last_counts")),
+            "lifecycle": lambda s: pass_counts(s.get("last_counts")),
+            "video": lambda s: pass_counts(s.get("last_counts")),
         }
         for card in self.query(ServiceCard):
             doc = services.get(card.service)
@@ -86,9 +86,8 @@ class DashboardScreen(VertexScreen):
         await self.query_one(EnginesPanel).load(self.engine, status, now)
         email = services["email"]
         age = email.get("oldest_pending_age_seconds")
-        oldest = "no mail waiting" if age is None else f"oldest pending mail: {ago(now - age, now)}"
         self.query_one("#oldest", Static).update(
-            f"{oldest}\nsent last minute: {email['sent_last_minute']}")
+            oldest_line(age, now) + f"\nsent last minute: {email['sent_last_minute']}")
         # One line each, cut by the CSS at the screen's width (text-overflow: ellipsis).
         lines = [f"{clock_time(e['at'])}  {e['service']:9} "
                  + (str(e["error"]).splitlines() or [""])[0] for e in errors]
@@ -124,9 +123,21 @@ def _relay_line(smtp: dict[str, object] | None) -> str:
     return f"\nSMTP relay unreachable since {at} ({str(smtp.get('error'))[:60]})"
 
 
-def _counts(counts: dict[str, object] | None) -> str:
+def oldest_line(age: float | None, now: float) -> str:
+    """The age of the oldest pending mail, its label on a line of its own: the strip is a
+    third of the screen (24 characters at 80 columns, 31 at 100), narrower than
+    "oldest pending mail: 10 minutes ago", which wrapped mid-phrase."""
+    return "no mail waiting" if age is None else f"oldest pending mail\n{ago(now - age, now)}"
+
+
+def pass_counts(counts: dict[str, object] | None) -> str:
+    """What a service's last pass did, for its card: the first figure beside "last pass:",
+    the others two to a line, so that no line outgrows a card at 80 columns (35 characters:
+    "last pass: activated 0  deactivated 0  rotated 0" wrapped its last number alone)."""
     if not counts:
         return "no pass yet"
     keys = ("emails", "activated", "deactivated", "rotated")
-    shown = [f"{k} {counts[k]}" for k in keys if k in counts]
-    return "last pass: " + ("  ".join(shown) or "ok")
+    shown = [f"{k} {counts[k]}" for k in keys if k in counts] or ["ok"]
+    rest = shown[1:]
+    return "\n".join([f"last pass: {shown[0]}",
+                      *("  ".join(rest[i:i + 2]) for i in range(0, len(rest), 2))])
