@@ -1,7 +1,10 @@
 """The example service package (examples/vertex-diskspace), installed into a fresh virtual
 environment that sees vertex-tui: listed by `jobs`, run by `jobs run` (here, and by a running
 engine), reported in `status --json` with its last run and in `/metrics`; a bad setting of it
-is reported as the service's error and stops nothing."""
+is reported as the service's error and stops nothing.
+
+Every test runs twice, on SQLite and on PostgreSQL: the `cli` fixture sees `backend` and hands
+VERTEX_DATABASE_URL to each process of the fresh venv as to its own."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# On SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
+pytestmark = pytest.mark.usefixtures("backend")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vertex-diskspace"
 
@@ -88,6 +94,8 @@ def test_the_example_service_plugs_in_without_a_change_to_vertex_tui(
     assert broken["diskspace"]["state"] == "error"
     assert "DISKSPACE_MIN_FREE_PERCENT='lots' is invalid" in broken["diskspace"]["error"]
     assert broken["lifecycle"]["state"] != "error" and broken["email"]["state"] != "error"
+    # The fresh venv's processes used this test's backend: on PostgreSQL no SQLite file.
+    assert cli.db_path.exists() == (cli.database_url is None)
 
 
 @pytest.fixture
@@ -135,3 +143,4 @@ def test_a_running_engine_runs_the_example_and_exports_it(
     assert 'vertex_service_state{service="diskspace",state="idle"} 1.0' in metrics
     assert 'vertex_service_last_run_timestamp_seconds{service="diskspace"}' in metrics
     assert 'vertex_service_last_run_success{service="diskspace"} 1.0' in metrics
+    assert cli.db_path.exists() == (cli.database_url is None)
