@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from vertex_tui.engine import Engine
 from vertex_tui.engine.engine import JOB_RUN
+from vertex_tui.engine.rundetail import run_detail
 from vertex_tui.engine.store import schedules
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -138,7 +139,6 @@ def _history(runs: list[dict[str, Any]]) -> None:
     print(f"{'STARTED':26} {'OUTCOME':8} {'SECONDS':>8}  {'OWNER':28} DETAIL")
     for r in runs:
         secs = "-" if r["duration_s"] is None else f"{r['duration_s']:.2f}"
-        detail = r["error"] or " ".join(f"{k}={v}" for k, v in r["counts"].items()
-                                        if k != "seconds")
+        detail = run_detail(r["counts"], r["error"])
         print(f"{r['started_at']:26} {r['outcome']:8} {secs:>8}  {r['owner'][:28]:28} "
               f"{detail[:80]}")

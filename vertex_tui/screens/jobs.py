@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Header, Label, Static
 from textual.worker import Worker
 
 from vertex_tui.bridge import JOB_EVENTS
+from vertex_tui.engine.rundetail import run_detail
 from vertex_tui.engine.search import JOB_KEYS
 from vertex_tui.screens.base import VertexScreen
 from vertex_tui.timefmt import short_time
@@ -261,8 +262,7 @@ def history_rows(runs: list[dict[str, Any]], now: float) -> list[Row]:
     rows: list[Row] = []
     for n, r in enumerate(runs):
         took = "-" if r["duration_s"] is None else f"{r['duration_s']:.2f} s"
-        detail = r["error"] or " ".join(f"{k}={v}" for k, v in r["counts"].items()
-                                        if k != "seconds")
+        detail = run_detail(r["counts"], r["error"])
         rows.append((f"{r['started_at']}#{n}", (
             short_time(r["started_at"], now), Text(r["outcome"]), took, Text(r["owner"]),
             Text(detail))))
