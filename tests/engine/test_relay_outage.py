@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from support.db import query
 
 from vertex_tui.engine.clock import FakeClock
@@ -52,7 +52,7 @@ from vertex_tui.engine.email.retry import Decision, Outcome, decide
 from vertex_tui.engine.email.transport import classify
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.metrics import families
-from vertex_tui.engine.settings import Settings
+from vertex_tui.engine.settings import Secret, Settings
 from vertex_tui.sink import Behaviour, Sink, SinkHandler
 
 if TYPE_CHECKING:
@@ -569,6 +569,90 @@ async def test_smtp_sink_refusing_sessions_holds_the_jobs_until_it_answers(
     assert 1 <= len(charged) <= len(ids)
     assert all(a.outcome == "transient" and error_part in (a.error or "") for a in charged)
     assert sorted(postfix.message_ids()) == sorted(d.job.message_id for d in after)
+
+
+class Credentials:
+    """An aiosmtpd authenticator: refuses every login until `accept` is set, then accepts
+    vertex / s3cret only."""
+
+    def __init__(self) -> None:
+        self.accept = False
+        self.tries = 0
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        self.tries += 1
+        ok = (self.accept and isinstance(auth_data, LoginPassword)
+              and (auth_data.login, auth_data.password) == (b"vertex", b"s3cret"))
+        # handled=False: aiosmtpd itself answers (535 on a refusal)
+        return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize(("offers_auth", "error_part"), [
+    (False, "SMTP AUTH extension is not supported"),
+    (True, "authentication failed: 535"),
+])
+async def test_a_login_that_fails_holds_the_mail_until_it_is_fixed(
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock, offers_auth: bool,
+    error_part: str,
+) -> None:
+    """SMTP_USERNAME set and the relay refuses the login, or offers no AUTH at all: every
+    message would meet it, so it is the relay's failure (Postfix's SASL soft bounce), not
+    each message's. Before, each job was charged and failed (one attempt allowed here)."""
+    port = _free_port()
+    handler = SinkHandler(Behaviour())
+    credentials = Credentials()
+
+    def serve(auth: bool) -> Controller:
+        extra: dict[str, Any] = (
+            {"authenticator": credentials, "auth_require_tls": False} if auth else {})
+        server = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10, **extra)
+        server.start()
+        return server
+
+    server = serve(offers_auth)
+    try:
+        settings = backend_settings_factory(
+            smtp_port=port, smtp_username="vertex", smtp_password=Secret("s3cret"),
+            smtp_starttls="false", email_workers=2, email_retry_max_attempts=1)
+        async with Engine(settings, clock=clock, run=EMAIL) as engine:
+            ids = await engine.email.enqueue_many(
+                {"to": f"a{i}@example.com", "subject": f"a{i}", "body": "b"} for i in range(8))
+            await _advance_until(clock, lambda: engine.email.relay.is_open, step=0.0,
+                                 what="the relay circuit to open")
+            seen: list[dict[str, Any]] = []
+
+            async def probed_and_open() -> bool:
+                seen[:] = [(await engine.email.status())["smtp"]]
+                return engine.email.relay.probes >= 3 and seen[0]["state"] == "unreachable"
+
+            await _advance_until(clock, probed_and_open, step=2.0, what="three probes")
+            assert error_part in seen[0]["error"]
+            during = await engine.email.stats()
+            assert (during.failed, during.sent) == (0, 0)
+            assert handler.received == []
+            if offers_auth:
+                assert credentials.tries >= 3  # the probes logged in too, and were refused
+
+            # The operator fixes the relay: right credentials, or AUTH offered.
+            credentials.accept = True
+            if not offers_auth:
+                server.stop()
+                server = serve(True)
+
+            async def drained() -> bool:
+                return (await engine.email.stats()).sent == len(ids)
+
+            await _advance_until(clock, drained, step=5.0, what="every message sent")
+            after = [await engine.email.get_job(i) for i in ids]
+    finally:
+        server.stop()
+    assert all(d.job.status == "sent" for d in after)
+    assert all(d.job.attempts == len(d.history) <= 2 for d in after)
+    charged = [a for d in after for a in d.history if a.outcome != "sent"]
+    assert all(a.outcome == "transient" and error_part in (a.error or "") for a in charged)
+    assert sorted(r.message_id or "" for r in handler.received) == sorted(
+        d.job.message_id for d in after)
 
 
 class StuckFirstSession(SinkHandler):

@@ -10,7 +10,13 @@ import pytest
 from aiosmtplib import SMTPResponse
 
 from vertex_tui.engine.email.retry import Outcome
-from vertex_tui.engine.email.transport import SENT, SendResult, classify, partial_refusal
+from vertex_tui.engine.email.transport import (
+    SENT,
+    SendResult,
+    SessionSetupError,
+    classify,
+    partial_refusal,
+)
 
 T, P = Outcome.TRANSIENT, Outcome.PERMANENT
 
@@ -89,12 +95,21 @@ def test_reply_codes(exc: aiosmtplib.SMTPResponseException, outcome: Outcome, co
 
 
 @pytest.mark.parametrize("code", [535, 454, 530])
-def test_authentication_error_is_transient_whatever_its_code(code: int) -> None:
-    # Bad credentials are the server's configuration, not this message's fault.
+def test_authentication_error_is_the_relays_whatever_its_code(code: int) -> None:
+    # Bad credentials are the server's configuration or ours, not this message's fault:
+    # the relay circuit holds every message until a login succeeds.
     result = classify(aiosmtplib.SMTPAuthenticationError(code, "5.7.8 Bad credentials"))
-    assert result.outcome is T
+    assert result.outcome is T and result.relay
     assert result.code == code
     assert result.error is not None and result.error.startswith("authentication failed")
+
+
+def test_a_session_that_cannot_be_set_up_is_the_relays() -> None:
+    result = classify(SessionSetupError("The SMTP AUTH extension is not supported by this "
+                                        "server."))
+    assert result.outcome is T and result.relay
+    assert result.error == ("session setup failed: The SMTP AUTH extension is not supported"
+                            " by this server.")
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,18 @@
 
 A failure of the relay itself (connection refused or reset, connect timeout, TLS handshake or
 certificate failure, 421 at the greeting or after any command, a dropped session, a refused
-EHLO) is not the message's fault. `transport.classify()` marks such a result `relay=True`; the
-queue then trips this process's `RelayCircuit`:
+EHLO, a login refused or impossible) is not the message's fault. `transport.classify()` marks
+such a result `relay=True`; the queue then trips this process's `RelayCircuit`:
 
 - While the circuit is open no worker claims or sends: a worker that meets an open circuit
   mid-batch hands the untried rest of its batch back uncharged (`store.release`).
-- The circuit's own task probes the relay (connect, EHLO, QUIT, built exactly as a delivery
-  connection is, TLS included) after `probe_delay()`: 1 s doubling to 60 s, with jitter. The
-  first probe that connects closes the circuit and every worker resumes. The outage is over
-  only when a delivery gets an answer (sent, or refused for the message itself): a relay
-  failure before that resumes the same outage (same start, the backoff goes on growing), so a
-  relay that accepts EHLO but answers 421 to RCPT is treated as down, not as flapping.
+- The circuit's own task probes the relay (connect, EHLO, login, QUIT, built exactly as a
+  delivery connection is, TLS and AUTH included) after `probe_delay()`: 1 s doubling to 60 s,
+  with jitter. The first probe that connects closes the circuit and every worker resumes. The
+  outage is over only when a delivery gets an answer (sent, or refused for the message
+  itself): a relay failure before that resumes the same outage (same start, the backoff goes
+  on growing), so a relay that accepts EHLO but answers 421 to RCPT is treated as down, not
+  as flapping.
 - Charging: the job whose attempt met the outage keeps that attempt (`attempts` + 1, recorded
   in its history as `transient` with the relay's error); nothing is claimed while the circuit
   is open, and a job that meets the same outage again after a probe connected is handed back
@@ -114,7 +115,8 @@ Persist = Callable[[RelayState], Awaitable[None]]
 
 def smtp_probe(settings: Settings) -> Probe:
     """Connect, EHLO and QUIT through the same connection code as a delivery (client options,
-    STARTTLS/TLS and certificate checks included); raises what a delivery would."""
+    STARTTLS/TLS and certificate checks, and the login when SMTP_USERNAME is set, included);
+    raises what a delivery would."""
 
     async def probe() -> None:
         transport = SmtpTransport(settings)

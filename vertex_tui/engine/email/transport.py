@@ -4,9 +4,12 @@
 an `Outcome`. 4xx replies and reply timeouts are transient; 5xx replies are permanent. A
 failure of the relay itself (refused or reset connection, connect timeout, TLS handshake or
 certificate failure, 421 at the greeting or after any command, a dropped session, a refused
-EHLO) is transient and marked `relay=True`: the queue pauses delivery for it (`relay.py`)
-instead of charging the message. A session that answers 4xx twice in a row is dropped and the
-next message opens a fresh one.
+EHLO, and a session that cannot log in: credentials refused, or `SMTP_USERNAME` set and the
+relay offers no AUTH) is transient and marked `relay=True`: the queue pauses delivery for it
+(`relay.py`) instead of charging the message. A login failure is the relay's configuration
+or ours, never the message's: every message would meet it, so it is held, as Postfix defers
+mail on a SASL failure (`smtp_sasl_auth_soft_bounce`), until an operator fixes it. A session
+that answers 4xx twice in a row is dropped and the next message opens a fresh one.
 
 aiosmtplib raises `SMTPRecipientsRefused` (no `.code`; the codes are on each item of
 `.recipients`) when every recipient is refused, and *returns* a dict of refusals when
@@ -77,6 +80,12 @@ def _tls_error(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+class SessionSetupError(aiosmtplib.SMTPException):
+    """The session could not be set up for any message, with no reply code to tell: what
+    aiosmtplib raises as a bare `SMTPException` while connecting (the relay offers no AUTH
+    though `SMTP_USERNAME` is set, or no mechanism it knows)."""
+
+
 def classify(exc: BaseException) -> SendResult:
     """The outcome of a delivery attempt that raised `exc`."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
@@ -103,12 +112,10 @@ def classify(exc: BaseException) -> SendResult:
             f"server refused the session: {exc.code} {_one_line(exc.message)}", exc.code
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        # Bad credentials are the server's configuration, not this message's fault.
-        return SendResult(
-            outcome=Outcome.TRANSIENT,
-            code=exc.code,
-            error=f"authentication failed: {exc.code} {_one_line(exc.message)}",
-        )
+        # Bad credentials are the server's configuration or ours, not this message's fault.
+        return _relay(f"authentication failed: {exc.code} {_one_line(exc.message)}", exc.code)
+    if isinstance(exc, SessionSetupError):
+        return _relay(f"session setup failed: {_one_line(str(exc))}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         if exc.code == 421:
             return _relay(f"server closing the session: 421 {_one_line(exc.message)}", 421)
@@ -251,6 +258,9 @@ class SmtpTransport:
                 raise ssl.SSLError(
                     "TLS required (SMTP_STARTTLS=true) but the relay does not offer STARTTLS"
                 ) from None
+            if type(exc) is aiosmtplib.SMTPException:
+                # No reply code: aiosmtplib's own refusal to go on (AUTH not offered...).
+                raise SessionSetupError(str(exc)) from None
             raise
         self._smtp = smtp
         self._encrypted = smtp.get_transport_info("sslcontext") is not None
