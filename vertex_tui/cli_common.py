@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from vertex_tui.engine.engine import Engine
+from vertex_tui.engine.numbers import whole_number
 from vertex_tui.engine.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -36,13 +37,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def positive_int(text: str) -> int:
+    """The type of every id, limit and count option: 1 to 2**63 - 1 (what both backends
+    store), else a one-line usage error that argparse prefixes with the option's name."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text}")
-    return value
+        return whole_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def days(text: str) -> float:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,8 @@ def _since(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--since {text!r}: ")) from None
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser],
+               positive_int: Callable[[str], int]) -> None:
     p = sub.add_parser("log", help="engine events of every engine on this database")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     p.add_argument("--service", metavar="S", help="only this service (email, backup, ...)")
@@ -45,7 +47,7 @@ def add_parser(sub: Any) -> None:
                         " newer: (a bad term is exit 2)")
     p.add_argument("--since", type=_since, metavar="AGE",
                    help="entries of the last AGE (90s, 10m, 2h, 7d)")
-    p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="one JSON object a line")
 
 

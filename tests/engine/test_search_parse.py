@@ -20,6 +20,7 @@ GOOD = [
     ("error:5.1.1", Query(fields=(("error", "5.1.1"),))),
     ("id:42", Query(ids=(42,))),
     ("id:#42", Query(ids=(42,))),
+    ("id:9223372036854775807", Query(ids=(2**63 - 1,))),  # the largest id either backend holds
     ("older:2h", Query(older=7200.0)),
     ("newer:15m", Query(newer=900.0)),
     ("older:1d12h", Query(older=129_600.0)),
@@ -52,6 +53,12 @@ BAD = [
     ("status:", "status: needs a value"),
     ("to:", "to: needs a value"),
     ("id:abc", "id:abc: expected a job number"),
+    ("id:-1", "id:-1: expected a job number"),
+    ("id:\u00b2", "id:\u00b2: expected a job number"),  # a digit to str.isdigit, not to int()
+    ("id:0", "id:0: expected a job number from 1 to 9223372036854775807"),
+    ("id:9223372036854775808", "id:9223372036854775808: expected a job number from 1 to"),
+    ("id:#9223372036854775808", "id:#9223372036854775808: expected a job number from 1 to"),
+    ("id:" + "9" * 5000, "expected a job number from 1 to 9223372036854775807"),
     ("older:2x", "older:2x: expected a duration"),
     ("newer:h", "newer:h: expected a duration"),
     ('subject:"half open', "unterminated quote"),

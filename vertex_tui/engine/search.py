@@ -4,7 +4,7 @@
     "mailbox unavailable"   a quoted phrase is one piece of free text
     status:failed           status is one of the listed ones (status:failed,pending)
     to:bob  subject:invoice  error:"5.1.1"   that field contains the text
-    id:42                   the job with that number
+    id:42                   the job with that number (1 to 2**63 - 1)
     older:2h  newer:15m     created more / less than that long ago (s, m, h, d, w)
 
 Other tables take other terms (`parse(..., keys=...)`): the Log screen `service:email`
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from vertex_tui.engine.errors import UsageError
 from vertex_tui.engine.eventlog import LEVELS
+from vertex_tui.engine.numbers import DB_INT_MAX, whole_number
 
 FIELDS = ("to", "subject", "error")
 KEYS = ("status", *FIELDS, "id", "older", "newer")
@@ -163,6 +164,19 @@ def _tokens(source: str) -> list[tuple[str | None, str]]:
     return out
 
 
+def _job_number(value: str) -> int:
+    """`42` or `#42` -> 42; a number no row can have (0, or past what the store holds:
+    2**63 - 1) is refused like any other bad term, not left to overflow the driver."""
+    digits = value[1:] if value.startswith("#") else value
+    if not (digits.isascii() and digits.isdigit()):
+        raise SearchError(f"id:{value}: expected a job number, e.g. id:42")
+    try:
+        return whole_number(digits)
+    except ValueError:
+        raise SearchError(f"id:{value}: expected a job number from 1 to {DB_INT_MAX}"
+                          ) from None
+
+
 def _one_of(key: str, value: str, known: Iterable[str] | None, what: str) -> frozenset[str]:
     """The comma-separated words of `value`, each one of `known` (None: any word)."""
     wanted = frozenset(v.strip().lower() for v in value.split(",") if v.strip())
@@ -224,10 +238,7 @@ def parse(source: str, *, statuses: Sequence[str] | None = STATUSES,
                 raise SearchError("paused:yes and paused:no together match nothing")
             paused = _YES_NO[value.lower()]
         elif key == "id":
-            digits = value[1:] if value.startswith("#") else value
-            if not digits.isdigit():
-                raise SearchError(f"id:{value}: expected a job number, e.g. id:42")
-            ids.append(int(digits))
+            ids.append(_job_number(value))
         elif key == "older":
             seconds = parse_duration(value, key)
             older = seconds if older is None else max(older, seconds)
