@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import aiosqlite
 
-from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.errors import ForeignDatabase, StoreError
 from vertex_tui.engine.store.conn import Connection, Params, Result, Row, SyncConnection
 from vertex_tui.engine.store.dialect import Dialect, Statement
 from vertex_tui.engine.store.migrations_list import check_numbering, parse_migrations
@@ -106,6 +106,28 @@ def check_sqlite_file(path: Path) -> None:
         raise StoreError(f"cannot read database {path}: {exc.strerror}") from None
     if header and header != SQLITE_MAGIC:
         raise StoreError(f"{path} is not a SQLite database; refusing to open or overwrite it")
+
+
+def foreign_tables(path: Path) -> list[str]:
+    """The tables of the SQLite file at `path` if it is another program's database (tables,
+    and no `schema_migrations`: vertex-tui creates that first, in a transaction of its own,
+    so any vertex-tui database with tables has it); [] otherwise, and when the file cannot be
+    read far enough to tell (the open that follows says why). Read-only: nothing is written,
+    not even WAL mode."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            names = [str(r[0]) for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return []
+    return [] if not names or "schema_migrations" in names else names
 
 
 def create_private(path: Path) -> None:
@@ -241,6 +263,9 @@ class Database:
         """
         path = Path(path)
         check_sqlite_file(path)
+        foreign = await asyncio.to_thread(foreign_tables, path)
+        if foreign:
+            raise ForeignDatabase(str(path), foreign, "VERTEX_DB_PATH")
         try:
             create_private(path)
         except OSError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from vertex_tui.engine.errors import StoreError
+from vertex_tui.engine.errors import ForeignDatabase, StoreError
 from vertex_tui.engine.store.migrations_list import parse_migrations
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ def migrate_connection(conn: psycopg.Connection[Any], label: str) -> int:
     newest = migrations[-1][0] if migrations else 0
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
+        foreign = foreign_tables(conn)
+        if foreign:
+            raise ForeignDatabase(f"database {label}", foreign, "VERTEX_DATABASE_URL")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"
@@ -61,6 +64,16 @@ def migrate_connection(conn: psycopg.Connection[Any], label: str) -> int:
         return version
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def foreign_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """The tables of the connection's schema if they are another program's (tables, and no
+    `schema_migrations`, which vertex-tui creates before anything else); [] otherwise."""
+    names = [str(r[0]) for r in conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"
+        " ORDER BY c.relname").fetchall()]
+    return [] if not names or "schema_migrations" in names else names
 
 
 def migrate_url(url: str, label: str | None = None) -> int:
