@@ -6,6 +6,8 @@
 `--search` takes the search language of `email list --search` and the console's `/`
 (`vertex_tui/engine/search.py`). The jobs are chosen once, their count named in the question
 (or printed with --yes), and exactly those are cancelled if they are still pending or failed.
+At most BULK_CAP (100,000), the newest, at a time: past that, the question names how many
+match in all and the answer how many are left for another run (`remaining` in --json).
 Without --yes on a terminal it asks; without a terminal it refuses (exit 2).
 """
 
@@ -16,7 +18,7 @@ import sys
 from typing import Any
 
 from vertex_tui.engine import Engine
-from vertex_tui.engine.email.bulk import CANCELLABLE
+from vertex_tui.engine.email.bulk import BULK_CAP, CANCELLABLE
 from vertex_tui.engine.errors import UsageError
 
 EXIT_OK = 0
@@ -47,6 +49,7 @@ async def cancel(args: argparse.Namespace, engine: Engine) -> int:
     from vertex_tui.cli import _print_json
 
     q = engine.email
+    remaining = 0
     if args.id is not None:
         if not _confirm(f"cancel email job {args.id}", args.yes):
             print("nothing cancelled")
@@ -54,7 +57,12 @@ async def cancel(args: argparse.Namespace, engine: Engine) -> int:
         ids = await q.cancel(job_id=args.id)
     else:
         chosen = await q.matching_ids(args.search, eligible=CANCELLABLE)
+        capped = len(chosen) >= BULK_CAP
+        total = await q.count_eligible(args.search, eligible=CANCELLABLE) if capped else 0
         what = f"{len(chosen):,} pending or failed job(s) matching {args.search!r}"
+        if capped and total > len(chosen):
+            what = (f"the newest {len(chosen):,} of {total:,} pending or failed jobs matching"
+                    f" {args.search!r} (at most {BULK_CAP:,} at a time)")
         if not chosen:
             ids = []
         elif not _confirm(f"cancel {what}", args.yes):
@@ -62,8 +70,13 @@ async def cancel(args: argparse.Namespace, engine: Engine) -> int:
             return EXIT_OK
         else:
             ids = await q.cancel(ids=chosen, search=args.search)
+        remaining = await q.count_eligible(args.search, eligible=CANCELLABLE) if capped else 0
+    doc: dict[str, Any] = {"cancelled": len(ids), "ids": ids}
+    if remaining:
+        doc["remaining"] = remaining
     if args.json:
-        _print_json({"cancelled": len(ids), "ids": ids})
+        _print_json(doc)
     else:
-        print(f"cancelled {len(ids):,} job(s)")
+        print(f"cancelled {len(ids):,} job(s)" + (
+            f"; {remaining:,} more match: run it again for the rest" if remaining else ""))
     return EXIT_OK

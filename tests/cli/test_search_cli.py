@@ -3,9 +3,13 @@ the count, and cancelled jobs are never sent. Run as a user does: `python -m ver
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from vertex_tui.engine.email.bulk import BULK_CAP
 
 # Each test runs twice: on SQLite and on PostgreSQL (the `cli` fixture sees `backend`).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -80,3 +84,29 @@ def test_cancel_by_search_and_id_prints_the_count_and_nothing_cancelled_is_sent(
         ("cancelled",)]
     audit = cli.query("SELECT count FROM audit_log WHERE action = 'email.cancel' ORDER BY id")
     assert audit == [(4,), (1,)]  # nothing matched: nothing asked, nothing done
+
+
+@pytest.mark.slow
+def test_cancel_past_the_bulk_cap_says_how_many_match_and_how_many_are_left(
+    cli: Any, tmp_path: Path,
+) -> None:
+    """A bulk cancel takes at most BULK_CAP jobs, the newest. It used to print "cancelled
+    100,000 job(s)" for 100,025 matching and leave 25 pending without a word."""
+    over = 25
+    lines = [json.dumps({"to": f"p{i}@example.com", "subject": "Spring promo", "body": "b"})
+             for i in range(BULK_CAP + over)]
+    lines += [json.dumps({"to": f"r{i}@example.com", "subject": "Receipt", "body": "b"})
+              for i in range(3)]
+    batch = tmp_path / "promo.jsonl"
+    batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cli.ok("email", "enqueue", "--jsonl", str(batch))
+
+    line = cli.error("email", "cancel", "--search", "promo")
+    assert (f"the newest {BULK_CAP:,} of {BULK_CAP + over:,} pending or failed jobs matching"
+            f" 'promo' (at most {BULK_CAP:,} at a time)") in line
+    first = cli.json("email", "cancel", "--search", "promo", "--yes")
+    assert (first["cancelled"], len(first["ids"]), first["remaining"]) == (
+        BULK_CAP, BULK_CAP, over)
+    assert cli.ok("email", "cancel", "--search", "promo", "--yes") == f"cancelled {over} job(s)\n"
+    stats = cli.stats()
+    assert (stats["cancelled"], stats["pending"]) == (BULK_CAP + over, 3)

@@ -74,6 +74,17 @@ class EmailBulk:
             self._db, query(text, status), now=self._clock.time(), statuses=eligible, cap=cap
         )
 
+    async def count_eligible(self, text: str | Query | None, *, eligible: tuple[str, ...]
+                             ) -> int:
+        """How many matching jobs are in an `eligible` status now, uncapped (what a bulk
+        action capped at BULK_CAP leaves for a next run)."""
+        q = query(text)
+        wanted = frozenset(eligible) if q.statuses is None else q.statuses & set(eligible)
+        if not wanted:
+            return 0
+        return await search_store.count(self._db, dataclasses.replace(q, statuses=wanted),
+                                        now=self._clock.time())
+
     async def cleanup_count(self, older_than_days: float) -> int:
         """How many jobs `cleanup(older_than_days)` would delete now (asked before it)."""
         if older_than_days < 0:
