@@ -113,7 +113,8 @@ def test_doctor_on_a_damaged_database_names_the_newest_verified_backup(cli: Any)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "DAMAGED" in result.stdout and "malformed" in result.stdout
     assert newest["path"] in result.stdout and older["path"] not in result.stdout
-    assert f"vertex-tui backup restore {newest['path']} --yes" in result.stdout
+    assert f"vertex-tui backup restore {newest['path']} --yes --force" in result.stdout
+    assert "--force: its backup records cannot be read" in result.stdout  # and why
     doc = json.loads(cli.run("doctor", "--json").stdout)
     assert doc["integrity"] == "damaged"
     assert doc["newest_verified_backup"]["path"] == newest["path"]
@@ -133,7 +134,29 @@ def test_doctor_on_a_damaged_database_names_the_newest_verified_backup(cli: Any)
     assert "integrity ok" in cli.run("doctor").stdout
 
 
+def advised_command(cli: Any) -> str:
+    """The `vertex-tui backup restore ...` command doctor's text output tells the operator
+    to run, as printed."""
+    result = cli.run("doctor")
+    assert result.returncode == 1, result.stdout + result.stderr
+    [advice] = [line for line in result.stdout.splitlines() if line.startswith("what to do:")]
+    command = advice.split("): ", 1)[1].split(" (the damaged file")[0]
+    assert command.startswith("vertex-tui backup restore "), advice
+    return command
+
+
+def run_as_printed(cli: Any, command: str) -> subprocess.CompletedProcess[str]:
+    """`command` through a shell, with the `vertex-tui` of this interpreter first on PATH."""
+    env = cli.env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(command, shell=True, env=env, cwd=cli.path, capture_output=True,
+                          text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+
+
 def test_doctor_reads_the_backup_records_when_they_survived(cli: Any) -> None:
+    """Doctor found the backup in the records, so its advice has no --force; restore reads the
+    records the same way and restores it as the recorded, verified backup it is (it asked
+    for --force: "its backup records cannot be read")."""
     made = backed_up(cli)
     damage(cli.db_path, spare=("schema_migrations", "leases", "backups", "ix_backups_kind",
                                "ix_backups_path", "sqlite_sequence"))
@@ -141,6 +164,44 @@ def test_doctor_reads_the_backup_records_when_they_survived(cli: Any) -> None:
     assert doc["newest_verified_backup"]["path"] == made["path"]
     assert doc["newest_verified_backup"]["source"] == "records"
     assert "--force" not in doc["advice"]
+    # A copy of it that the records do not name still needs the operator's word.
+    stray = cli.path / "stray.db"
+    stray.write_bytes(Path(made["path"]).read_bytes())
+    refused = cli.run("backup", "restore", str(stray), "--yes")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    cli.assert_one_line(refused.stderr)
+    assert "not a recorded, verified backup" in refused.stderr
+    assert not list(cli.path.glob("vertex.db.before-restore-*"))
+
+    command = advised_command(cli)
+    assert command == f"vertex-tui backup restore {made['path']} --yes"
+    restored = run_as_printed(cli, command)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert f"restored {cli.db_path} from {made['path']}" in restored.stdout
+    assert cli.stats()["pending"] == 20
+    assert "integrity ok" in cli.run("doctor").stdout
+    assert doc["newest_verified_backup"]["force"] is False
+
+
+def test_doctor_and_restore_agree_when_the_backup_records_fail_their_check(cli: Any) -> None:
+    """The backups table reads but its path index is damaged: its records are not trusted by
+    either (both read them through store.doctor.restorable, which checks the table first).
+    Doctor says --force and why; the command works as printed, and not without --force."""
+    made = backed_up(cli)
+    damage(cli.db_path, spare=("schema_migrations", "leases", "backups", "ix_backups_kind",
+                               "sqlite_sequence"))
+    doc = json.loads(cli.run("doctor", "--json").stdout)
+    assert doc["newest_verified_backup"]["path"] == made["path"]
+    assert doc["newest_verified_backup"]["source"] == "folder"
+    command = advised_command(cli)
+    assert command == f"vertex-tui backup restore {made['path']} --yes --force"
+    assert "--force: its backup records cannot be read" in doc["advice"]
+    unforced = run_as_printed(cli, command.removesuffix(" --force"))
+    assert unforced.returncode == 2, unforced.stdout + unforced.stderr
+    assert "its backup records cannot be read" in unforced.stderr
+    restored = run_as_printed(cli, command)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert cli.stats()["pending"] == 20
 
 
 def test_doctor_with_no_backup_says_so(cli: Any) -> None:

@@ -10,6 +10,8 @@ restore of a pg_dump itself is covered in tests/engine/test_pg_backup.py.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -78,6 +80,91 @@ def test_restore_of_a_file_that_is_not_a_backup_of_this_backend_exits_2_and_chan
     assert subjects(cli) == ["one"]
     with contextlib.closing(sqlite3.connect(other)) as conn:
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+
+
+def foreign_database(cli: Any) -> Path:
+    """An intact database that is not vertex-tui's, in this backend's backup format: a SQLite
+    file, or on PostgreSQL a pg_dump of a scratch database holding one table of notes."""
+    if cli.database_url is None:
+        path = cli.path / "other.db"
+        query(path, "CREATE TABLE notes (text TEXT)")
+        return path
+    from vertex_tui.engine.backup import pgdump
+
+    server = cli.database_url.rsplit("/", 1)[0]
+    name = f"vt_foreign_{os.getpid()}"
+    query(f"{server}/postgres", f'CREATE DATABASE "{name}"')
+    try:
+        query(f"{server}/{name}", "CREATE TABLE notes (text TEXT)")
+        path = cli.path / "other.dump"
+        pgdump.dump(pgdump.PgSource(url=f"{server}/{name}"), path)
+    finally:
+        query(f"{server}/postgres", f'DROP DATABASE "{name}"')
+    return path
+
+
+@both
+def test_verify_says_what_restore_says_of_a_database_that_is_not_vertex_tui(
+    cli: Any, asides: Callable[[], list[str]]
+) -> None:
+    """verify called such a file "ok (database: ok)" (SQLite) or blamed missing tables (a
+    dump) while restore refused it as not a vertex-tui database: both now give restore's
+    reason, verify as a bad backup (exit 1), restore as input it refuses (exit 2)."""
+    cli.enqueue(subject="one")
+    other = foreign_database(cli)
+    reason = "not a vertex-tui database (it has no vertex-tui schema history)"
+    verified = cli.run("backup", "verify", str(other))
+    assert verified.returncode == 1, verified.stdout + verified.stderr
+    assert verified.stdout.strip() == f"{other}: BAD (database: {reason})"
+    doc = json.loads(cli.run("backup", "verify", str(other), "--json").stdout)
+    assert doc["ok"] is False and doc["reason"] == reason
+    for extra in ((), ("--force",)):
+        result = restore(cli, str(other), "--yes", *extra)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.strip() == f"vertex-tui: {other} is {reason}"
+    assert asides() == [] and subjects(cli) == ["one"]
+
+
+@both
+def test_restore_of_what_is_no_backup_of_this_database_exits_2_with_or_without_force(
+    cli: Any, asides: Callable[[], list[str]]
+) -> None:
+    """Missing, not a database, a storage archive, a folder that is no full backup, the other
+    backend's format: bad input (exit 2), as README lists, never "the operation failed" (a
+    missing path and a non-SQLite file were exit 1 on SQLite, a storage archive on both). A
+    backup that fails its checks stays exit 1 (test_backup_cli)."""
+    cli.enqueue(subject="one")
+    (cli.path / "storage").mkdir()
+    (cli.path / "storage" / "a.jpg").write_bytes(b"jpeg")
+    archive = cli.json("backup", "run", "storage")["path"]
+    garbage = cli.path / "garbage.db"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    folder = cli.path / "just-a-folder"
+    folder.mkdir()
+    wrong_format = "is not a pg_dump archive"  # PostgreSQL: only a dump will do
+    cases = {
+        str(cli.path / "nothing.db"): "nothing.db does not exist",
+        archive: "is a storage archive; extract it with: tar -xzf",
+        str(garbage): wrong_format,
+        str(folder): wrong_format,
+    }
+    if cli.database_url is None:
+        fake_dump = cli.path / "database.dump"
+        fake_dump.write_bytes(b"PGDMP" + bytes(200))
+        cases.update({
+            str(garbage): "is not a vertex-tui database (neither a SQLite database nor a "
+                          "pg_dump archive)",
+            str(folder): "is not a backup (a folder without manifest.json)",
+            str(fake_dump): "is a pg_dump archive: a SQLite database is restored from",
+        })
+    for path, refusal in cases.items():
+        for extra in ((), ("--force",)):
+            result = restore(cli, path, "--yes", *extra)
+            assert result.returncode == 2, f"{path} {extra}: {result.stdout}{result.stderr}"
+            cli.assert_one_line(result.stderr)
+            assert refusal in result.stderr, result.stderr
+    assert asides() == [] and subjects(cli) == ["one"]
+    assert cli.query("SELECT count(*) FROM leases") == [(0,)]
 
 
 @both

@@ -941,9 +941,10 @@ async def test_restore_refuses_a_backup_that_does_not_verify(
 
     with pytest.raises(manager.BackupFailed, match="does not verify"):
         await restore(settings, path, owner="test-restorer", clock=clock)
+    # A text file is no backup that failed: it is not a vertex-tui database (bad input, 2).
     not_a_backup = tmp_path / "notes.db"
     not_a_backup.write_text("hello")
-    with pytest.raises(manager.BackupFailed, match="not a SQLite database"):
+    with pytest.raises(manager.NotRestorable, match="not a vertex-tui database"):
         await restore(settings, not_a_backup, owner="test-restorer", clock=clock)
     assert jobs(settings.db_path) == state
     assert not list(settings.db_path.parent.glob("*.before-restore-*"))

@@ -59,11 +59,18 @@ class Report:
         if self.backup is None:
             return ("no backup that verifies was found: copy the damaged file somewhere safe "
                     "before anything else, then try `sqlite3 FILE .recover`")
-        force = "" if self.backup["source"] == "records" else " --force"
+        # Restore reads the records as `newest_verified_backup` does: one found there with
+        # its sha256 restores as the recorded backup it is; any other needs --force.
+        force, why = "", ""
+        if self.backup["force"]:
+            force = " --force"
+            why = ("; --force: its backup records cannot be read, so restore cannot check "
+                   "the file against them" if self.backup["source"] == "folder"
+                   else "; --force: its record has no sha256 to check the file against")
         return (f"restore it from the newest verified backup, {self.backup['path']} "
                 f"({self.backup['kind']} backup made {self.backup['finished_at'] or '?'}): "
                 f"vertex-tui backup restore {self.backup['path']} --yes{force}"
-                " (the damaged file is kept aside)")
+                f" (the damaged file is kept aside{why})")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,8 +182,9 @@ def restore_leftovers(db_path: Path) -> list[Path]:
 
 def newest_verified_backup(db_path: Path, backup_dir: Path) -> dict[str, Any] | None:
     """The newest database or full backup that verifies now. Candidates come from the backup
-    records when the damaged file still yields them, else from the backup folder (newest
-    file first). Blocking."""
+    records when the damaged file still yields them (store.doctor.restorable, which restore
+    reads too), else from the backup folder (newest file first); `force`: whether restore
+    will want --force for it. Blocking."""
     source = "records"
     try:
         candidates = store.restorable(db_path)
@@ -186,7 +194,7 @@ def newest_verified_backup(db_path: Path, backup_dir: Path) -> dict[str, Any] | 
         path = Path(c.path)
         if path.exists() and manager.verify(path, c.sha256).ok:
             return {"path": str(path), "kind": c.kind, "finished_at": isoformat(c.finished_at),
-                    "source": source}
+                    "source": source, "force": source == "folder" or not c.sha256}
     return None
 
 

@@ -29,7 +29,8 @@ from vertex_tui.engine.backup.files import (
     tree_size,
 )
 from vertex_tui.engine.backup.pgdump import PgSource
-from vertex_tui.engine.errors import VertexError
+from vertex_tui.engine.backup.schema import NEITHER, is_sqlite, schema_problem
+from vertex_tui.engine.errors import UsageError, VertexError
 from vertex_tui.engine.store import sqlitefile
 
 STEP_PAGES = 4096  # 16 MiB with 4 KiB pages: few steps, yet writers interleave
@@ -48,6 +49,12 @@ class Cancelled(BackupFailed):
     pass
 
 
+class NotRestorable(UsageError):
+    """A path this release must not put in place of its database: not a backup of a
+    vertex-tui database it can open (missing, another format, another schema), or a storage
+    archive. Bad input, refused before anything is replaced (exit 2)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Artifact:
     """A finished, verified backup at its final path."""
@@ -63,10 +70,15 @@ class Artifact:
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
+    """What `verify` found. `not_a_backup`: the path is no backup of a vertex-tui database
+    this release can open at all (restore refuses it as bad input); otherwise a bad verdict
+    is a backup that fails its checks (damaged, changed since its sha256 was recorded)."""
+
     ok: bool
     kind: str
     reason: str
     seconds: float = 0.0
+    not_a_backup: bool = False
 
 
 # ---- database -------------------------------------------------------------------------------
@@ -310,22 +322,45 @@ def kind_of(path: Path) -> str:
 
 def verify(path: Path, expected_sha256: str | None = None,
            bin_dir: Path | None = None) -> Verdict:
-    """Check any backup: a database file or dump, a storage archive or a full backup folder."""
+    """Check any backup: a database file or dump, a storage archive or a full backup folder,
+    and that the database in it is a vertex-tui database this release can open."""
     started = time.perf_counter()
     if not path.exists():
-        return Verdict(ok=False, kind="unknown", reason=f"{path} does not exist")
+        return Verdict(ok=False, kind="unknown", reason=f"{path} does not exist",
+                       not_a_backup=True)
     kind = kind_of(path)
+    db_file = None if kind == "storage" else database_file_of(path)
+    foreign = _not_a_backup(db_file, bin_dir)
     problem: str | None
-    if kind == "full":
+    if foreign:
+        problem = None
+    elif kind == "full":
         problem = _verify_full(path, bin_dir)
         digest_file = path / MANIFEST
     else:
         problem = check_tar(path) if kind == "storage" else check_database(path, bin_dir)
         digest_file = path
-    if problem is None and expected_sha256 and sha256_file(digest_file) != expected_sha256:
-        problem = "sha256 differs from the one recorded when the backup was made"
-    return Verdict(ok=problem is None, kind=kind, reason=problem or "ok",
+    if foreign is None and problem is None:
+        if expected_sha256 and sha256_file(digest_file) != expected_sha256:
+            problem = "sha256 differs from the one recorded when the backup was made"
+        elif db_file is not None and not pgdump.is_dump(db_file):
+            foreign = schema_problem(db_file)  # sound: whose database is it?
+    return Verdict(ok=problem is None and foreign is None, kind=kind,
+                   reason=foreign or problem or "ok", not_a_backup=foreign is not None,
                    seconds=time.perf_counter() - started)
+
+
+def _not_a_backup(db_file: Path | None, bin_dir: Path | None) -> str | None:
+    """Why the database file of a backup is no vertex-tui database at all, as far as can be
+    told before its checks: not a SQLite file nor a dump, or a dump of another schema (read
+    by pg_restore, which is itself a check; an unreadable dump is left to check_dump)."""
+    if db_file is None or not db_file.exists():
+        return None  # a storage archive; a full backup missing its database: _verify_full
+    if db_file.is_dir():
+        return f"not a backup (a folder without {MANIFEST})"
+    if pgdump.is_dump(db_file):
+        return schema_problem(db_file, bin_dir)
+    return None if is_sqlite(db_file) else NEITHER
 
 
 def _verify_full(path: Path, bin_dir: Path | None) -> str | None:
@@ -348,7 +383,7 @@ def database_file_of(path: Path) -> Path:
     """The database file inside a backup (the file itself, or the one in a full backup)."""
     kind = kind_of(path)
     if kind == "storage":
-        raise BackupFailed(
+        raise NotRestorable(
             f"{path} is a storage archive; extract it with: tar -xzf {path} -C STORAGE_DIR"
         )
     if kind == "full":

@@ -17,8 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vertex_tui.engine.backup import folder, manager, pgdump, swap
-from vertex_tui.engine.backup.restore import _find_record, _Keeper, _take_lease, trusted
+from vertex_tui.engine.backup import folder, manager, pgdump, schema
+from vertex_tui.engine.backup.restore import (
+    _find_record,
+    _Keeper,
+    _take_lease,
+    refuse_early,
+    refuse_unverified,
+    trusted,
+)
 from vertex_tui.engine.clock import Clock, SystemClock
 from vertex_tui.engine.errors import StoreError, UsageError
 from vertex_tui.engine.leases import Leases
@@ -60,12 +67,8 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
     url = settings.database_url.reveal()
     live = database_name(url)
     backup = backup.absolute()
-    if not backup.exists():
-        raise UsageError(f"{backup} does not exist")
+    refuse_early(backup, postgresql=True)
     dump = manager.database_file_of(backup)
-    if not pgdump.is_dump(dump):
-        raise UsageError(f"{backup} is not a pg_dump archive: a PostgreSQL database is restored"
-                         " from a database or full backup made on PostgreSQL")
     now = clock.time()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch_name = pgdump.scratch_name("restore")
@@ -83,22 +86,11 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         away = folder.elsewhere(settings, record.host if record else None)
         if away:
             raise UsageError(f"{backup} cannot be restored on this host: {away}")
-        # A dump pg_restore reads is first checked for whose database it holds: an intact
-        # dump of another database is not restorable (exit 2, as a foreign SQLite file),
-        # rather than a backup that fails its check (verify wants vertex-tui's tables). An
-        # unreadable one is left to verify to explain.
-        migrations = pgmigrate.load_migrations()
-        try:
-            dumped = await asyncio.to_thread(pgdump.schema_history, dump, settings.pg_bin)
-        except pgdump.DumpFailed:
-            dumped = None
-        problem = None if dumped is None else swap.history_problem(None, dumped, migrations)
-        if problem:
-            raise swap.NotRestorable(f"{backup} is {problem}")
-        verdict = await asyncio.to_thread(manager.verify, backup,
-                                          record.sha256 if record else None, settings.pg_bin)
-        if not verdict.ok:
-            raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
+        # verify asks first whose database a dump holds: an intact dump of another database
+        # is not restorable (exit 2, as a foreign SQLite file), rather than a backup that
+        # fails its check (exit 1).
+        refuse_unverified(backup, await asyncio.to_thread(
+            manager.verify, backup, record.sha256 if record else None, settings.pg_bin))
         if not force and not trusted(record):
             raise UsageError(f"{backup} cannot be checked: it is not a recorded, verified "
                              f"backup of {display_url(url)}; if you trust it, rerun with --force")
@@ -106,9 +98,9 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
                                           note=pgadmin.scratch_note(live))
         await asyncio.to_thread(pgdump.restore_into, dump, scratch, settings.pg_bin)
         tables, applied = await asyncio.to_thread(pgbackup.schema_history, scratch)
-        problem = swap.history_problem(tables, applied, migrations)
+        problem = schema.history_problem(tables, applied, pgmigrate.load_migrations())
         if problem:
-            raise swap.NotRestorable(f"{backup} is {problem}")
+            raise manager.NotRestorable(f"{backup} is {problem}")
         await keeper.stop()
         if keeper.lost:
             raise manager.BackupFailed(f"the maintenance lease on {display_url(url)} was lost "

@@ -9,6 +9,12 @@ anything is replaced), and asks for `force` unless the file is a recorded, verif
 whose sha256 still matches. Then it keeps the current file aside under a timestamped name,
 swaps the checked copy in, brings back the replaced database's backup records and newer
 audit entries (`store.backups.carry_over`), and records the action in the audit log.
+
+Refusals of input that is no backup to restore here (missing, a storage archive, another
+backend's, another format or schema) are `UsageError`s (exit 2); a backup that is one but
+fails its checks (damaged, sha256 changed) is `BackupFailed` (exit 1). A damaged live file
+has its backup records read the way `vertex-tui doctor` reads them (store/doctor.py), so the
+backup doctor names is restored as the recorded, verified backup it is.
 """
 
 from __future__ import annotations
@@ -21,16 +27,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vertex_tui.engine.backup import manager, swap
+from vertex_tui.engine.backup import manager, pgdump, swap
 from vertex_tui.engine.clock import Clock, SystemClock
 from vertex_tui.engine.errors import StoreError, UsageError
 from vertex_tui.engine.leases import Leases, dead_here
 from vertex_tui.engine.settings import Settings
 from vertex_tui.engine.store import audit
 from vertex_tui.engine.store import backups as store
+from vertex_tui.engine.store import doctor as records_of_damaged
 from vertex_tui.engine.store import leases as leases_store
 from vertex_tui.engine.store.backend import open_database
 from vertex_tui.engine.store.db import MALFORMED, Database, DatabaseCorrupt, quick_check
+from vertex_tui.engine.store.sqlitefile import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +89,47 @@ async def _find_record(db: Database, backup: Path) -> store.BackupRecord | None:
     return record
 
 
+def refuse_early(backup: Path, *, postgresql: bool) -> None:
+    """Refuse (exit 2), before the live database is opened, a path that is no backup of this
+    backend's database at all: missing, a storage archive, the other backend's format."""
+    if not backup.exists():
+        raise manager.NotRestorable(f"{backup} does not exist")
+    is_dump = pgdump.is_dump(manager.database_file_of(backup))  # refuses a storage archive
+    if postgresql and not is_dump:
+        raise manager.NotRestorable(
+            f"{backup} is not a pg_dump archive: a PostgreSQL database is restored from a "
+            "database or full backup made on PostgreSQL")
+    if is_dump and not postgresql:
+        raise manager.NotRestorable(
+            f"{backup} is a pg_dump archive: a SQLite database is restored from a database or "
+            "full backup made on SQLite")
+
+
+def refuse_unverified(backup: Path, verdict: manager.Verdict) -> None:
+    """No restore from a backup that does not verify: bad input (exit 2) when it is no
+    vertex-tui backup this release can open, a failed backup (exit 1) when it is one that is
+    damaged or changed."""
+    if verdict.ok:
+        return
+    if verdict.not_a_backup:
+        raise manager.NotRestorable(f"{backup} is {verdict.reason}")
+    raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
+
+
+def _recorded_in_damaged(db_path: Path, backup: Path) -> tuple[str | None, bool, bool]:
+    """(recorded sha256, trusted, records readable) of `backup` in the damaged database at
+    `db_path`, read as doctor reads them: read-only, and only if the backups table passes
+    its own check. Blocking."""
+    try:
+        found = records_of_damaged.restorable(db_path, paths=(str(backup),
+                                                              str(backup.resolve())))
+    except DatabaseError:
+        return None, False, False
+    if not found:
+        return None, False, True
+    return found[0].sha256, bool(found[0].sha256), True
+
+
 async def _take_lease(db: Database, leases: Leases, now: float) -> None:
     engines = [e for e in await leases.alive_engines(now) if not dead_here(e)]
     if engines:
@@ -103,6 +152,7 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         from vertex_tui.engine.backup import pgrestore
 
         return await pgrestore.restore(settings, backup, owner=owner, clock=clock, force=force)
+    refuse_early(backup, postgresql=False)
     if same_file(backup, db_path) or same_file(backup / manager.FULL_DB, db_path):
         raise UsageError(f"{backup} is the live database {db_path} itself; restore from a "
                          "backup of it")
@@ -117,13 +167,17 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         leases = Leases(db, owner)
         await _take_lease(db, leases, now)
         record = await _find_record(db, backup)
+        sha256, recorded, readable = (record.sha256 if record else None), trusted(record), True
     except DatabaseCorrupt:
-        # The live file is damaged: its leases and records cannot be trusted, so the backup
-        # can only be restored on the operator's word (--force); the file goes aside as is.
+        # The live file is damaged: it is not written (no lease); its backup records are
+        # read as doctor reads them, and a backup found there restores as a recorded one.
+        # Without them only the operator's word (--force) will do. The file goes aside as is.
         damaged, record, leases = True, None, None
         if db is not None:
             await db.close()
             db = None
+        sha256, recorded, readable = await asyncio.to_thread(_recorded_in_damaged, db_path,
+                                                             backup)
     except BaseException:
         if db is not None:
             if leases is not None:
@@ -133,7 +187,8 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
         raise
     keeper = _Keeper(leases, clock) if leases is not None else None
     try:
-        tmp = await _prepare(backup, db_path, record, force=force, damaged=damaged)
+        tmp = await _prepare(backup, db_path, sha256, force=force or recorded,
+                             unreadable=not readable)
         if keeper is not None:
             await keeper.stop()
             if keeper.lost:
@@ -173,25 +228,22 @@ async def restore(settings: Settings, backup: Path, *, owner: str,
             f"{db_path} was restored from {backup} (previous database saved as {aside}), "
             f"but finishing failed: {exc}") from None
     return {"restored_from": str(backup), "previous_saved_as": str(aside),
-            "carried_over": kept, "forced": not trusted(record), "warnings": warnings,
+            "carried_over": kept, "forced": not recorded, "warnings": warnings,
             **smoke}
 
 
-async def _prepare(backup: Path, db_path: Path, record: store.BackupRecord | None, *,
-                   force: bool, damaged: bool) -> Path:
-    """Verify `backup`, check it is restorable and allowed, and copy it to a checked temp file."""
-    verdict = await asyncio.to_thread(manager.verify, backup,
-                                      record.sha256 if record else None)
-    if not verdict.ok:
-        raise manager.BackupFailed(f"{backup} does not verify: {verdict.reason}")
-    # On the source first, so a foreign file is refused before --force is even asked for;
-    # again on the copy (prepare_restore), which is what gets swapped in.
-    problem = await asyncio.to_thread(swap.schema_problem, manager.database_file_of(backup))
-    if problem:
-        raise swap.NotRestorable(f"{backup} is {problem}")
-    if not force and not trusted(record):
-        why = (f"the current database is damaged ({MALFORMED}), so its backup records cannot "
-               "be read" if damaged else f"it is not a recorded, verified backup of {db_path}")
+async def _prepare(backup: Path, db_path: Path, sha256: str | None, *, force: bool,
+                   unreadable: bool) -> Path:
+    """Verify `backup` (against the recorded `sha256`), check it is restorable and allowed
+    (`force`: recorded and trusted, or the operator's word), and copy it to a checked temp
+    file. `unreadable`: the live database is damaged and its backup records unreadable."""
+    # Whose database it holds is part of verify, so a foreign file is refused before
+    # --force is even asked for; again on the copy (prepare_restore), which is swapped in.
+    refuse_unverified(backup, await asyncio.to_thread(manager.verify, backup, sha256))
+    if not force:
+        why = (f"the current database is damaged ({MALFORMED}) and its backup records cannot "
+               "be read" if unreadable
+               else f"it is not a recorded, verified backup of {db_path}")
         raise UsageError(f"{backup} cannot be checked: {why}; if you trust it, rerun with "
                          "--force")
     return await asyncio.to_thread(swap.prepare_restore, backup, db_path)

@@ -1,6 +1,6 @@
-"""The blocking steps of a restore, run in a worker thread: check that a file is a vertex-tui
-database this release can open, copy it to a private, checked temp file beside the live
-database, and swap that copy in, keeping the replaced file aside."""
+"""The blocking steps of a restore, run in a worker thread: copy a backup to a private temp
+file beside the live database, check that the copy is sound and a vertex-tui database this
+release can open (schema.py), and swap that copy in, keeping the replaced file aside."""
 
 from __future__ import annotations
 
@@ -10,54 +10,15 @@ from typing import Any
 
 from vertex_tui.engine.backup.files import publish, remove, temp_path
 from vertex_tui.engine.backup.manager import (
-    SMOKE_TABLES,
     BackupFailed,
+    NotRestorable,
     check_database,
     database_file_of,
     smoke_query,
 )
-from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.backup.schema import schema_problem
 from vertex_tui.engine.store import sqlitefile
-from vertex_tui.engine.store.db import create_private, load_migrations
-
-
-def schema_problem(path: Path) -> str | None:
-    """None if `path` is a vertex-tui database of a schema this release can open (the same
-    migrations, none newer), else why not. Read-only."""
-    try:
-        tables, applied = sqlitefile.schema_history(path)
-    except (sqlitefile.DatabaseError, ValueError, TypeError) as exc:
-        return f"not a vertex-tui database (its schema cannot be read: {exc})"
-    return history_problem(tables, applied, load_migrations())
-
-
-def history_problem(tables: set[str] | None, applied: list[tuple[int, str]],
-                    migrations: list[tuple[int, str, str]]) -> str | None:
-    """`schema_problem` of a database with `tables` (None: not known yet) and the `applied`
-    migrations, against this release's `migrations` (of its dialect)."""
-    if not applied:
-        return "not a vertex-tui database (it has no vertex-tui schema history)"
-    known = {number: name for number, name, _ in migrations}
-    newest, top = max(known), applied[-1][0]
-    if top > newest:
-        return (f"its schema version {top} is newer than this release knows ({newest}); "
-                "restore it with the release that made it")
-    if [number for number, _ in applied] != list(range(1, top + 1)):
-        return "not a vertex-tui database (its schema history has gaps)"
-    for number, name in applied:
-        if known[number] != name:
-            return (f"not a vertex-tui database of this release's schema (migration {number}"
-                    f" is {name!r}, expected {known[number]!r})")
-    if tables is None:
-        return None
-    missing = sorted({*SMOKE_TABLES, "leases", "audit_log"} - tables)
-    if missing:
-        return f"not a usable vertex-tui database (missing tables: {', '.join(missing)})"
-    return None
-
-
-class NotRestorable(UsageError):
-    """A sound file that this release must not put in place of its database (exit 2)."""
+from vertex_tui.engine.store.db import create_private
 
 
 def prepare_restore(backup: Path, db_path: Path) -> Path:

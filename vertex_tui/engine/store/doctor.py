@@ -93,14 +93,21 @@ async def clear(db: Database, *, leases: Sequence[LeaseRow], runs: Sequence[Runn
     return counts
 
 
-def restorable(path: Path) -> list[Candidate]:
-    """Verified database and full backups recorded in the database at `path`, newest first.
+def restorable(path: Path, *, paths: Sequence[str] = ()) -> list[Candidate]:
+    """Verified database and full backups recorded in the database at `path` (those at
+    `paths` only, when given), newest first: what doctor offers and restore trusts when the
+    database is damaged.
 
-    Blocking, on a read-only connection of its own; raises `sqlite3.DatabaseError` when
-    the records cannot be read (the pages holding them are damaged)."""
+    Blocking, on a read-only connection of its own. The records are read only when the
+    backups table and its indexes pass `PRAGMA quick_check(backups)`; raises
+    `sqlite3.DatabaseError` when they do not, or cannot be read (their pages are damaged)."""
+    where = f" AND path IN ({', '.join('?' * len(paths))})" if paths else ""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(backups)").fetchall()]
+        if found != ["ok"]:
+            raise sqlite3.DatabaseError(f"the backups table is damaged: {'; '.join(found[:3])}")
         rows = conn.execute(
             "SELECT kind, path, sha256, finished_at FROM backups WHERE status = 'ok'"
-            " AND verified = 1 AND kind IN ('database', 'full') AND path IS NOT NULL"
-            " ORDER BY started_at DESC, id DESC").fetchall()
+            " AND verified = 1 AND kind IN ('database', 'full') AND path IS NOT NULL" + where
+            + " ORDER BY started_at DESC, id DESC", tuple(paths)).fetchall()
     return [Candidate(kind=r[0], path=r[1], sha256=r[2], finished_at=r[3]) for r in rows]
