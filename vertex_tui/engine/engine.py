@@ -32,7 +32,7 @@ from vertex_tui.engine.errors import ConfigError, StoreError
 from vertex_tui.engine.eventlog import Cursor
 from vertex_tui.engine.events import BackupFinished, Event, EventBus, JobSkipped, PassCompleted
 from vertex_tui.engine.jobs import JobBoard
-from vertex_tui.engine.leases import Leases
+from vertex_tui.engine.leases import Leases, dead_here, live_holders
 from vertex_tui.engine.logwriter import EventLogWriter
 from vertex_tui.engine.scheduling import Scheduler
 from vertex_tui.engine.service import Service, ServiceRegistry, ServiceState
@@ -499,9 +499,12 @@ class Engine:
         return [s.name for s in self._started]
 
     async def engines(self) -> list[dict[str, Any]]:
-        """The live engines: owner, host, pid, since, heartbeat_at, leases they hold."""
-        return await engines_store.alive(self.db, self.clock.time(),
-                                         heartbeat_ttl=HEARTBEAT_TTL)
+        """The live engines: owner, host, pid, since, heartbeat_at, leases they hold. An
+        engine of this host whose process is gone is not one, though its heartbeat has not
+        expired yet (`dead_here`)."""
+        found = await engines_store.alive(self.db, self.clock.time(),
+                                          heartbeat_ttl=HEARTBEAT_TTL)
+        return [e for e in found if not dead_here(e["owner"])]
 
     async def status(self) -> dict[str, Any]:
         """State, last and next run and holder of every service, as seen from this process;
@@ -511,7 +514,7 @@ class Engine:
         others = any(e["owner"] != self.owner for e in engines)
         running = self.running()
         leases = {lease for name in self.jobs.names() if (lease := self.jobs.get(name).lease)}
-        holders = await engines_store.holders(self.db, sorted(leases), now)
+        holders = await live_holders(self.db, sorted(leases), now)
         services: dict[str, Any] = {}
         snapshot = await self.jobs.snapshot()
         names = self.registry.names()

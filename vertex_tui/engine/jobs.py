@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.errors import UsageError
+from vertex_tui.engine.leases import live_holders
 from vertex_tui.engine.runs import run_job
 from vertex_tui.engine.service import Job
-from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import jobs as jobs_store
 from vertex_tui.engine.store import runs as runs_store
 from vertex_tui.engine.store import schedules
@@ -137,7 +137,7 @@ class JobBoard:
         paused = await jobs_store.paused(db)
         last = await runs_store.last_real_runs(db)
         leases = [j.lease for j in self._jobs.values() if j.lease]
-        holders = await engines_store.holders(db, leases, now)
+        holders = await live_holders(db, leases, now)
         local = {j.name: j for j in engine.scheduler.jobs()} if self._scheduled else {}
         out = []
         for job in self._jobs.values():

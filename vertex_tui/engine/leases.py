@@ -11,11 +11,12 @@ import logging
 import os
 import socket
 
+from vertex_tui.engine.store import engines as engines_store
 from vertex_tui.engine.store import leases as store
 from vertex_tui.engine.store.db import Database
 from vertex_tui.engine.store.leases import ALIVE_ENGINES
 
-__all__ = ["ALIVE_ENGINES", "Leases", "dead_here", "process_alive"]
+__all__ = ["ALIVE_ENGINES", "Leases", "dead_here", "live_holders", "process_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,20 @@ def dead_here(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
+
+async def live_holders(db: Database, names: list[str], now: float) -> dict[str, str]:
+    """Lease name -> owner, for those of `names` held, unexpired, by a process that still
+    runs: not one of this host whose process is gone (SIGKILLed, crashed), nor an engine
+    whose heartbeat has expired (killed elsewhere, frozen, cut off). Their leases run on
+    until they expire, but name nobody who will act on them: status and jobs say "-", not
+    "held by" a dead engine."""
+    held = await engines_store.holders(db, names, now)
+    if not held:
+        return held
+    stale = await engines_store.stale_heartbeats(db, now)
+    return {name: owner for name, owner in held.items()
+            if owner not in stale and not dead_here(owner)}
 
 
 class Leases:
@@ -86,5 +101,7 @@ class Leases:
         return await store.live_owners(self._db, now)
 
     async def alive_engines(self, now: float) -> list[str]:
-        """Owners of unexpired engine heartbeat leases (`engine:<owner>`)."""
-        return await store.alive_engines(self._db, now)
+        """Owners of unexpired engine heartbeat leases (`engine:<owner>`), less those of this
+        host whose process is gone: a SIGKILLed engine's heartbeat outlives it by up to its
+        TTL."""
+        return [o for o in await store.alive_engines(self._db, now) if not dead_here(o)]
