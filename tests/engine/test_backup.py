@@ -812,6 +812,34 @@ async def test_rotation_deletes_files_beyond_keep_last_and_records_the_run(
         assert again["deleted"]["database"] == 0
 
 
+async def test_rotation_and_its_preview_leave_backups_outside_the_backup_dir_alone(
+    backend_settings_factory: Callable[..., Settings], clock: FakeClock, tmp_path: Path
+) -> None:
+    """A backup recorded in another folder (a one-off run with another VERTEX_BACKUP_DIR, or
+    an earlier one) is the operator's: rotation used to delete it with the others beyond
+    BACKUP_KEEP_LAST, from a folder it was not configured to manage."""
+    elsewhere = tmp_path / "one-off"
+    async with Engine(backend_settings_factory(backup_dir=elsewhere), run=[],
+                      clock=clock) as engine:
+        kept = await engine.backup.run("database")
+    assert kept["status"] == "ok" and Path(kept["path"]).parent.parent == elsewhere
+    clock.advance(DAY)
+    settings = backend_settings_factory(backup_keep_last=1)
+    async with Engine(settings, run=[], clock=clock) as engine:
+        made = []
+        for _ in range(3):
+            made.append(await engine.backup.run("database"))
+            clock.advance(DAY)
+        preview = await engine.backup.rotation_preview()
+        assert [b["id"] for b in preview["database"]] == [made[0]["id"], made[1]["id"]]
+        result = await engine.backup.run("rotation")
+    assert result["deleted"]["database"] == 2
+    assert [Path(m["path"]).exists() for m in made] == [False, False, True]
+    assert Path(kept["path"]).exists()
+    assert query(settings, "SELECT status FROM backups WHERE id = ?", (kept["id"],)) == [
+        ("ok",)]
+
+
 # ---- restore ---------------------------------------------------------------------------------
 
 

@@ -35,6 +35,23 @@ def scope(settings: Settings) -> str | None:
     return this_host()
 
 
+def in_backup_dir(path: str | None, settings: Settings) -> bool:
+    """Whether a backup's file is in `VERTEX_BACKUP_DIR`, the one folder rotation manages
+    (a record without a file, a failed run, counts as in it). A backup recorded elsewhere (an
+    earlier VERTEX_BACKUP_DIR, a one-off `backup run` with another) is the operator's: kept,
+    listed, never deleted by rotation."""
+    if not path:
+        return True
+    return Path(path).resolve().is_relative_to(settings.backup_dir.resolve())
+
+
+async def rotatable(db: Database, settings: Settings, kind: str) -> list[store.BackupRecord]:
+    """The records of `kind` that rotation weighs here: this host's (`scope`), in
+    VERTEX_BACKUP_DIR (`in_backup_dir`). The job and its preview ask the same."""
+    records = await store.for_rotation(db, kind, host=scope(settings))
+    return [r for r in records if in_backup_dir(r.path, settings)]
+
+
 def elsewhere(settings: Settings, record_host: str | None) -> str | None:
     """Why this host cannot touch the file of a backup written on `record_host`, or None."""
     here = scope(settings)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from vertex_tui.engine.backup import folder
 from vertex_tui.engine.backup.retention import BackupInfo, RetentionPolicy, to_delete
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.settings import Settings
-from vertex_tui.engine.store import backup_overview, backups
+from vertex_tui.engine.store import backup_overview
 from vertex_tui.engine.store.db import Database
 
 LEVELS = ("ok", "warning", "critical", "disabled")
@@ -49,7 +50,7 @@ async def rotation_preview(db: Database, settings: Settings,
     policy = policy_of(settings)
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in kinds:
-        records = await backups.for_rotation(db, kind)
+        records = await folder.rotatable(db, settings, kind)
         doomed = to_delete([BackupInfo(id=r.id, started_at=r.started_at, status=r.status,
                                        verified=r.verified) for r in records], policy)
         out[kind] = [{"id": r.id, "path": r.path, "size": r.size,

@@ -332,8 +332,7 @@ class BackupService:
         try:
             await folder.check_shared(self._db, s, self._clock.time())
             for kind in KINDS:
-                records = await store.for_rotation(self._db, kind,
-                                                   host=folder.scope(s))
+                records = await folder.rotatable(self._db, s, kind)
                 infos = [BackupInfo(id=r.id, started_at=r.started_at, status=r.status,
                                     verified=r.verified) for r in records]
                 doomed = to_delete(infos, policy)
