@@ -16,6 +16,7 @@ from vertex_tui.cli_common import (
     ago,
     here_or_by_request,
     print_json,
+    run_line,
     with_engine,
 )
 from vertex_tui.engine.clock import isoformat
@@ -77,7 +78,8 @@ async def _schedule(args: argparse.Namespace, engine: Engine) -> int:
         now = engine.clock.time()
         for j in jobs:
             nxt = j["next_run"]
-            when = "disabled" if not j["enabled"] else f"{nxt}  ({_until(nxt, now)})"
+            when = ("disabled" if not j["enabled"] else "enabled, no next run" if nxt is None
+                    else f"{nxt}  ({_until(nxt, now)})")
             print(f"{j['job']:9} {j['schedule']:15} {when}")
     return EXIT_OK
 
@@ -100,7 +102,7 @@ async def _run_job(args: argparse.Namespace, engine: Engine) -> int:
     if args.json:
         print_json(result)
     else:
-        print(" ".join(f"{k}={v}" for k, v in result.items() if v is not None))
+        print(run_line(result))
     return EXIT_OK if result["status"] == "ok" else EXIT_FAILED
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from vertex_tui.engine.engine import Engine
@@ -92,3 +92,59 @@ def ago(ts: float | None, now: float) -> str:
     delta = timedelta(seconds=now - ts)
     # A time to come is a deadline: two units, as the console shows it ("in 1 day 23 hours").
     return humanize.naturaltime(delta) if delta.total_seconds() >= 0 else until(ts, now)
+
+
+def words(value: Any) -> str:
+    """A value of a result as an operator reads it, never a Python repr: "-" for nothing
+    (None or ""), yes/no for a flag, a list joined with ", ", a mapping as "key: value"
+    pairs joined with ", " ("-" when empty)."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {words(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(map(words, value)) or "-"
+    return str(value)
+
+
+def run_line(result: Mapping[str, Any]) -> str:
+    """A job's or pass's result in one line (`jobs run`, `backup run`, `lifecycle check`):
+    `job=` and `status=`, then what it did as `jobs history` says it (run_detail: numbers,
+    set flags, texts, of a group what is not zero as `changes.project.expiring=1`), a
+    non-empty group that is all zeros as `deleted=0` (rotation looked and removed nothing),
+    its duration, and its error in full. `--json` keeps the whole document."""
+    from vertex_tui.engine.rundetail import NOTHING, run_detail
+
+    parts = [f"{key}={result[key]}" for key in ("job", "status")
+             if result.get(key) not in (None, "")]
+    rest = {k: v for k, v in result.items() if k not in ("job", "status", "error", "seconds")}
+    for key, value in rest.items():
+        detail = run_detail({key: value})
+        if detail != NOTHING:
+            parts.append(detail)
+        elif isinstance(value, Mapping) and value:
+            parts.append(f"{key}=0")
+    seconds = result.get("seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        parts.append(f"seconds={seconds:.3f}")
+    if result.get("error"):
+        parts.append(f"error={result['error']}")
+    return " ".join(parts)
+
+
+def field_lines(doc: Mapping[str, Any], width: int) -> Iterator[str]:
+    """A record as `name: value` lines, names right-aligned to `width`: values in words
+    (`words`), an empty mapping or list left out, a mapping one `key: value` a line and a
+    value of several lines on as many, each under the first."""
+    pad = " " * (width + 2)
+    for key, value in doc.items():
+        if isinstance(value, (Mapping, list, tuple)) and not value:
+            continue
+        if isinstance(value, Mapping):
+            lines = [f"{k}: {words(v)}" for k, v in value.items()]
+        else:
+            lines = words(value).splitlines() or ["-"]
+        yield f"{key:>{width}}: {lines[0]}"
+        yield from (f"{pad}{line}" for line in lines[1:])

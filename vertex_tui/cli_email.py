@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vertex_tui import cli_history, cli_search
-from vertex_tui.cli_common import EXIT_OK, ago, days, print_json
+from vertex_tui.cli_common import EXIT_OK, ago, days, field_lines, print_json
 from vertex_tui.engine.clock import isoformat
 from vertex_tui.engine.email.message import PreparedEmail
 from vertex_tui.engine.email.models import STATUSES, EmailJob
@@ -119,9 +119,9 @@ async def _show(args: argparse.Namespace, engine: Engine) -> int:
     if args.json:
         print_json(detail.to_json())
         return EXIT_OK
-    for key, value in detail.to_json().items():
-        if key != "history":
-            print(f"{key:>16}: {value}")
+    fields = {k: v for k, v in detail.to_json().items() if k != "history"}
+    for line in field_lines(fields, 16):
+        print(line)
     print("         history:")
     for a in detail.history:
         print(

@@ -7,7 +7,13 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from vertex_tui.cli_common import EXIT_FAILED, EXIT_OK, here_or_by_request, print_json
+from vertex_tui.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    here_or_by_request,
+    print_json,
+    run_line,
+)
 from vertex_tui.engine.engine import Engine
 
 
@@ -72,7 +78,7 @@ async def command(args: argparse.Namespace, engine: Engine) -> int:
         if args.json:
             print_json(result)
         else:
-            print(" ".join(f"{k}={v}" for k, v in result.items()))
+            print(run_line(result))
         return EXIT_OK if result["status"] == "ok" else EXIT_FAILED
     doc = await service.summary()
     if args.json:

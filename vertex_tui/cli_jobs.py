@@ -43,6 +43,7 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser],
 
 async def command(args: argparse.Namespace, engine: Engine) -> int:
     from vertex_tui.cli_common import print_json as _print_json
+    from vertex_tui.cli_common import run_line
 
     action = args.action
     if action is None:
@@ -59,7 +60,7 @@ async def command(args: argparse.Namespace, engine: Engine) -> int:
         if args.json:
             _print_json(result)
         else:
-            print(" ".join(f"{k}={v}" for k, v in result.items() if v is not None))
+            print(run_line(result))
         return EXIT_OK if result.get("status") == "ok" else EXIT_FAILED
     if action in ("pause", "resume"):
         changed = await engine.jobs.set_paused(name, action == "pause")
