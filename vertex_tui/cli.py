@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
         cli_panels.check_options(args)
         settings = Settings.from_env()
         if args.command not in ("config", "demo"):
-            cli_panels.check_database_folder(settings)
+            cli_panels.check_database_path(settings)
     except UsageError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,5 +1,5 @@
 """CLI checks and commands of the console-safety work: option combinations, the database
-folder, `config --json`, `backup run rotation --dry-run` and a missing subcommand's list.
+path, `config --json`, `backup run rotation --dry-run` and a missing subcommand's list.
 
 Wired into cli.py by one call each (see `main` there)."""
 
@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import pwd
 import sys
 from pathlib import Path
 from typing import Any
 
 from vertex_tui.engine import Engine, Settings
-from vertex_tui.engine.errors import ConfigError, UsageError
+from vertex_tui.engine.errors import ConfigError, StoreError, UsageError
 from vertex_tui.engine.settings import DatabaseUrl, Secret
+from vertex_tui.engine.store.db import check_sqlite_file
 
 
 def add_top_options(parser: argparse.ArgumentParser) -> None:
@@ -34,16 +37,62 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--dry-run applies to rotation only, not {args.kind}")
 
 
-def check_database_folder(settings: Settings) -> None:
-    """A database in a folder that does not exist is a configuration error (exit 2): opening
-    it would fail anyway, with a less helpful sqlite message. (None on PostgreSQL.)"""
+def check_database_path(settings: Settings) -> None:
+    """What makes the SQLite database at VERTEX_DB_PATH unusable before any command opens it
+    is a configuration error (exit 2, one line naming VERTEX_DB_PATH): a folder that does not
+    exist, a folder or a file that is not SQLite at the path, and a file or folder this user
+    cannot write (SQLite's own word for each is "unable to open database file" or worse).
+    (None on PostgreSQL.)"""
     if settings.database_url:
         return
-    folder = settings.db_path.absolute().parent
+    path = settings.db_path
+    folder = path.absolute().parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
-        raise ConfigError("VERTEX_DB_PATH", str(settings.db_path),
+        raise ConfigError("VERTEX_DB_PATH", str(path),
                           f"a file in an existing folder ({folder} {what})")
+    try:
+        check_sqlite_file(path)
+    except StoreError as exc:
+        raise ConfigError("VERTEX_DB_PATH", str(path),
+                          f"a vertex-tui SQLite database, or a path for a new one ({exc})"
+                          ) from None
+    read_only = read_only_part(path)
+    if read_only:
+        raise ConfigError("VERTEX_DB_PATH", str(path),
+                          f"a database this user can write ({read_only})")
+
+
+def read_only_part(path: Path) -> str:
+    """Why this user cannot write the SQLite database at `path` ("" if it can): the file, or
+    its folder when SQLite must create something there (the file itself, its -wal or -shm).
+    Every command writes (migrations, heartbeats, audit), so a read-only one fails anyway."""
+    folder = path.absolute().parent
+    user = _user()
+    if os.access(folder, os.F_OK) and _read_only_mount(folder):
+        return f"{folder} is on a read-only file system"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"the file {path} is read-only for {user}"
+    needed = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
+    if needed and not os.access(folder, os.W_OK | os.X_OK):
+        return (f"its folder {folder} is read-only for {user}, and SQLite must create"
+                f" {needed[0].name} in it")
+    return ""
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _json_value(value: Any) -> Any:

@@ -17,6 +17,7 @@ to build or start is reported with state `error` and the reason; the others run 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -300,6 +301,12 @@ class Engine:
         try:
             server.start()
         except OSError as exc:
+            # An address that does not resolve, or is no address of this machine, is
+            # METRICS_ADDRESS's fault; a port in use or reserved is METRICS_PORT's.
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError("METRICS_ADDRESS", address,
+                                  f"an IP address or host name of this machine to listen on"
+                                  f" ({exc.strerror})") from None
             raise ConfigError("METRICS_PORT", str(port),
                               f"a port free to listen on at {address} ({exc.strerror})") from None
         self._metrics = server

@@ -184,6 +184,8 @@ def write_storage_tar(storage: Path, dest: Path,
     """A gzip tar of `storage` at `dest`. Links are stored as links, never followed;
     unreadable entries are listed in the result (and left out), never silently skipped."""
     if not storage.is_dir():
+        if storage.exists():
+            raise BackupFailed(f"storage folder {storage} (VERTEX_STORAGE_DIR) is not a folder")
         raise BackupFailed(f"storage folder {storage} does not exist")
     unreadable: list[str] = []
     special: list[str] = []

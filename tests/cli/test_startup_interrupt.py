@@ -1,0 +1,42 @@
+"""Ctrl-C while vertex-tui is still starting (imports, settings, opening the database) exits
+130 without a traceback, wherever the signal lands."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+# Before the interpreter has its SIGINT handler the process just dies of the signal (the
+# shell says 130 for that too), quietly; a run that was already over exits 0.
+QUIET = (130, -signal.SIGINT, 0)
+DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4)
+
+
+def _interpreter_start() -> float:
+    """How long this machine takes to start Python and import `re` (site and the launcher's
+    prelude): a SIGINT before that lands in CPython's own start, before any vertex-tui code."""
+    took = []
+    for _ in range(3):
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import re"], check=True)
+        took.append(time.monotonic() - start)
+    return max(took)
+
+
+@pytest.mark.parametrize("args", [("status",), ("--no-ui",)])
+def test_sigint_while_starting_exits_130_quietly(cli, args) -> None:
+    start = _interpreter_start()
+    for delay in DELAYS:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vertex_tui", *args], env=cli.env(), cwd=cli.path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(start * 1.5 + delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode in QUIET, (delay, proc.returncode, stderr)
+        assert "Traceback" not in stderr, (delay, stderr)
+        assert "KeyboardInterrupt" not in stderr, (delay, stderr)
