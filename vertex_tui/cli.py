@@ -100,12 +100,33 @@ def run_command(module: ModuleType, args: argparse.Namespace, settings: Settings
     return asyncio.run(with_engine(settings, services, lambda e: module.command(args, e)))
 
 
-async def run_headless(settings: Settings) -> int:
-    """The engine without a console until SIGTERM or SIGINT; then a graceful stop."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def headless(settings: Settings) -> int:
+    """`run_headless` under a handler of its own for SIGTERM and SIGINT from the start.
+
+    Left to `asyncio.run`, a SIGINT landing before `run_headless` had put its loop handlers in
+    place went to asyncio's own handler, which cancels the main task; and once, in the full
+    suite, that Ctrl-C was lost: the engine started and ran on (its passes every five minutes
+    for 35 minutes) until a SIGTERM stopped it. A stop signal before the loop handlers is
+    now remembered here, and `run_headless` stops as soon as it has started."""
+    early: list[int] = []
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
+    return asyncio.run(run_headless(settings, early))
+
+
+async def run_headless(settings: Settings, early: list[int] | None = None) -> int:
+    """The engine without a console until SIGTERM or SIGINT; then a graceful stop. `early`:
+    stop signals received before this (see `headless`), checked once the loop has its own
+    handlers, so none falls between the two."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    if early:
+        stop.set()
     async with Engine(settings) as engine:
         log.info(
             "engine %s running: %s (database %s)",
@@ -158,7 +179,7 @@ def main(argv: list[str]) -> int:
     logsetup.configure(args.log_format, "warning" if args.command else args.log_level)
     try:
         if args.command is None:
-            return asyncio.run(run_headless(settings))
+            return headless(settings)
         return run_command(table[args.command], args, settings)
     except UsageError as exc:
         print(f"vertex-tui: {exc}", file=sys.stderr)

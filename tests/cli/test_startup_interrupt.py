@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
+from support.db import query
 
 # Before the interpreter has its SIGINT handler the process just dies of the signal (the
 # shell says 130 for that too), quietly; a run that was already over exits 0.
@@ -47,3 +50,18 @@ def test_sigint_while_starting_exits_130_quietly(cli, args) -> None:
         assert proc.returncode in QUIET, (delay, proc.returncode, stderr)
         assert "Traceback" not in stderr, (delay, stderr)
         assert "KeyboardInterrupt" not in stderr, (delay, stderr)
+
+
+async def test_a_stop_signal_before_the_loop_handlers_still_stops_the_engine(
+    settings: Any,
+) -> None:
+    """A SIGINT that `headless` caught before `run_headless` had its loop handlers (once, in
+    the full suite, such a Ctrl-C was lost and the engine ran on for 35 minutes): the engine
+    starts, then stops at once, gracefully."""
+    from vertex_tui.cli import run_headless
+
+    code = await asyncio.wait_for(run_headless(settings, [signal.SIGINT]), 60)
+    assert code == 0
+    # It did start (and stopped): its heartbeat lease was taken and given back.
+    assert query(settings, "SELECT count(*) FROM leases WHERE name LIKE 'engine:%'") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM service_runs") != [(0,)]
