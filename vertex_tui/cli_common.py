@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from vertex_tui.engine.engine import Engine
 from vertex_tui.engine.numbers import whole_number
+from vertex_tui.engine.rundetail import NOTHING, run_detail
 from vertex_tui.engine.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -115,8 +116,6 @@ def run_line(result: Mapping[str, Any]) -> str:
     set flags, texts, of a group what is not zero as `changes.project.expiring=1`), a
     non-empty group that is all zeros as `deleted=0` (rotation looked and removed nothing),
     its duration, and its error in full. `--json` keeps the whole document."""
-    from vertex_tui.engine.rundetail import NOTHING, run_detail
-
     parts = [f"{key}={result[key]}" for key in ("job", "status")
              if result.get(key) not in (None, "")]
     rest = {k: v for k, v in result.items() if k not in ("job", "status", "error", "seconds")}
